@@ -1,0 +1,270 @@
+//! Device profiles: a reusable register map for one kind of device, with the
+//! metrics it yields and the consumables those metrics wear out.
+//!
+//! A profile is written once by a device maker (`configs/profiles/*.toml`) and
+//! referenced by every device of that kind. The agent uses the register map;
+//! the hub uses the consumables. Parsing and validation are pure.
+
+use crate::config::{ConfigError, parse_toml};
+use crate::registers::{Calibration, DataType, RegisterKind, WordOrder};
+use serde::Deserialize;
+
+/// One kind of device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Profile name, referenced by devices in the agent config.
+    pub name: String,
+    /// Free text for people.
+    #[serde(default)]
+    pub description: String,
+    /// The register map.
+    #[serde(default)]
+    pub fields: Vec<Field>,
+    /// Parts that wear out, and the metric that shows it.
+    #[serde(default)]
+    pub consumables: Vec<Consumable>,
+}
+
+/// One metric read from the device's registers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    /// Metric name as it appears in telemetry, e.g. `filter_dp`.
+    pub metric: String,
+    /// Unit for people and charts, e.g. `Pa`.
+    #[serde(default)]
+    pub unit: String,
+    /// Which Modbus table the value lives in.
+    pub kind: RegisterKind,
+    /// Protocol (0-based) address of the first register or bit.
+    pub address: u16,
+    /// Layout of the value.
+    #[serde(rename = "type")]
+    pub data_type: DataType,
+    /// Byte and word order of multi-register values.
+    #[serde(default)]
+    pub order: WordOrder,
+    /// For `type = "bool"` in a holding or input register: which bit (0–15).
+    pub bit: Option<u8>,
+    /// Multiplier applied to the raw value.
+    #[serde(default = "default_scale")]
+    pub scale: f64,
+    /// Added after scaling.
+    #[serde(default)]
+    pub offset: f64,
+}
+
+const fn default_scale() -> f64 {
+    1.0
+}
+
+impl Field {
+    /// Number of registers (or bits) the field spans.
+    pub fn span(&self) -> u16 {
+        if self.kind.is_bit() {
+            1
+        } else {
+            self.data_type.words()
+        }
+    }
+
+    /// The calibration applied after decoding.
+    pub fn calibration(&self) -> Calibration {
+        Calibration {
+            scale: self.scale,
+            offset: self.offset,
+        }
+    }
+}
+
+/// A part that wears out: its wear signal, when it is spent, and how much
+/// notice a replacement visit needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consumable {
+    /// Name, unique within the profile, e.g. `filter`.
+    pub name: String,
+    /// The metric that rises as the part wears, e.g. `filter_dp`.
+    pub signal: String,
+    /// Signal value at which the part is spent.
+    pub threshold: f64,
+    /// How long before the predicted end of life a work order must open.
+    pub lead_time_days: f64,
+    /// A replacement shows as the signal falling by at least this fraction of
+    /// its rise since the last replacement.
+    #[serde(default = "default_reset_fraction")]
+    pub reset_fraction: f64,
+}
+
+const fn default_reset_fraction() -> f64 {
+    0.5
+}
+
+impl Profile {
+    /// Parses and validates a profile's TOML text.
+    pub fn parse(origin: &str, text: &str) -> Result<Profile, ConfigError> {
+        let profile: Profile = parse_toml(origin, text)?;
+        profile
+            .validate()
+            .map_err(|(key, msg)| ConfigError::invalid(origin, text, &key, msg))?;
+        Ok(profile)
+    }
+
+    /// Checks what serde cannot: names unique, no overlapping fields,
+    /// addresses in range, types fit their table, consumables refer to fields.
+    /// On error returns the key path and the reason.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.name.trim().is_empty() {
+            return Err(("name".into(), "must not be empty".into()));
+        }
+        for (i, f) in self.fields.iter().enumerate() {
+            let key = |k: &str| format!("fields[{i}].{k}");
+            if f.metric.trim().is_empty() {
+                return Err((key("metric"), "must not be empty".into()));
+            }
+            if self.fields[..i].iter().any(|g| g.metric == f.metric) {
+                return Err((
+                    key("metric"),
+                    format!("metric `{}` is defined twice", f.metric),
+                ));
+            }
+            if f.kind.is_bit() && f.data_type != DataType::Bool {
+                return Err((
+                    key("type"),
+                    format!("a {:?} field must have type \"bool\"", f.kind),
+                ));
+            }
+            if f.bit.is_some() && (f.kind.is_bit() || f.data_type != DataType::Bool) {
+                return Err((
+                    key("bit"),
+                    "`bit` applies only to type \"bool\" in a holding or input register".into(),
+                ));
+            }
+            if f.bit.is_some_and(|b| b > 15) {
+                return Err((key("bit"), "must be 0–15".into()));
+            }
+            if u32::from(f.address) + u32::from(f.span()) > 65536 {
+                return Err((key("address"), "field runs past register 65535".into()));
+            }
+            if !f.scale.is_finite() || f.scale == 0.0 || !f.offset.is_finite() {
+                return Err((
+                    key("scale"),
+                    "scale must be finite and non-zero, offset finite".into(),
+                ));
+            }
+            let overlap = self.fields[..i].iter().find(|g| {
+                g.kind == f.kind
+                    && f.address < g.address + g.span()
+                    && g.address < f.address + f.span()
+                    && !(f.bit.is_some() && g.bit.is_some() && f.bit != g.bit)
+            });
+            if let Some(g) = overlap {
+                return Err((
+                    key("address"),
+                    format!(
+                        "overlaps field `{}` at {:?} {}",
+                        g.metric, g.kind, g.address
+                    ),
+                ));
+            }
+        }
+        for (i, c) in self.consumables.iter().enumerate() {
+            let key = |k: &str| format!("consumables[{i}].{k}");
+            if self.consumables[..i].iter().any(|d| d.name == c.name) {
+                return Err((
+                    key("name"),
+                    format!("consumable `{}` is defined twice", c.name),
+                ));
+            }
+            if !self.fields.iter().any(|f| f.metric == c.signal) {
+                return Err((
+                    key("signal"),
+                    format!("no field yields metric `{}`", c.signal),
+                ));
+            }
+            if !c.threshold.is_finite() {
+                return Err((key("threshold"), "must be a finite number".into()));
+            }
+            if !(c.lead_time_days.is_finite() && c.lead_time_days >= 0.0) {
+                return Err((key("lead_time_days"), "must be ≥ 0".into()));
+            }
+            if !(c.reset_fraction > 0.0 && c.reset_fraction <= 1.0) {
+                return Err((key("reset_fraction"), "must be in (0, 1]".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The field that yields `metric`.
+    pub fn field(&self, metric: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.metric == metric)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "pump"
+[[fields]]
+metric = "temp"
+kind = "input"
+address = 0
+type = "i16"
+scale = 0.1
+[[fields]]
+metric = "hours"
+kind = "input"
+address = 1
+type = "u32"
+[[consumables]]
+name = "seal"
+signal = "temp"
+threshold = 90.0
+lead_time_days = 7
+"#;
+
+    #[test]
+    fn good_profile_parses() {
+        let p = Profile::parse("pump.toml", GOOD).expect("valid");
+        assert_eq!(p.fields.len(), 2);
+        assert_eq!(p.field("hours").map(Field::span), Some(2));
+        assert_eq!(p.consumables[0].reset_fraction, 0.5);
+    }
+
+    #[track_caller]
+    fn check_invalid(text: &str, key: &str, line: usize) {
+        let err = Profile::parse("p.toml", text).expect_err("invalid");
+        assert_eq!(err.key, key, "{err}");
+        assert_eq!(err.line, Some(line), "{err}");
+    }
+
+    #[test]
+    fn overlapping_fields_are_refused() {
+        let text = GOOD.replace("address = 1\ntype = \"u32\"", "address = 0\ntype = \"u32\"");
+        check_invalid(&text, "fields[1].address", 12);
+    }
+
+    #[test]
+    fn consumable_must_name_a_field() {
+        check_invalid(
+            &GOOD.replace("signal = \"temp\"", "signal = \"dp\""),
+            "consumables[0].signal",
+            16,
+        );
+    }
+
+    #[test]
+    fn coils_must_be_bool() {
+        check_invalid(
+            &GOOD.replace(
+                "kind = \"input\"\naddress = 0",
+                "kind = \"coil\"\naddress = 0",
+            ),
+            "fields[0].type",
+            7,
+        );
+    }
+}

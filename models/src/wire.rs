@@ -1,0 +1,512 @@
+//! Wire contract v1: the MQTT topics and JSON payloads exchanged between the
+//! agent and the hub. Defined once here and documented in `docs/protocol.md`,
+//! whose examples are parsed by this module's tests.
+//!
+//! Every payload carries its version in `v`. Decoding validates everything the
+//! hub relies on (ids usable as topic segments, topic and payload agreeing,
+//! sequence numbers growing within a batch) and never panics on input.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The payload version this build speaks.
+pub const VERSION: u32 = 1;
+/// Prefix of every topic of this version.
+pub const ROOT: &str = "wearline/v1";
+
+/// Why a message was refused. The hub counts malformed input by this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("topic `{0}` is not a Wearline v1 topic")]
+    Topic(String),
+    #[error("payload is not valid JSON for {what}: {detail}")]
+    Json { what: &'static str, detail: String },
+    #[error("payload version {0} is not supported (this build speaks {VERSION})")]
+    Version(u32),
+    #[error("invalid payload: {0}")]
+    Invalid(String),
+}
+
+impl WireError {
+    /// A short stable label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WireError::Topic(_) => "topic",
+            WireError::Json { .. } => "json",
+            WireError::Version(_) => "version",
+            WireError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// A parsed Wearline topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topic {
+    /// `wearline/v1/{gateway}/telemetry/{device}`: [`Telemetry`], QoS 1.
+    Telemetry { gateway: String, device: String },
+    /// `wearline/v1/{gateway}/alerts/{device}`: [`Alert`], QoS 1.
+    Alert { gateway: String, device: String },
+    /// `wearline/v1/{gateway}/status`: [`GatewayStatus`], retained, also the last will.
+    Status { gateway: String },
+    /// `wearline/v1/{gateway}/health`: [`GatewayHealth`].
+    Health { gateway: String },
+    /// `wearline/v1/{gateway}/commands`: [`Command`], hub to agent, QoS 1.
+    Command { gateway: String },
+}
+
+/// Subscription filters for the hub (everything agents publish).
+pub const HUB_FILTERS: [&str; 4] = [
+    "wearline/v1/+/telemetry/+",
+    "wearline/v1/+/alerts/+",
+    "wearline/v1/+/status",
+    "wearline/v1/+/health",
+];
+
+impl Topic {
+    /// The topic string.
+    pub fn render(&self) -> String {
+        match self {
+            Topic::Telemetry { gateway, device } => format!("{ROOT}/{gateway}/telemetry/{device}"),
+            Topic::Alert { gateway, device } => format!("{ROOT}/{gateway}/alerts/{device}"),
+            Topic::Status { gateway } => format!("{ROOT}/{gateway}/status"),
+            Topic::Health { gateway } => format!("{ROOT}/{gateway}/health"),
+            Topic::Command { gateway } => format!("{ROOT}/{gateway}/commands"),
+        }
+    }
+
+    /// Parses a topic string.
+    pub fn parse(topic: &str) -> Result<Topic, WireError> {
+        let bad = || WireError::Topic(topic.to_string());
+        let rest = topic
+            .strip_prefix(ROOT)
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(bad)?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        let id = |s: &str| validate_id(s).map(|()| s.to_string()).map_err(|_| bad());
+        match parts.as_slice() {
+            [g, "telemetry", d] => Ok(Topic::Telemetry {
+                gateway: id(g)?,
+                device: id(d)?,
+            }),
+            [g, "alerts", d] => Ok(Topic::Alert {
+                gateway: id(g)?,
+                device: id(d)?,
+            }),
+            [g, "status"] => Ok(Topic::Status { gateway: id(g)? }),
+            [g, "health"] => Ok(Topic::Health { gateway: id(g)? }),
+            [g, "commands"] => Ok(Topic::Command { gateway: id(g)? }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Checks that `id` can be a topic segment: 1–64 characters of ASCII letters,
+/// digits, `-`, `_`, `.` or `:`.
+pub fn validate_id(id: &str) -> Result<(), WireError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::Invalid(format!("`{id}` is not a valid id")))
+    }
+}
+
+/// A batch of samples from one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    /// Payload version, [`VERSION`].
+    pub v: u32,
+    pub gateway: String,
+    pub device: String,
+    /// Name of the device profile the metrics follow.
+    pub profile: String,
+    /// One entry per poll, in sequence order.
+    pub samples: Vec<Sample>,
+}
+
+/// One poll of one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    /// Per-device sequence number; strictly increasing over the device's life,
+    /// across agent restarts. The hub drops a (device, seq) it has seen.
+    pub seq: u64,
+    /// Sample time, milliseconds since the Unix epoch (UTC).
+    pub ts_ms: i64,
+    /// Metric name to value, after scaling.
+    pub values: BTreeMap<String, f64>,
+}
+
+/// An alert raised on the edge, or its clearing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    pub v: u32,
+    pub gateway: String,
+    pub device: String,
+    pub ts_ms: i64,
+    /// What was detected, e.g. `temperature_drift`, `vibration_anomaly`, `stuck_sensor`.
+    pub kind: String,
+    pub metric: String,
+    pub severity: Severity,
+    /// Detector score in [0, 1].
+    pub score: f64,
+    /// The learned baseline the value departed from.
+    pub baseline: f64,
+    pub value: f64,
+    pub state: AlertState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Open,
+    Cleared,
+}
+
+/// Whether a gateway is connected. Published retained on connect (`online`)
+/// and registered as the last will (`offline`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayStatus {
+    pub v: u32,
+    pub gateway: String,
+    pub state: Connectivity,
+    /// When the agent connected (for `online`) or registered its will (`offline`).
+    pub since_ms: i64,
+    /// Agent version.
+    pub agent_version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connectivity {
+    Online,
+    Offline,
+}
+
+/// Periodic gateway health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayHealth {
+    pub v: u32,
+    pub gateway: String,
+    pub ts_ms: i64,
+    /// Devices configured.
+    pub devices: u32,
+    /// Polls that failed since the agent started.
+    pub poll_errors: u64,
+    /// Samples waiting to be sent uplink.
+    pub buffer_depth: u64,
+    /// Agent process resident memory, bytes, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+}
+
+/// A command from the hub to an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    pub v: u32,
+    /// Unique id, so the agent can ignore a command delivered twice.
+    pub id: String,
+    pub ts_ms: i64,
+    pub device: String,
+    pub action: Action,
+}
+
+/// What a command asks the agent to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Switch an indicator on the appliance (e.g. the filter light) on or off.
+    SetIndicator { indicator: String, on: bool },
+}
+
+/// A payload type of this contract.
+pub trait Payload: Serialize + DeserializeOwned {
+    /// Name used in errors.
+    const WHAT: &'static str;
+    /// The payload's version field.
+    fn version(&self) -> u32;
+    /// Checks beyond the JSON shape.
+    fn check(&self) -> Result<(), WireError> {
+        Ok(())
+    }
+}
+
+/// Serialises a payload.
+pub fn encode<T: Payload>(payload: &T) -> Vec<u8> {
+    // Serialising these plain structs into a Vec cannot fail: no maps with
+    // non-string keys, no custom serialisers.
+    serde_json::to_vec(payload).unwrap_or_default()
+}
+
+/// Parses and validates a payload.
+pub fn decode<T: Payload>(bytes: &[u8]) -> Result<T, WireError> {
+    match serde_json::from_slice::<T>(bytes) {
+        Ok(p) if p.version() != VERSION => Err(WireError::Version(p.version())),
+        Ok(p) => p.check().map(|()| p),
+        Err(e) => {
+            #[derive(Deserialize)]
+            struct Peek {
+                v: Option<u32>,
+            }
+            match serde_json::from_slice::<Peek>(bytes) {
+                Ok(Peek { v: Some(v) }) if v != VERSION => Err(WireError::Version(v)),
+                _ => Err(WireError::Json {
+                    what: T::WHAT,
+                    detail: e.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+impl Payload for Telemetry {
+    const WHAT: &'static str = "telemetry";
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn check(&self) -> Result<(), WireError> {
+        validate_id(&self.gateway)?;
+        validate_id(&self.device)?;
+        if self.samples.is_empty() {
+            return Err(WireError::Invalid("telemetry has no samples".into()));
+        }
+        if self.samples.windows(2).any(|w| w[1].seq <= w[0].seq) {
+            return Err(WireError::Invalid(
+                "sample sequence numbers must increase".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Payload for Alert {
+    const WHAT: &'static str = "alert";
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn check(&self) -> Result<(), WireError> {
+        validate_id(&self.gateway)?;
+        validate_id(&self.device)?;
+        if !(0.0..=1.0).contains(&self.score) {
+            return Err(WireError::Invalid(format!(
+                "score {} is outside [0, 1]",
+                self.score
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Payload for GatewayStatus {
+    const WHAT: &'static str = "gateway status";
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn check(&self) -> Result<(), WireError> {
+        validate_id(&self.gateway)
+    }
+}
+
+impl Payload for GatewayHealth {
+    const WHAT: &'static str = "gateway health";
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn check(&self) -> Result<(), WireError> {
+        validate_id(&self.gateway)
+    }
+}
+
+impl Payload for Command {
+    const WHAT: &'static str = "command";
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn check(&self) -> Result<(), WireError> {
+        validate_id(&self.device)
+    }
+}
+
+/// A message from an agent, decoded and checked against its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Uplink {
+    Telemetry(Telemetry),
+    Alert(Alert),
+    Status(GatewayStatus),
+    Health(GatewayHealth),
+}
+
+/// Decodes a message an agent published, checking that the ids in the
+/// payload match the topic it arrived on.
+pub fn decode_uplink(topic: &str, payload: &[u8]) -> Result<Uplink, WireError> {
+    let mismatch =
+        |what: &str| WireError::Invalid(format!("payload {what} does not match topic `{topic}`"));
+    match Topic::parse(topic)? {
+        Topic::Telemetry { gateway, device } => {
+            let t: Telemetry = decode(payload)?;
+            if t.gateway != gateway || t.device != device {
+                return Err(mismatch("gateway/device"));
+            }
+            Ok(Uplink::Telemetry(t))
+        }
+        Topic::Alert { gateway, device } => {
+            let a: Alert = decode(payload)?;
+            if a.gateway != gateway || a.device != device {
+                return Err(mismatch("gateway/device"));
+            }
+            Ok(Uplink::Alert(a))
+        }
+        Topic::Status { gateway } => {
+            let s: GatewayStatus = decode(payload)?;
+            if s.gateway != gateway {
+                return Err(mismatch("gateway"));
+            }
+            Ok(Uplink::Status(s))
+        }
+        Topic::Health { gateway } => {
+            let h: GatewayHealth = decode(payload)?;
+            if h.gateway != gateway {
+                return Err(mismatch("gateway"));
+            }
+            Ok(Uplink::Health(h))
+        }
+        Topic::Command { .. } => Err(WireError::Topic(topic.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The examples in `docs/protocol.md`: each fenced block tagged
+    /// `json topic=...` must decode on that topic and survive a round trip.
+    #[test]
+    fn protocol_doc_examples_decode() {
+        let doc = include_str!("../../docs/protocol.md");
+        let mut checked = 0;
+        let mut lines = doc.lines();
+        while let Some(line) = lines.next() {
+            let Some(topic) = line.trim().strip_prefix("```json topic=") else {
+                continue;
+            };
+            let body: String = lines
+                .by_ref()
+                .take_while(|l| l.trim() != "```")
+                .collect::<Vec<_>>()
+                .join("\n");
+            let topic = topic.trim();
+            let parsed = Topic::parse(topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
+            assert_eq!(parsed.render(), topic);
+            if let Topic::Command { .. } = parsed {
+                let c: Command =
+                    decode(body.as_bytes()).unwrap_or_else(|e| panic!("{topic}: {e}\n{body}"));
+                assert_eq!(decode::<Command>(&encode(&c)), Ok(c));
+            } else {
+                let m = decode_uplink(topic, body.as_bytes())
+                    .unwrap_or_else(|e| panic!("{topic}: {e}\n{body}"));
+                let again = match &m {
+                    Uplink::Telemetry(t) => encode(t),
+                    Uplink::Alert(a) => encode(a),
+                    Uplink::Status(s) => encode(s),
+                    Uplink::Health(h) => encode(h),
+                };
+                assert_eq!(decode_uplink(topic, &again), Ok(m));
+            }
+            checked += 1;
+        }
+        assert!(
+            checked >= 5,
+            "docs/protocol.md should show every payload; found {checked}"
+        );
+    }
+
+    fn telemetry() -> Telemetry {
+        Telemetry {
+            v: 1,
+            gateway: "gw-1".into(),
+            device: "d1".into(),
+            profile: "air-purifier".into(),
+            samples: vec![
+                Sample {
+                    seq: 7,
+                    ts_ms: 1000,
+                    values: [("filter_dp".to_string(), 120.5)].into(),
+                },
+                Sample {
+                    seq: 8,
+                    ts_ms: 2000,
+                    values: [("filter_dp".to_string(), 121.0)].into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn telemetry_round_trips() {
+        let t = telemetry();
+        let topic = Topic::Telemetry {
+            gateway: "gw-1".into(),
+            device: "d1".into(),
+        }
+        .render();
+        assert_eq!(topic, "wearline/v1/gw-1/telemetry/d1");
+        assert_eq!(decode_uplink(&topic, &encode(&t)), Ok(Uplink::Telemetry(t)));
+    }
+
+    #[track_caller]
+    fn check_refused(topic: &str, payload: &[u8], reason: &str) {
+        let err = decode_uplink(topic, payload).expect_err("must be refused");
+        assert_eq!(err.reason(), reason, "{err}");
+    }
+
+    #[test]
+    fn malformed_input_is_refused_with_a_reason() {
+        let topic = "wearline/v1/gw-1/telemetry/d1";
+        check_refused(topic, b"{not json", "json");
+        check_refused(topic, b"", "json");
+        check_refused(topic, br#"{"v":2,"gateway":"gw-1"}"#, "version");
+        check_refused("wearline/v1/gw-1/telemetry", b"{}", "topic");
+        check_refused("other/v1/gw-1/status", b"{}", "topic");
+        check_refused("wearline/v1/gw+1/status", b"{}", "topic");
+
+        let mut t = telemetry();
+        t.samples[1].seq = 7;
+        check_refused(topic, &encode(&t), "invalid");
+        let mut t = telemetry();
+        t.device = "d2".into();
+        check_refused(topic, &encode(&t), "invalid");
+        let mut t = telemetry();
+        t.samples.clear();
+        check_refused(topic, &encode(&t), "invalid");
+        let with_extra = String::from_utf8(encode(&telemetry()))
+            .unwrap_or_default()
+            .replacen('{', r#"{"x":1,"#, 1);
+        check_refused(topic, with_extra.as_bytes(), "json");
+    }
+
+    #[test]
+    fn ids_are_topic_safe() {
+        assert!(validate_id("purifier-0001").is_ok());
+        for bad in ["", "a/b", "a+b", "a#", "é", &"x".repeat(65)] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+}

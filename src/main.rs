@@ -1,1 +1,144 @@
-fn main() {}
+//! `wearline`: the one user-facing binary. It parses the command line and
+//! hands over to the crates: `agent`, `hub`, `sim` and `demo`.
+//!
+//! Thin by design: no logic here beyond turning flags into settings, starting
+//! things, and reporting errors with context at the edge.
+
+mod demo;
+mod sim;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use wearline_agent::clock::Clock;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wearline",
+    version,
+    about = "Predictive maintenance from the edge agent to the preventive work order"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the edge agent: poll devices and publish telemetry uplink.
+    Agent(AgentArgs),
+    /// Run the hub: broker, ingestion, predictions, work orders and the API.
+    Hub(HubArgs),
+    /// Run simulated air purifiers that speak Modbus TCP.
+    Sim(sim::SimArgs),
+    /// Run hub, agent and a simulated fleet together on loopback.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// Agent config file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Stretch sample timestamps this many times faster than real time, to
+    /// match simulated devices started with the same `--time-scale`.
+    #[arg(long, default_value_t = 1.0, hide = true)]
+    time_scale: f64,
+}
+
+#[derive(Debug, clap::Args)]
+struct HubArgs {
+    /// Hub config file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    init_logging(default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Agent(a) => run_agent(a).await,
+            Command::Hub(h) => run_hub(h).await,
+            Command::Sim(s) => sim::run(s).await,
+            Command::Demo(d) => demo::run(d).await,
+        }
+    });
+    // The embedded broker's threads do not stop on their own; do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(default_level: &str) {
+    // rumqttd logs every ordinary client disconnect at ERROR; keep it quiet
+    // unless asked for with RUST_LOG.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default_level},rumqttd=off,sqlx=warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let config = wearline_agent::AgentConfig::load(&args.config)?;
+    let agent = wearline_agent::Agent::new(config, Clock::scaled(args.time_scale))
+        .start()
+        .context("starting the agent")?;
+    println!("agent: polling, press Ctrl-C to stop");
+    shutdown_signal().await;
+    agent.stop().await;
+    Ok(())
+}
+
+async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
+    let config = wearline_hub::HubConfig::load(&args.config)?;
+    let hub = wearline_hub::Hub::start(config).await?;
+    println!("api: http://{}", hub.api_addr);
+    println!("broker: {}", hub.broker_addr);
+    shutdown_signal().await;
+    hub.stop().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

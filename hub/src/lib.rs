@@ -1,1 +1,17 @@
-//! hub
+//! The Wearline hub: an MQTT broker (embedded by default), ingestion of agent
+//! telemetry, an embedded SQLite store, remaining-life predictions per
+//! consumable, preventive work orders, and the REST API.
+//!
+//! Analytics and ticket rules are pure and live in `wearline-models`; this
+//! crate does the IO around them.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod ingest;
+pub mod predict;
+pub mod run;
+pub mod store;
+
+pub use config::HubConfig;
+pub use run::{Hub, HubEvent, HubHandle};

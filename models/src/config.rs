@@ -106,8 +106,7 @@ fn locate(text: &str, key: &str) -> Option<usize> {
 
 /// Parses `text` (read from `origin`) as TOML into `T`.
 pub fn parse_toml<T: DeserializeOwned>(origin: &str, text: &str) -> Result<T, ConfigError> {
-    let de =
-        toml::Deserializer::parse(text).map_err(|e| from_toml(origin, text, e, String::new()))?;
+    let de = toml::Deserializer::parse(text).map_err(|e| from_toml(origin, text, e, String::new()))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let key = if key == "." { String::new() } else { key };
@@ -124,15 +123,15 @@ fn from_toml(origin: &str, text: &str, e: toml::de::Error, mut key: String) -> C
         None => (None, None),
     };
     let message = e.message().trim().to_string();
-    // serde reports an unknown field at its parent's path; name the field itself.
-    if let Some(field) = unknown_field(&message) {
-        if !key.ends_with(&field) {
-            key = if key.is_empty() {
-                field
-            } else {
-                format!("{key}.{field}")
-            };
-        }
+    // Make sure an unknown field's key names the field itself.
+    if let Some(field) = unknown_field(&message)
+        && !key.ends_with(&field)
+    {
+        key = if key.is_empty() {
+            field
+        } else {
+            format!("{key}.{field}")
+        };
     }
     ConfigError {
         origin: origin.to_string(),

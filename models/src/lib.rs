@@ -11,4 +11,5 @@ pub mod life;
 pub mod profile;
 pub mod registers;
 pub mod rules;
+pub mod time;
 pub mod wire;

@@ -171,10 +171,7 @@ impl Trend {
     /// short or shows no wear.
     pub fn predict(&self) -> Option<Prediction> {
         let span_days = (self.last_ms - self.life_start_ms) as f64 / MS_PER_DAY;
-        if self.count < self.cfg.min_samples
-            || span_days < self.cfg.min_span_days
-            || self.cxx <= 0.0
-        {
+        if self.count < self.cfg.min_samples || span_days < self.cfg.min_span_days || self.cxx <= 0.0 {
             return None;
         }
         let slope = self.cxy / self.cxx;
@@ -251,11 +248,7 @@ mod tests {
         assert!((p.slope_per_day - 2.0).abs() < 1e-9, "{p:?}");
         assert_eq!(p.end_of_life_ms, 85 * DAY);
         assert!((p.remaining_days() - 45.0).abs() < 1e-6);
-        assert_eq!(
-            p.interval_ms,
-            (85 * DAY, Some(85 * DAY)),
-            "no noise, no width"
-        );
+        assert_eq!(p.interval_ms, (85 * DAY, Some(85 * DAY)), "no noise, no width");
     }
 
     #[test]

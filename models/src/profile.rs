@@ -124,10 +124,7 @@ impl Profile {
                 return Err((key("metric"), "must not be empty".into()));
             }
             if self.fields[..i].iter().any(|g| g.metric == f.metric) {
-                return Err((
-                    key("metric"),
-                    format!("metric `{}` is defined twice", f.metric),
-                ));
+                return Err((key("metric"), format!("metric `{}` is defined twice", f.metric)));
             }
             if f.kind.is_bit() && f.data_type != DataType::Bool {
                 return Err((
@@ -162,26 +159,17 @@ impl Profile {
             if let Some(g) = overlap {
                 return Err((
                     key("address"),
-                    format!(
-                        "overlaps field `{}` at {:?} {}",
-                        g.metric, g.kind, g.address
-                    ),
+                    format!("overlaps field `{}` at {:?} {}", g.metric, g.kind, g.address),
                 ));
             }
         }
         for (i, c) in self.consumables.iter().enumerate() {
             let key = |k: &str| format!("consumables[{i}].{k}");
             if self.consumables[..i].iter().any(|d| d.name == c.name) {
-                return Err((
-                    key("name"),
-                    format!("consumable `{}` is defined twice", c.name),
-                ));
+                return Err((key("name"), format!("consumable `{}` is defined twice", c.name)));
             }
             if !self.fields.iter().any(|f| f.metric == c.signal) {
-                return Err((
-                    key("signal"),
-                    format!("no field yields metric `{}`", c.signal),
-                ));
+                return Err((key("signal"), format!("no field yields metric `{}`", c.signal)));
             }
             if !c.threshold.is_finite() {
                 return Err((key("threshold"), "must be a finite number".into()));
@@ -259,10 +247,7 @@ lead_time_days = 7
     #[test]
     fn coils_must_be_bool() {
         check_invalid(
-            &GOOD.replace(
-                "kind = \"input\"\naddress = 0",
-                "kind = \"coil\"\naddress = 0",
-            ),
+            &GOOD.replace("kind = \"input\"\naddress = 0", "kind = \"coil\"\naddress = 0"),
             "fields[0].type",
             7,
         );

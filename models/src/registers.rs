@@ -199,30 +199,10 @@ mod tests {
     #[test]
     fn thirty_two_bit_orders() {
         let v: u32 = 0x1234_5678;
-        check(
-            &[0x1234, 0x5678],
-            DataType::U32,
-            WordOrder::Abcd,
-            f64::from(v),
-        );
-        check(
-            &[0x3412, 0x7856],
-            DataType::U32,
-            WordOrder::Badc,
-            f64::from(v),
-        );
-        check(
-            &[0x5678, 0x1234],
-            DataType::U32,
-            WordOrder::Cdab,
-            f64::from(v),
-        );
-        check(
-            &[0x7856, 0x3412],
-            DataType::U32,
-            WordOrder::Dcba,
-            f64::from(v),
-        );
+        check(&[0x1234, 0x5678], DataType::U32, WordOrder::Abcd, f64::from(v));
+        check(&[0x3412, 0x7856], DataType::U32, WordOrder::Badc, f64::from(v));
+        check(&[0x5678, 0x1234], DataType::U32, WordOrder::Cdab, f64::from(v));
+        check(&[0x7856, 0x3412], DataType::U32, WordOrder::Dcba, f64::from(v));
         check(&[0xFFFF, 0xFFFE], DataType::I32, WordOrder::Abcd, -2.0);
     }
 
@@ -233,12 +213,7 @@ mod tests {
         check(&[hi, lo], DataType::F32, WordOrder::Abcd, 21.5);
         check(&[lo, hi], DataType::F32, WordOrder::Cdab, 21.5);
         let b = (-1234.5678f64).to_bits();
-        let w = [
-            (b >> 48) as u16,
-            (b >> 32) as u16,
-            (b >> 16) as u16,
-            b as u16,
-        ];
+        let w = [(b >> 48) as u16, (b >> 32) as u16, (b >> 16) as u16, b as u16];
         check(&w, DataType::F64, WordOrder::Abcd, -1234.5678);
         let rev = [w[3], w[2], w[1], w[0]];
         check(&rev, DataType::F64, WordOrder::Cdab, -1234.5678);

@@ -289,9 +289,7 @@ impl Payload for Telemetry {
             return Err(WireError::Invalid("telemetry has no samples".into()));
         }
         if self.samples.windows(2).any(|w| w[1].seq <= w[0].seq) {
-            return Err(WireError::Invalid(
-                "sample sequence numbers must increase".into(),
-            ));
+            return Err(WireError::Invalid("sample sequence numbers must increase".into()));
         }
         Ok(())
     }
@@ -357,8 +355,7 @@ pub enum Uplink {
 /// Decodes a message an agent published, checking that the ids in the
 /// payload match the topic it arrived on.
 pub fn decode_uplink(topic: &str, payload: &[u8]) -> Result<Uplink, WireError> {
-    let mismatch =
-        |what: &str| WireError::Invalid(format!("payload {what} does not match topic `{topic}`"));
+    let mismatch = |what: &str| WireError::Invalid(format!("payload {what} does not match topic `{topic}`"));
     match Topic::parse(topic)? {
         Topic::Telemetry { gateway, device } => {
             let t: Telemetry = decode(payload)?;
@@ -416,12 +413,11 @@ mod tests {
             let parsed = Topic::parse(topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
             assert_eq!(parsed.render(), topic);
             if let Topic::Command { .. } = parsed {
-                let c: Command =
-                    decode(body.as_bytes()).unwrap_or_else(|e| panic!("{topic}: {e}\n{body}"));
+                let c: Command = decode(body.as_bytes()).unwrap_or_else(|e| panic!("{topic}: {e}\n{body}"));
                 assert_eq!(decode::<Command>(&encode(&c)), Ok(c));
             } else {
-                let m = decode_uplink(topic, body.as_bytes())
-                    .unwrap_or_else(|e| panic!("{topic}: {e}\n{body}"));
+                let m =
+                    decode_uplink(topic, body.as_bytes()).unwrap_or_else(|e| panic!("{topic}: {e}\n{body}"));
                 let again = match &m {
                     Uplink::Telemetry(t) => encode(t),
                     Uplink::Alert(a) => encode(a),

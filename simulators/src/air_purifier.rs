@@ -84,7 +84,7 @@ pub struct PurifierParams {
 }
 
 /// The sensor values as last sampled; getters return these.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Readings {
     fan_speed_rpm: f64,
     motor_temp_c: f64,
@@ -109,26 +109,28 @@ pub struct AirPurifier {
 
 impl AirPurifier {
     /// A purifier in the state described by `params`, with sensors sampled once.
+    /// Out-of-range parameters are tamed: NaN or negative PM2.5 and load become
+    /// 0, the fan level is clamped to 0–100 %; [`Self::params`] shows the result.
     #[must_use]
     pub fn new(params: PurifierParams) -> Self {
+        let params = PurifierParams {
+            pm25_ugm3: finite_non_negative(params.pm25_ugm3),
+            fan_level_pct: clamp_pct(params.fan_level_pct),
+            initial_filter_load: finite_non_negative(params.initial_filter_load),
+            seed: params.seed,
+        };
         let mut rng = SplitMix64::new(params.seed);
         let run_hours = rng.range(100.0, 5000.0);
         let mut purifier = Self {
             params,
             rng,
-            fan_level_pct: clamp_pct(params.fan_level_pct),
-            dust_g: finite_non_negative(params.initial_filter_load) * FILTER_LIFE_DUST_G,
+            fan_level_pct: params.fan_level_pct,
+            dust_g: params.initial_filter_load * FILTER_LIFE_DUST_G,
             run_hours,
             motor_temp_c: 0.0,
             sim_secs: 0.0,
             filter_indicator: false,
-            readings: Readings {
-                fan_speed_rpm: 0.0,
-                motor_temp_c: 0.0,
-                vibration_rms_mms: 0.0,
-                filter_dp_pa: 0.0,
-                pm25_ugm3: 0.0,
-            },
+            readings: Readings::default(),
         };
         purifier.motor_temp_c = purifier.motor_temp_target_c();
         purifier.sample();
@@ -262,7 +264,7 @@ impl AirPurifier {
 
     fn dust_rate_g_per_s(&self) -> f64 {
         let airflow_m3h = MAX_AIRFLOW_M3H * self.nominal_rpm() / MAX_RPM;
-        let dust_ugm3 = finite_non_negative(self.params.pm25_ugm3) + BACKGROUND_DUST_UGM3;
+        let dust_ugm3 = self.params.pm25_ugm3 + BACKGROUND_DUST_UGM3;
         dust_ugm3 * 1e-6 * airflow_m3h / 3600.0
     }
 
@@ -276,7 +278,7 @@ impl AirPurifier {
         let rpm = self.nominal_rpm();
         let vibration = 0.8 + 0.6 * self.fan_fraction();
         let dp = self.true_filter_dp_pa();
-        let pm25 = finite_non_negative(self.params.pm25_ugm3);
+        let pm25 = self.params.pm25_ugm3;
         let rng = &mut self.rng;
         self.readings = Readings {
             fan_speed_rpm: (rpm + rng.noise(RPM_SIGMA)).max(0.0),
@@ -398,7 +400,11 @@ mod tests {
     #[test]
     fn initial_load_sets_dp() {
         let p = AirPurifier::new(params(35.0, 0.95, 4));
-        assert!((230.0..=245.0).contains(&p.filter_dp_pa()), "{}", p.filter_dp_pa());
+        assert!(
+            (230.0..=245.0).contains(&p.filter_dp_pa()),
+            "{}",
+            p.filter_dp_pa()
+        );
         let new = AirPurifier::new(params(35.0, 0.0, 4));
         assert!((new.true_filter_dp_pa() - CLEAN_DP_PA).abs() < 1e-9);
     }
@@ -436,6 +442,8 @@ mod tests {
             seed: 0,
         });
         assert!((p.fan_level_pct() - 100.0).abs() < f64::EPSILON);
+        assert!(p.params().pm25_ugm3.abs() < f64::EPSILON);
+        assert!(p.filter_life_used().abs() < f64::EPSILON);
         let before = p.clone();
         p.advance(-5.0);
         p.advance(f64::INFINITY);

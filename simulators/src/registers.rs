@@ -117,11 +117,7 @@ pub fn handle_request(dev: &mut AirPurifier, req: &Request<'_>) -> Result<Respon
 }
 
 /// FC4: reads `count` input registers from `addr`.
-pub fn read_input_registers(
-    dev: &AirPurifier,
-    addr: u16,
-    count: u16,
-) -> Result<Vec<u16>, RegisterError> {
+pub fn read_input_registers(dev: &AirPurifier, addr: u16, count: u16) -> Result<Vec<u16>, RegisterError> {
     let [run_hi, run_lo] = encode_u32_abcd(scaled_u32(dev.run_hours(), 100.0));
     // The sensor value is f64; the wire format is f32 by contract.
     #[allow(clippy::cast_possible_truncation)]
@@ -140,11 +136,7 @@ pub fn read_input_registers(
 }
 
 /// FC3: reads `count` holding registers from `addr`.
-pub fn read_holding_registers(
-    dev: &AirPurifier,
-    addr: u16,
-    count: u16,
-) -> Result<Vec<u16>, RegisterError> {
+pub fn read_holding_registers(dev: &AirPurifier, addr: u16, count: u16) -> Result<Vec<u16>, RegisterError> {
     window(&[scaled_u16(dev.fan_level_pct(), 1.0)], addr, count)
 }
 
@@ -183,11 +175,7 @@ pub fn write_coils(dev: &mut AirPurifier, addr: u16, values: &[bool]) -> Result<
 }
 
 /// FC2: reads `count` discrete inputs from `addr`.
-pub fn read_discrete_inputs(
-    dev: &AirPurifier,
-    addr: u16,
-    count: u16,
-) -> Result<Vec<bool>, RegisterError> {
+pub fn read_discrete_inputs(dev: &AirPurifier, addr: u16, count: u16) -> Result<Vec<bool>, RegisterError> {
     window(&[dev.running()], addr, count)
 }
 
@@ -264,7 +252,10 @@ fn window<T: Copy>(image: &[T], addr: u16, count: u16) -> Result<Vec<T>, Registe
     let size = u16::try_from(image.len()).map_err(|_| RegisterError::IllegalDataAddress)?;
     check_range(addr, usize::from(count), size)?;
     let start = usize::from(addr);
-    Ok(image[start..start + usize::from(count)].to_vec())
+    image
+        .get(start..start + usize::from(count))
+        .map(<[T]>::to_vec)
+        .ok_or(RegisterError::IllegalDataAddress)
 }
 
 #[cfg(test)]
@@ -337,19 +328,28 @@ mod tests {
         use RegisterError::{IllegalDataAddress, IllegalDataValue};
         assert_eq!(read_input_registers(&dev, 7, 2), Err(IllegalDataAddress));
         assert_eq!(read_input_registers(&dev, 8, 1), Err(IllegalDataAddress));
-        assert_eq!(read_input_registers(&dev, u16::MAX, u16::MAX), Err(IllegalDataAddress));
+        assert_eq!(
+            read_input_registers(&dev, u16::MAX, u16::MAX),
+            Err(IllegalDataAddress)
+        );
         assert_eq!(read_input_registers(&dev, 0, 0), Err(IllegalDataValue));
         assert_eq!(read_holding_registers(&dev, 1, 1), Err(IllegalDataAddress));
         assert_eq!(read_coils(&dev, 0, 3), Err(IllegalDataAddress));
         assert_eq!(read_discrete_inputs(&dev, 1, 1), Err(IllegalDataAddress));
         assert_eq!(write_coils(&mut dev, 2, &[true]), Err(IllegalDataAddress));
-        assert_eq!(write_holding_registers(&mut dev, 0, &[50, 50]), Err(IllegalDataAddress));
+        assert_eq!(
+            write_holding_registers(&mut dev, 0, &[50, 50]),
+            Err(IllegalDataAddress)
+        );
     }
 
     #[test]
     fn fan_level_write_is_validated() {
         let mut dev = device(0.0);
-        assert_eq!(write_holding_registers(&mut dev, HR_FAN_LEVEL, &[101]), Err(RegisterError::IllegalDataValue));
+        assert_eq!(
+            write_holding_registers(&mut dev, HR_FAN_LEVEL, &[101]),
+            Err(RegisterError::IllegalDataValue)
+        );
         assert_eq!(read_holding_registers(&dev, 0, 1), Ok(vec![60]));
         assert_eq!(write_holding_registers(&mut dev, HR_FAN_LEVEL, &[100]), Ok(()));
         assert_eq!(read_holding_registers(&dev, 0, 1), Ok(vec![100]));
@@ -379,7 +379,10 @@ mod tests {
             Ok(Response::WriteSingleRegister(0, 40))
         );
         assert_eq!(
-            handle_request(&mut dev, &Request::WriteMultipleCoils(0, Cow::Owned(vec![true, false]))),
+            handle_request(
+                &mut dev,
+                &Request::WriteMultipleCoils(0, Cow::Owned(vec![true, false]))
+            ),
             Ok(Response::WriteMultipleCoils(0, 2))
         );
         assert_eq!(

@@ -1,0 +1,195 @@
+//! The REST API: devices, their consumables, work orders, and health.
+//!
+//! `router(state)` is kept apart from serving so handlers can be tested with
+//! `oneshot` requests; `serve` runs it on a listener.
+
+use crate::ingest::IngestStats;
+use crate::store::{ConsumableRow, DeviceRow, Store, StoreError, WorkOrderRow};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use wearline_models::time::rfc3339;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub stats: Arc<IngestStats>,
+}
+
+/// An error answered as JSON `{"error": "..."}`.
+#[derive(Debug)]
+pub enum AppError {
+    NotFound(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        AppError::Store(e)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (code, msg) = match self {
+            AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            AppError::Store(e) => {
+                tracing::error!(error = %e, "store error in API");
+                (StatusCode::INTERNAL_SERVER_ERROR, "store error".to_string())
+            }
+        };
+        (code, Json(json!({ "error": msg }))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, AppError>;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/v1/devices", get(devices))
+        .route("/api/v1/devices/{id}", get(device))
+        .route("/api/v1/work-orders", get(work_orders))
+        .route("/api/v1/work-orders/{id}", get(work_order))
+        .with_state(state)
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    let store_ok = s.store.ping().await.is_ok();
+    let ingest = s.stats.snapshot();
+    let ok = store_ok && ingest.broker_connected;
+    let body = json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "store": if store_ok { "ok" } else { "down" },
+        "broker": if ingest.broker_connected { "connected" } else { "disconnected" },
+        "ingest": ingest,
+    });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+#[derive(Serialize)]
+struct DeviceView {
+    #[serde(flatten)]
+    row: DeviceRow,
+    last_seen: String,
+}
+
+impl From<DeviceRow> for DeviceView {
+    fn from(row: DeviceRow) -> Self {
+        DeviceView {
+            last_seen: rfc3339(row.last_seen_ms),
+            row,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ConsumableView {
+    #[serde(flatten)]
+    row: ConsumableRow,
+    remaining_days: Option<f64>,
+    predicted_end_of_life: Option<String>,
+    interval: (Option<String>, Option<String>),
+}
+
+impl From<ConsumableRow> for ConsumableView {
+    fn from(row: ConsumableRow) -> Self {
+        let remaining_days = match (row.end_of_life_ms, row.as_of_ms) {
+            (Some(e), Some(a)) => Some((e - a) as f64 / 86_400_000.0),
+            _ => None,
+        };
+        ConsumableView {
+            remaining_days,
+            predicted_end_of_life: row.end_of_life_ms.map(rfc3339),
+            interval: (row.eol_low_ms.map(rfc3339), row.eol_high_ms.map(rfc3339)),
+            row,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WorkOrderView {
+    #[serde(flatten)]
+    row: WorkOrderRow,
+    opened_at: String,
+    predicted_end_of_life: Option<String>,
+    #[serde(rename = "explanation")]
+    explanation_json: Value,
+}
+
+impl From<WorkOrderRow> for WorkOrderView {
+    fn from(mut row: WorkOrderRow) -> Self {
+        let explanation_json = serde_json::from_str(&row.explanation).unwrap_or(Value::Null);
+        row.explanation = String::new();
+        WorkOrderView {
+            opened_at: rfc3339(row.opened_at_ms),
+            predicted_end_of_life: row.predicted_eol_ms.map(rfc3339),
+            explanation_json,
+            row,
+        }
+    }
+}
+
+async fn devices(State(s): State<AppState>) -> ApiResult<Vec<DeviceView>> {
+    Ok(Json(
+        s.store
+            .devices()
+            .await?
+            .into_iter()
+            .map(DeviceView::from)
+            .collect(),
+    ))
+}
+
+async fn device(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Value> {
+    let row = s
+        .store
+        .device(&id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no device `{id}`")))?;
+    let consumables: Vec<ConsumableView> = s
+        .store
+        .consumables(&id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let mut v = serde_json::to_value(DeviceView::from(row)).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "consumables".into(),
+            serde_json::to_value(consumables).unwrap_or(Value::Null),
+        );
+    }
+    Ok(Json(v))
+}
+
+async fn work_orders(State(s): State<AppState>) -> ApiResult<Vec<WorkOrderView>> {
+    Ok(Json(
+        s.store
+            .work_orders()
+            .await?
+            .into_iter()
+            .map(WorkOrderView::from)
+            .collect(),
+    ))
+}
+
+async fn work_order(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResult<WorkOrderView> {
+    let row = s
+        .store
+        .work_order(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no work order {id}")))?;
+    Ok(Json(row.into()))
+}

@@ -1,0 +1,95 @@
+//! Ingestion counters, and rate-limited logging of malformed input.
+
+use serde::Serialize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wearline_models::wire::WireError;
+
+/// Malformed messages are logged at most once per this interval per reason.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub connected: AtomicBool,
+    pub messages: AtomicU64,
+    pub samples: AtomicU64,
+    pub points: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub unknown_profile: AtomicU64,
+    pub store_errors: AtomicU64,
+    pub work_orders_opened: AtomicU64,
+    pub malformed_topic: AtomicU64,
+    pub malformed_json: AtomicU64,
+    pub malformed_version: AtomicU64,
+    pub malformed_invalid: AtomicU64,
+    last_log: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+/// A point-in-time copy of the counters, for `/health` and tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestSnapshot {
+    pub broker_connected: bool,
+    pub messages: u64,
+    pub samples: u64,
+    pub points: u64,
+    pub duplicates: u64,
+    pub unknown_profile: u64,
+    pub store_errors: u64,
+    pub work_orders_opened: u64,
+    pub malformed: MalformedSnapshot,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MalformedSnapshot {
+    pub topic: u64,
+    pub json: u64,
+    pub version: u64,
+    pub invalid: u64,
+}
+
+impl IngestStats {
+    /// Counts a refused message and logs it, rate-limited.
+    pub fn malformed(&self, e: &WireError, topic: &str) {
+        let counter = match e {
+            WireError::Topic(_) => &self.malformed_topic,
+            WireError::Json { .. } => &self.malformed_json,
+            WireError::Version(_) => &self.malformed_version,
+            WireError::Invalid(_) => &self.malformed_invalid,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut last = match self.last_log.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let now = Instant::now();
+        if last.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+            *last = Some(now);
+            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+            tracing::warn!(reason = e.reason(), topic, error = %e, suppressed, "malformed message dropped");
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> IngestSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        IngestSnapshot {
+            broker_connected: self.connected.load(Ordering::Relaxed),
+            messages: l(&self.messages),
+            samples: l(&self.samples),
+            points: l(&self.points),
+            duplicates: l(&self.duplicates),
+            unknown_profile: l(&self.unknown_profile),
+            store_errors: l(&self.store_errors),
+            work_orders_opened: l(&self.work_orders_opened),
+            malformed: MalformedSnapshot {
+                topic: l(&self.malformed_topic),
+                json: l(&self.malformed_json),
+                version: l(&self.malformed_version),
+                invalid: l(&self.malformed_invalid),
+            },
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Wiring the hub together: broker, store, ingest task and HTTP API, with a
+//! handle to stop them and a stream of events (work orders opened).
+
+use crate::api::{AppState, router};
+use crate::broker;
+use crate::config::{BrokerKind, HubConfig};
+use crate::ingest::{Ingest, IngestConfig, IngestStats};
+use crate::predict::Predictor;
+use crate::store::{Store, WorkOrderRow};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use wearline_models::life::TrendConfig;
+
+/// How long start-up waits for the ingest subscription.
+const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Something the hub did that a front end may want to show.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    WorkOrderOpened(WorkOrderRow),
+}
+
+pub struct Hub;
+
+/// A running hub.
+pub struct HubHandle {
+    pub api_addr: SocketAddr,
+    /// The broker agents should publish to.
+    pub broker_addr: String,
+    pub store: Store,
+    pub stats: Arc<IngestStats>,
+    events: broadcast::Sender<HubEvent>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Hub {
+    /// Starts the hub's parts on the current runtime.
+    pub async fn start(config: HubConfig) -> anyhow::Result<HubHandle> {
+        let broker_addr = match config.broker.kind {
+            BrokerKind::Embedded => {
+                let addr: SocketAddr = config.broker.address.parse().context("broker.address")?;
+                let addr = tokio::task::spawn_blocking(move || broker::start_embedded(addr))
+                    .await
+                    .context("starting the embedded broker")??;
+                addr.to_string()
+            }
+            BrokerKind::External => config.broker.address.clone(),
+        };
+        let (host, port) = broker_addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().ok()?)))
+            .context("broker address must be host:port")?;
+        let store = Store::open(&config.sqlite)
+            .await
+            .with_context(|| format!("opening the store {}", config.sqlite.display()))?;
+        let stats = Arc::new(IngestStats::default());
+        let (events, _) = broadcast::channel(1024);
+        let cancel = CancellationToken::new();
+
+        let (subscribed, mut ready) = tokio::sync::watch::channel(false);
+        let mut ingest = Ingest {
+            store: store.clone(),
+            profiles: Arc::new(config.profiles.clone()),
+            predictor: Predictor::new(TrendConfig::default()),
+            stats: stats.clone(),
+            events: events.clone(),
+            subscribed,
+        };
+        ingest.replay().await.context("replaying history")?;
+        let ingest_cfg = IngestConfig {
+            host,
+            port,
+            client_id: config.broker.client_id.clone(),
+            username: config.broker.username.clone(),
+            password: config.broker.password.clone(),
+        };
+        let mut tasks = vec![tokio::spawn(ingest.run(ingest_cfg, cancel.child_token()))];
+        // Ready means subscribed: agents started after this lose nothing. An
+        // external broker that is down does not stop the hub from serving.
+        match tokio::time::timeout(SUBSCRIBE_WAIT, ready.wait_for(|s| *s)).await {
+            Ok(Ok(_)) => {}
+            _ => {
+                tracing::warn!(broker = %broker_addr, "not subscribed to the broker yet; ingest keeps retrying")
+            }
+        }
+
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("binding the API on {}", config.http.listen))?;
+        let api_addr = listener.local_addr()?;
+        let app = router(AppState {
+            store: store.clone(),
+            stats: stats.clone(),
+        });
+        let api_cancel = cancel.child_token();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(api_cancel.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "API server stopped");
+            }
+        }));
+        tracing::info!(api = %api_addr, broker = %broker_addr, "hub started");
+        Ok(HubHandle {
+            api_addr,
+            broker_addr,
+            store,
+            stats,
+            events,
+            cancel,
+            tasks,
+        })
+    }
+}
+
+impl HubHandle {
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
+        self.events.subscribe()
+    }
+
+    /// Stops ingest and the API. The embedded broker lives until the process ends.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

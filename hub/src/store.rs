@@ -1,0 +1,289 @@
+//! The hub's store: devices, recent history, consumable predictions and work
+//! orders, in an embedded SQLite database created and migrated at start.
+//!
+//! Deduplication and the one-open-work-order rule are enforced by the
+//! database itself (primary key on (device, seq); a partial unique index on
+//! open work orders), so they hold across restarts and concurrent hubs.
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+use wearline_models::wire::Sample;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create {path}: {source}")]
+    Dir { path: String, source: std::io::Error },
+}
+
+/// A device as the hub knows it.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct DeviceRow {
+    pub id: String,
+    pub gateway: String,
+    pub profile: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub last_seq: i64,
+    pub samples: i64,
+    pub points: i64,
+}
+
+/// The latest prediction of one consumable.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct ConsumableRow {
+    pub device_id: String,
+    pub name: String,
+    pub signal: String,
+    pub threshold: f64,
+    pub lead_time_days: f64,
+    pub last_value: Option<f64>,
+    pub life_start_ms: Option<i64>,
+    pub as_of_ms: Option<i64>,
+    pub end_of_life_ms: Option<i64>,
+    pub eol_low_ms: Option<i64>,
+    pub eol_high_ms: Option<i64>,
+    pub slope_per_day: Option<f64>,
+    pub samples: Option<f64>,
+    pub model: String,
+}
+
+/// A work order.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct WorkOrderRow {
+    pub id: i64,
+    pub device_id: String,
+    pub kind: String,
+    pub cause: String,
+    pub status: String,
+    pub priority: String,
+    pub title: String,
+    pub opened_at_ms: i64,
+    pub predicted_eol_ms: Option<i64>,
+    pub lead_time_days: Option<f64>,
+    /// JSON: the prediction and data behind the order.
+    pub explanation: String,
+}
+
+/// A work order to open.
+#[derive(Debug, Clone)]
+pub struct NewWorkOrder {
+    pub device_id: String,
+    pub kind: &'static str,
+    pub cause: String,
+    pub priority: &'static str,
+    pub title: String,
+    pub opened_at_ms: i64,
+    pub predicted_eol_ms: Option<i64>,
+    pub lead_time_days: Option<f64>,
+    pub explanation: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Stores a telemetry batch; returns the samples that were new (not
+    /// already stored under the same device and sequence number).
+    pub async fn insert_samples(
+        &self,
+        gateway: &str,
+        device: &str,
+        profile: &str,
+        samples: Vec<Sample>,
+    ) -> Result<Vec<Sample>> {
+        let mut tx = self.pool.begin().await?;
+        let mut fresh = Vec::with_capacity(samples.len());
+        for s in samples {
+            let body = serde_json::to_string(&s.values).unwrap_or_default();
+            let done = sqlx::query("INSERT INTO samples (device_id, seq, ts_ms, body) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                .bind(device)
+                .bind(seq_i64(s.seq))
+                .bind(s.ts_ms)
+                .bind(body)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 1 {
+                fresh.push(s);
+            }
+        }
+        if let (Some(first), Some(last)) = (fresh.first(), fresh.last()) {
+            let points: i64 = fresh.iter().map(|s| s.values.len() as i64).sum();
+            sqlx::query(
+                "INSERT INTO devices (id, gateway, profile, first_seen_ms, last_seen_ms, last_seq, samples, points)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, profile = excluded.profile,
+                   last_seen_ms = MAX(devices.last_seen_ms, excluded.last_seen_ms),
+                   last_seq = MAX(devices.last_seq, excluded.last_seq),
+                   samples = devices.samples + excluded.samples, points = devices.points + excluded.points",
+            )
+            .bind(device)
+            .bind(gateway)
+            .bind(profile)
+            .bind(first.ts_ms)
+            .bind(last.ts_ms)
+            .bind(seq_i64(last.seq))
+            .bind(fresh.len() as i64)
+            .bind(points)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(fresh)
+    }
+
+    /// Samples of `device` in time order, the newest `limit`.
+    pub async fn recent_samples(&self, device: &str, limit: i64) -> Result<Vec<(i64, String)>> {
+        let mut rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT ts_ms, body FROM samples WHERE device_id = ? ORDER BY ts_ms DESC LIMIT ?")
+                .bind(device)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Records the latest prediction of a consumable.
+    pub async fn upsert_consumable(&self, row: &ConsumableRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO consumables (device_id, name, signal, threshold, lead_time_days, last_value, life_start_ms,
+                as_of_ms, end_of_life_ms, eol_low_ms, eol_high_ms, slope_per_day, samples, model)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (device_id, name) DO UPDATE SET signal = excluded.signal, threshold = excluded.threshold,
+                lead_time_days = excluded.lead_time_days, last_value = excluded.last_value,
+                life_start_ms = excluded.life_start_ms, as_of_ms = excluded.as_of_ms,
+                end_of_life_ms = excluded.end_of_life_ms, eol_low_ms = excluded.eol_low_ms,
+                eol_high_ms = excluded.eol_high_ms, slope_per_day = excluded.slope_per_day,
+                samples = excluded.samples, model = excluded.model",
+        )
+        .bind(&row.device_id)
+        .bind(&row.name)
+        .bind(&row.signal)
+        .bind(row.threshold)
+        .bind(row.lead_time_days)
+        .bind(row.last_value)
+        .bind(row.life_start_ms)
+        .bind(row.as_of_ms)
+        .bind(row.end_of_life_ms)
+        .bind(row.eol_low_ms)
+        .bind(row.eol_high_ms)
+        .bind(row.slope_per_day)
+        .bind(row.samples)
+        .bind(&row.model)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Opens a work order unless one is already open for the same device and
+    /// cause; returns the new order, or `None` when one was already open.
+    pub async fn open_work_order(&self, wo: &NewWorkOrder) -> Result<Option<WorkOrderRow>> {
+        let row: Option<WorkOrderRow> = sqlx::query_as(
+            "INSERT INTO work_orders (device_id, kind, cause, status, priority, title, opened_at_ms,
+                predicted_eol_ms, lead_time_days, explanation)
+             VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)
+             ON CONFLICT DO NOTHING
+             RETURNING *",
+        )
+        .bind(&wo.device_id)
+        .bind(wo.kind)
+        .bind(&wo.cause)
+        .bind(wo.priority)
+        .bind(&wo.title)
+        .bind(wo.opened_at_ms)
+        .bind(wo.predicted_eol_ms)
+        .bind(wo.lead_time_days)
+        .bind(wo.explanation.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
+        Ok(sqlx::query_as("SELECT * FROM devices ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn device(&self, id: &str) -> Result<Option<DeviceRow>> {
+        Ok(sqlx::query_as("SELECT * FROM devices WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn consumables(&self, device: &str) -> Result<Vec<ConsumableRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM consumables WHERE device_id = ? ORDER BY name")
+                .bind(device)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn work_orders(&self) -> Result<Vec<WorkOrderRow>> {
+        Ok(sqlx::query_as("SELECT * FROM work_orders ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn work_order(&self, id: i64) -> Result<Option<WorkOrderRow>> {
+        Ok(sqlx::query_as("SELECT * FROM work_orders WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Total telemetry points (metric values) stored.
+    pub async fn points(&self) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COALESCE(SUM(points), 0) FROM devices")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Sequence numbers are u64 on the wire and i64 in SQL; values past i64::MAX
+/// are clamped (an agent would need 292 000 years at 1 kHz to get there).
+fn seq_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,29 @@
+//! Rendering timestamps (milliseconds since the Unix epoch) for people and
+//! for JSON, as RFC 3339 in UTC.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+/// `1795392000000` → `2026-11-23T00:00:00Z` (to the second).
+pub fn rfc3339(ms: i64) -> String {
+    let t = if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    };
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// `1795392000000` → `2026-11-23` (the UTC date).
+pub fn date(ms: i64) -> String {
+    rfc3339(ms).chars().take(10).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renders_utc() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_392_000_000), "2026-11-23T00:00:00Z");
+        assert_eq!(super::date(1_795_392_000_000), "2026-11-23");
+    }
+}

@@ -1,0 +1,84 @@
+//! Every file in `configs/` parses, and a bad config stops the binary with
+//! the file, the line and the key.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn every_file_in_configs_parses() {
+    let dir = configs_dir();
+    let hub = wearline_hub::HubConfig::load(&dir.join("hub.toml")).expect("hub.toml");
+    assert!(hub.profiles.contains_key("air-purifier"));
+    let agent = wearline_agent::AgentConfig::load(&dir.join("agent.toml")).expect("agent.toml");
+    assert_eq!(agent.devices.len(), 5);
+    let mut seen = 2;
+    for entry in std::fs::read_dir(dir.join("profiles")).expect("profiles dir") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let profile = wearline_models::profile::Profile::parse(&path.display().to_string(), &text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            Some(profile.name.as_str()),
+            path.file_stem().and_then(|s| s.to_str()),
+            "file named after its profile"
+        );
+        seen += 1;
+    }
+    let total = walk(&dir);
+    assert_eq!(seen, total, "a file in configs/ is not covered by this test");
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let p = e.expect("entry").path();
+            if p.is_dir() { walk(&p) } else { 1 }
+        })
+        .sum()
+}
+
+#[track_caller]
+fn check_bad_config(command: &str, text: &str, expected: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).expect("write");
+    let out = run(&[command, "--config", path.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "a bad config must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}:{expected}", path.display());
+    assert!(stderr.contains(&want), "expected {want:?} in:\n{stderr}");
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let good = std::fs::read_to_string(configs_dir().join("agent.toml")).expect("agent.toml");
+    let bad = good.replacen(
+        "interval_ms = 1000\ntimeout_ms = 500",
+        "interval_ms = 1000\ntimeout_ms = 500\npoll_fast = true",
+        1,
+    );
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("poll_fast"))
+        .expect("inserted")
+        + 1;
+    check_bad_config(
+        "agent",
+        &bad,
+        &format!("{line}:1: key `devices[0].poll_fast`: unknown field"),
+    );
+}
+
+#[test]
+fn wrong_type_names_file_line_and_key() {
+    let text = "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[http]\nlisten = 8080\n[store]\nsqlite = \"x.db\"\n";
+    check_bad_config("hub", text, "5:10: key `http.listen`: invalid type");
+}
+
+#[test]
+fn invalid_value_names_file_line_and_key() {
+    let text = "[broker]\nkind = \"embedded\"\naddress = \"localhost\"\n[store]\nsqlite = \"x.db\"\n";
+    check_bad_config("hub", text, "3: key `broker.address`");
+}

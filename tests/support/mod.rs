@@ -1,0 +1,181 @@
+//! Helpers shared by the integration tests: run the real `wearline` binary,
+//! read what it prints, query its API, and clean up on drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `wearline` process, killed on drop. Its stderr goes to a file
+/// that is printed when the test fails.
+pub struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: PathBuf,
+    name: String,
+}
+
+impl Proc {
+    pub fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
+        let stderr = dir.join(format!("{name}.stderr"));
+        let err_file = std::fs::File::create(&stderr).expect("stderr file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wearline"))
+            .args(args)
+            .env("RUST_LOG", "info,rumqttd=off")
+            .stdout(Stdio::piped())
+            .stderr(err_file)
+            .spawn()
+            .expect("spawn wearline");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            stderr,
+            name: name.to_string(),
+        }
+    }
+
+    /// The next stdout line, waiting at most `timeout`.
+    pub fn line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// Waits for a stdout line starting with `prefix` and returns the rest.
+    pub fn expect_line(&self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    if let Some(rest) = l.strip_prefix(prefix) {
+                        return rest.trim().to_string();
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "{}: no line starting with {prefix:?} within {timeout:?}",
+            self.name
+        );
+    }
+
+    /// Waits for the process to exit and returns its status and remaining stdout.
+    pub fn wait(mut self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let rest: Vec<String> =
+                    std::iter::from_fn(|| self.lines.recv_timeout(Duration::from_secs(2)).ok()).collect();
+                return (status, rest);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("----- {} stderr -----\n{}", self.name, self.stderr());
+        }
+    }
+}
+
+/// Runs `wearline` to completion with `args`.
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wearline"))
+        .args(args)
+        .output()
+        .expect("run wearline")
+}
+
+/// GETs JSON from the API.
+pub fn get_json(url: &str) -> serde_json::Value {
+    ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_json()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// Polls `f` until it returns `Some`, for at most `timeout`.
+#[track_caller]
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A loopback address nothing listens on (bound, then released).
+pub fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// The repository's `configs/` folder.
+pub fn configs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs")
+}
+
+/// Writes a hub config using the repository's profiles, with an embedded
+/// broker and API on free ports; returns its path.
+pub fn write_hub_config(dir: &Path) -> PathBuf {
+    let path = dir.join("hub.toml");
+    let text = format!(
+        "profiles_dir = {:?}\n[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\nsqlite = \"hub.db\"\n",
+        configs_dir().join("profiles")
+    );
+    std::fs::write(&path, text).expect("write hub config");
+    path
+}
+
+/// A started hub: its process, API base URL and broker address.
+pub struct TestHub {
+    pub proc: Proc,
+    pub api: String,
+    pub broker: String,
+}
+
+pub fn start_hub(dir: &Path) -> TestHub {
+    let cfg = write_hub_config(dir);
+    let proc = Proc::start(
+        dir,
+        "hub",
+        &["hub", "--config", cfg.to_str().expect("utf-8 path")],
+    );
+    let api = proc.expect_line("api:", Duration::from_secs(30));
+    let broker = proc.expect_line("broker:", Duration::from_secs(5));
+    TestHub { proc, api, broker }
+}

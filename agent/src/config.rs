@@ -120,7 +120,7 @@ pub struct DeviceConfig {
 /// Why the config could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Invalid(#[from] ConfigError),
@@ -143,6 +143,12 @@ impl AgentConfig {
             return Err(invalid(
                 "gateway",
                 "use 1–64 letters, digits, `-`, `_`, `.` or `:`".into(),
+            ));
+        }
+        if raw.uplink.username.is_some() != raw.uplink.password.is_some() {
+            return Err(invalid(
+                "uplink.username",
+                "set both `username` and `password`, or neither".into(),
             ));
         }
         if raw.uplink.batch_max_samples == 0 {

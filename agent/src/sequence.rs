@@ -16,7 +16,7 @@ pub const BLOCK: u64 = 1024;
 /// Why the sequence state could not be read or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum SequenceError {
-    #[error("sequence state {path}: {source}")]
+    #[error("sequence state {path}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("sequence state {path} is corrupt: {detail}")]
     Corrupt { path: PathBuf, detail: String },

@@ -123,18 +123,16 @@ struct WorkOrderView {
     row: WorkOrderRow,
     opened_at: String,
     predicted_end_of_life: Option<String>,
-    #[serde(rename = "explanation")]
-    explanation_json: Value,
+    explanation: Value,
 }
 
 impl From<WorkOrderRow> for WorkOrderView {
-    fn from(mut row: WorkOrderRow) -> Self {
+    fn from(row: WorkOrderRow) -> Self {
         let explanation_json = serde_json::from_str(&row.explanation).unwrap_or(Value::Null);
-        row.explanation = String::new();
         WorkOrderView {
             opened_at: rfc3339(row.opened_at_ms),
             predicted_end_of_life: row.predicted_eol_ms.map(rfc3339),
-            explanation_json,
+            explanation: explanation_json,
             row,
         }
     }

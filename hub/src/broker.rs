@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("cannot find a free port on {addr}: {source}")]
+    #[error("cannot find a free port on {addr}")]
     Port {
         addr: SocketAddr,
         source: std::io::Error,

@@ -98,7 +98,7 @@ pub struct HubConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Invalid(#[from] ConfigError),
@@ -130,6 +130,12 @@ impl HubConfig {
                 "the embedded broker needs an IP address and port, e.g. `127.0.0.1:1883`",
             ));
         }
+        if raw.broker.username.is_some() != raw.broker.password.is_some() {
+            return Err(invalid(
+                "broker.username",
+                "set both `username` and `password`, or neither",
+            ));
+        }
         let dir = base.join(&raw.profiles_dir);
         let profiles = load_profiles(&dir)?;
         Ok(HubConfig {
@@ -156,7 +162,17 @@ pub fn load_profiles(dir: &Path) -> Result<BTreeMap<String, Profile>, LoadError>
     let mut out = BTreeMap::new();
     for p in paths {
         let text = read(&p)?;
-        let profile = Profile::parse(&p.display().to_string(), &text)?;
+        let origin = p.display().to_string();
+        let profile = Profile::parse(&origin, &text)?;
+        if out.contains_key(&profile.name) {
+            return Err(ConfigError::invalid(
+                &origin,
+                &text,
+                "name",
+                format!("another profile is already named `{}`", profile.name),
+            )
+            .into());
+        }
         out.insert(profile.name.clone(), profile);
     }
     Ok(out)

@@ -20,7 +20,7 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot create {path}: {source}")]
+    #[error("cannot create {path}")]
     Dir { path: String, source: std::io::Error },
 }
 
@@ -69,7 +69,8 @@ pub struct WorkOrderRow {
     pub opened_at_ms: i64,
     pub predicted_eol_ms: Option<i64>,
     pub lead_time_days: Option<f64>,
-    /// JSON: the prediction and data behind the order.
+    /// JSON text: the prediction and data behind the order (served parsed).
+    #[serde(skip)]
     pub explanation: String,
 }
 
@@ -286,4 +287,67 @@ impl Store {
 /// are clamped (an agent would need 292 000 years at 1 kHz to get there).
 fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn sample(seq: u64) -> Sample {
+        Sample {
+            seq,
+            ts_ms: seq as i64 * 1000,
+            values: BTreeMap::from([("a".to_string(), 1.0), ("b".to_string(), 2.0)]),
+        }
+    }
+
+    fn order(device: &str) -> NewWorkOrder {
+        NewWorkOrder {
+            device_id: device.into(),
+            kind: "preventive",
+            cause: "consumable:filter".into(),
+            priority: "P2",
+            title: "Replace filter".into(),
+            opened_at_ms: 1,
+            predicted_eol_ms: Some(2),
+            lead_time_days: Some(14.0),
+            explanation: serde_json::json!({"model": "m"}),
+        }
+    }
+
+    #[tokio::test]
+    async fn duplicates_are_dropped_across_reopen_and_one_order_stays_open() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|source| StoreError::Dir {
+            path: "tmp".into(),
+            source,
+        })?;
+        let path = dir.path().join("nested/hub.db");
+        let store = Store::open(&path).await?;
+        let fresh = store
+            .insert_samples("gw", "d1", "p", vec![sample(1), sample(2)])
+            .await?;
+        assert_eq!(fresh.len(), 2);
+        drop(store);
+
+        let store = Store::open(&path).await?;
+        let fresh = store
+            .insert_samples("gw", "d1", "p", vec![sample(2), sample(3)])
+            .await?;
+        assert_eq!(fresh.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![3]);
+        let d = store.device("d1").await?.expect("device");
+        assert_eq!((d.samples, d.points, d.last_seq, d.last_seen_ms), (3, 6, 3, 3000));
+        assert_eq!(store.points().await?, 6);
+
+        let first = store.open_work_order(&order("d1")).await?.expect("opened");
+        assert_eq!(first.status, "open");
+        assert!(
+            store.open_work_order(&order("d1")).await?.is_none(),
+            "second open order refused"
+        );
+        let other = store.open_work_order(&order("d2")).await?.expect("other device");
+        assert_eq!(other.id, first.id + 1, "ids are not consumed by refused inserts");
+        assert_eq!(store.work_orders().await?.len(), 2);
+        Ok(())
+    }
 }

@@ -99,7 +99,7 @@ pub enum SimError {
         base: u16,
     },
     /// A listener could not be bound.
-    #[error("cannot bind {addr}: {source}")]
+    #[error("cannot bind {addr}")]
     Bind {
         /// Address that was asked for.
         addr: SocketAddr,
@@ -108,7 +108,7 @@ pub enum SimError {
         source: io::Error,
     },
     /// A device server stopped with an error.
-    #[error("Modbus server of {id} failed: {source}")]
+    #[error("Modbus server of {id} failed")]
     Serve {
         /// Device id.
         id: String,

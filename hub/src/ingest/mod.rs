@@ -186,6 +186,10 @@ impl Ingest {
         let p = u.prediction;
         if u.replaced {
             tracing::info!(device, consumable = %c.name, "replacement detected; new life started");
+        } else if p.is_none() {
+            // Too little data in this life to predict (for instance right after a
+            // restart replayed a short history): keep the last stored prediction.
+            return Ok(());
         }
         self.store
             .upsert_consumable(&ConsumableRow {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use wearline_models::config::{ConfigError, parse_toml};
+use wearline_models::config::{ConfigError, host_port, parse_toml};
 use wearline_models::profile::Profile;
 use wearline_models::wire::validate_id;
 
@@ -154,13 +154,7 @@ impl AgentConfig {
         if raw.uplink.batch_max_samples == 0 {
             return Err(invalid("uplink.batch_max_samples", "must be at least 1".into()));
         }
-        if raw
-            .uplink
-            .broker
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .is_none()
-        {
+        if host_port(&raw.uplink.broker).is_none() {
             return Err(invalid("uplink.broker", "expected `host:port`".into()));
         }
         let profiles_dir = base.join(&raw.profiles_dir);

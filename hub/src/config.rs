@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use wearline_models::config::{ConfigError, parse_toml};
+use wearline_models::config::{ConfigError, host_port, parse_toml};
 use wearline_models::profile::Profile;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,13 +115,7 @@ impl HubConfig {
     pub fn parse(origin: &str, text: &str, base: &Path) -> Result<HubConfig, LoadError> {
         let raw: RawConfig = parse_toml(origin, text)?;
         let invalid = |key: &str, msg: &str| LoadError::Invalid(ConfigError::invalid(origin, text, key, msg));
-        if raw
-            .broker
-            .address
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .is_none()
-        {
+        if host_port(&raw.broker.address).is_none() {
             return Err(invalid("broker.address", "expected `host:port`"));
         }
         if raw.broker.kind == BrokerKind::Embedded && raw.broker.address.parse::<SocketAddr>().is_err() {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use wearline_models::config::host_port;
 use wearline_models::life::TrendConfig;
 
 /// How long start-up waits for the ingest subscription.
@@ -51,10 +52,8 @@ impl Hub {
             }
             BrokerKind::External => config.broker.address.clone(),
         };
-        let (host, port) = broker_addr
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().ok()?)))
-            .context("broker address must be host:port")?;
+        let (host, port) = host_port(&broker_addr).context("broker address must be host:port")?;
+        let host = host.to_string();
         let store = Store::open(&config.sqlite)
             .await
             .with_context(|| format!("opening the store {}", config.sqlite.display()))?;

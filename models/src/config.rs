@@ -104,6 +104,20 @@ fn locate(text: &str, key: &str) -> Option<usize> {
     found_header
 }
 
+/// Splits a `host:port` address; IPv6 hosts are written in brackets
+/// (`[::1]:1883`) and returned without them.
+pub fn host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || host.contains(['[', ']']) {
+        return None;
+    }
+    Some((host, port.parse().ok()?))
+}
+
 /// Parses `text` (read from `origin`) as TOML into `T`.
 pub fn parse_toml<T: DeserializeOwned>(origin: &str, text: &str) -> Result<T, ConfigError> {
     let de = toml::Deserializer::parse(text).map_err(|e| from_toml(origin, text, e, String::new()))?;
@@ -223,6 +237,16 @@ mod tests {
             err.to_string(),
             "a.toml:4: key `devices[0].interval_ms`: must be > 0"
         );
+    }
+
+    #[test]
+    fn host_port_splits_addresses() {
+        assert_eq!(host_port("hub.example:1883"), Some(("hub.example", 1883)));
+        assert_eq!(host_port("[::1]:1883"), Some(("::1", 1883)));
+        assert_eq!(host_port("127.0.0.1:0"), Some(("127.0.0.1", 0)));
+        for bad in ["hub", ":1883", "hub:99999", "hub:", "[::1:1883"] {
+            assert_eq!(host_port(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use wearline_models::config::host_port;
 use wearline_models::wire::{Connectivity, GatewayHealth, GatewayStatus, Telemetry, Topic, VERSION, encode};
 
 /// How often gateway health is published.
@@ -29,11 +30,7 @@ pub async fn run(
     now_ms: impl Fn() -> i64 + Send + 'static,
     cancel: CancellationToken,
 ) {
-    let (host, port) = match cfg
-        .broker
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-    {
+    let (host, port) = match host_port(&cfg.broker) {
         Some(hp) => hp,
         None => {
             tracing::error!(broker = %cfg.broker, "uplink broker must be host:port");

@@ -37,14 +37,56 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct AgentArgs {
     /// Agent config file (TOML).
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Stretch sample timestamps this many times faster than real time, to
     /// match simulated devices started with the same `--time-scale`.
     #[arg(long, default_value_t = 1.0, hide = true)]
     time_scale: f64,
+    #[command(subcommand)]
+    command: Option<AgentCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Validate a config and the profiles it uses; exit code 2 on error.
+    CheckConfig {
+        /// Agent config file (TOML).
+        file: PathBuf,
+    },
+    /// Read raw registers and show them under every data type and byte/word order.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProbeArgs {
+    /// Modbus TCP address of the device, HOST:PORT.
+    #[arg(long)]
+    tcp: String,
+    /// Modbus unit id.
+    #[arg(long, default_value_t = 1)]
+    unit: u8,
+    /// First register (0-based protocol address).
+    #[arg(long)]
+    start: u16,
+    /// Number of registers (1–125).
+    #[arg(long, default_value_t = 8)]
+    count: u16,
+    /// Register table.
+    #[arg(long, value_enum, default_value_t = ProbeTable::Holding)]
+    kind: ProbeTable,
+    /// Timeout in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ProbeTable {
+    Holding,
+    Input,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,13 +142,79 @@ fn init_logging(default_level: &str) {
 }
 
 async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
-    let config = wearline_agent::AgentConfig::load(&args.config)?;
-    let agent = wearline_agent::Agent::new(config, Clock::scaled(args.time_scale))
-        .start()
-        .context("starting the agent")?;
-    println!("agent: polling, press Ctrl-C to stop");
-    shutdown_signal().await;
-    agent.stop().await;
+    match args.command {
+        Some(AgentCommand::CheckConfig { file }) => check_config(&file),
+        Some(AgentCommand::Probe(p)) => probe(p).await,
+        None => {
+            let path = args
+                .config
+                .context("`wearline agent` needs --config FILE (or a subcommand; see --help)")?;
+            let config = wearline_agent::AgentConfig::load(&path)?;
+            let agent = wearline_agent::Agent::new(config, Clock::scaled(args.time_scale))
+                .start()
+                .context("starting the agent")?;
+            println!("agent: polling, press Ctrl-C to stop");
+            shutdown_signal().await;
+            agent.stop().await;
+            Ok(())
+        }
+    }
+}
+
+/// Exit code of `agent check-config` for an invalid config.
+const EXIT_INVALID_CONFIG: u8 = 2;
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    match wearline_agent::AgentConfig::load(file) {
+        Ok(cfg) => {
+            let profiles: std::collections::BTreeSet<&str> =
+                cfg.devices.iter().map(|d| d.profile.name.as_str()).collect();
+            println!(
+                "{}: ok (gateway {}, {} devices, profiles: {})",
+                file.display(),
+                cfg.gateway,
+                cfg.devices.len(),
+                profiles.into_iter().collect::<Vec<_>>().join(", ")
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: {:#}", anyhow::Error::from(e));
+            std::process::exit(i32::from(EXIT_INVALID_CONFIG));
+        }
+    }
+}
+
+async fn probe(p: ProbeArgs) -> anyhow::Result<()> {
+    use wearline_agent::probe::{ProbeKind, read_registers, render};
+    let addr = tokio::net::lookup_host(&p.tcp)
+        .await
+        .with_context(|| format!("resolving {}", p.tcp))?
+        .next()
+        .with_context(|| format!("{} resolves to no address", p.tcp))?;
+    let kind = match p.kind {
+        ProbeTable::Holding => ProbeKind::Holding,
+        ProbeTable::Input => ProbeKind::Input,
+    };
+    let words = read_registers(
+        addr,
+        p.unit,
+        kind,
+        p.start,
+        p.count,
+        std::time::Duration::from_millis(p.timeout_ms),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "reading {:?} registers {}..{} of unit {} at {addr}",
+            p.kind,
+            p.start,
+            u32::from(p.start) + u32::from(p.count),
+            p.unit
+        )
+    })?;
+    print!("{}", render(p.start, &words));
     Ok(())
 }
 

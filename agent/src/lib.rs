@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod probe;
 pub mod run;
 pub mod sequence;
 pub mod sources;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use wearline_agent::clock::Clock;
 use wearline_agent::config::{AgentConfig, DeviceConfig, UplinkConfig};
+use wearline_agent::sources::modbus::bus::Endpoint;
 use wearline_hub::config::{BrokerConfig, BrokerKind, HttpConfig};
 use wearline_hub::{Hub, HubConfig, HubEvent};
 use wearline_models::profile::Profile;
@@ -96,10 +97,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .map(|d| DeviceConfig {
                 id: d.id.clone(),
                 profile: profile.clone(),
-                tcp: d.addr,
+                endpoint: Endpoint::Tcp(d.addr),
                 unit: 1,
                 interval: Duration::from_millis(args.poll_ms),
                 timeout: Duration::from_millis(1000),
+                retries: 1,
+                max_registers_per_request: 125,
             })
             .collect(),
     };

@@ -4,6 +4,7 @@
 //! Loaded once at start. Unknown keys, wrong types and invalid values are
 //! errors that name the file, the line and the key.
 
+use crate::sources::modbus::bus::{Endpoint, Parity, SerialLine};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,9 +28,45 @@ struct RawConfig {
     profiles_dir: PathBuf,
     /// The MQTT uplink.
     uplink: UplinkConfig,
+    /// Serial lines (RS-485) by name, referenced by devices' `serial`.
+    #[serde(default)]
+    serial: BTreeMap<String, RawSerial>,
     /// Devices to poll.
     #[serde(default)]
     devices: Vec<RawDevice>,
+}
+
+/// One serial line shared by the devices on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSerial {
+    /// Device path, e.g. `/dev/ttyUSB0`.
+    port: String,
+    /// Baud rate.
+    #[serde(default = "default_baud")]
+    baud: u32,
+    /// `none`, `even` or `odd`.
+    #[serde(default = "default_parity")]
+    parity: Parity,
+    /// 5–8.
+    #[serde(default = "default_data_bits")]
+    data_bits: u8,
+    /// 1 or 2.
+    #[serde(default = "default_stop_bits")]
+    stop_bits: u8,
+}
+
+const fn default_baud() -> u32 {
+    9600
+}
+const fn default_parity() -> Parity {
+    Parity::None
+}
+const fn default_data_bits() -> u8 {
+    8
+}
+const fn default_stop_bits() -> u8 {
+    1
 }
 
 fn default_profiles_dir() -> PathBuf {
@@ -74,8 +111,11 @@ struct RawDevice {
     id: String,
     /// Name of the device profile in `profiles_dir`.
     profile: String,
-    /// Modbus TCP address, `host:port`.
-    tcp: SocketAddr,
+    /// Modbus TCP address, `host:port` (a device, or a gateway: several
+    /// devices may share one address with different unit ids).
+    tcp: Option<SocketAddr>,
+    /// Name of a `[serial.NAME]` line, for Modbus RTU.
+    serial: Option<String>,
     /// Modbus unit id.
     #[serde(default = "default_unit")]
     unit: u8,
@@ -85,6 +125,19 @@ struct RawDevice {
     /// Timeout of one request, milliseconds.
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
+    /// Extra attempts of a request after a timeout or transport error.
+    #[serde(default = "default_retries")]
+    retries: u8,
+    /// Largest number of registers read in one request (1–125); some devices need fewer.
+    #[serde(default = "default_max_registers")]
+    max_registers_per_request: u16,
+}
+
+const fn default_retries() -> u8 {
+    1
+}
+const fn default_max_registers() -> u16 {
+    125
 }
 
 const fn default_unit() -> u8 {
@@ -111,10 +164,12 @@ pub struct AgentConfig {
 pub struct DeviceConfig {
     pub id: String,
     pub profile: Profile,
-    pub tcp: SocketAddr,
+    pub endpoint: Endpoint,
     pub unit: u8,
     pub interval: Duration,
     pub timeout: Duration,
+    pub retries: u8,
+    pub max_registers_per_request: u16,
 }
 
 /// Why the config could not be loaded.
@@ -171,10 +226,55 @@ impl AgentConfig {
             if raw.devices[..i].iter().any(|e| e.id == d.id) {
                 return Err(invalid(&key("id"), format!("device `{}` is listed twice", d.id)));
             }
-            if d.interval_ms == 0 || d.timeout_ms == 0 {
+            if d.interval_ms == 0 {
+                return Err(invalid(&key("interval_ms"), "must be > 0".into()));
+            }
+            if d.timeout_ms == 0 {
+                return Err(invalid(&key("timeout_ms"), "must be > 0".into()));
+            }
+            if !(1..=125).contains(&d.max_registers_per_request) {
+                return Err(invalid(&key("max_registers_per_request"), "must be 1–125".into()));
+            }
+            let endpoint = match (&d.tcp, &d.serial) {
+                (Some(addr), None) => Endpoint::Tcp(*addr),
+                (None, Some(name)) => {
+                    let Some(s) = raw.serial.get(name) else {
+                        return Err(invalid(
+                            &key("serial"),
+                            format!("no `[serial.{name}]` line is defined"),
+                        ));
+                    };
+                    if !(5..=8).contains(&s.data_bits) || !(1..=2).contains(&s.stop_bits) || s.baud == 0 {
+                        return Err(invalid(
+                            &format!("serial.{name}"),
+                            "baud > 0, data_bits 5–8, stop_bits 1–2".into(),
+                        ));
+                    }
+                    Endpoint::Serial(SerialLine {
+                        path: s.port.clone(),
+                        baud: s.baud,
+                        parity: s.parity,
+                        data_bits: s.data_bits,
+                        stop_bits: s.stop_bits,
+                    })
+                }
+                _ => {
+                    return Err(invalid(
+                        &key("tcp"),
+                        "give exactly one of `tcp` or `serial`".into(),
+                    ));
+                }
+            };
+            if let Some(other) = raw.devices[..i].iter().position(|e| {
+                e.unit == d.unit
+                    && ((e.tcp.is_some() && e.tcp == d.tcp) || (e.serial.is_some() && e.serial == d.serial))
+            }) {
                 return Err(invalid(
-                    &key("interval_ms"),
-                    "interval and timeout must be > 0".into(),
+                    &key("unit"),
+                    format!(
+                        "devices[{other}] already uses unit {} on the same endpoint",
+                        d.unit
+                    ),
                 ));
             }
             if !profiles.contains_key(&d.profile) {
@@ -203,10 +303,12 @@ impl AgentConfig {
             devices.push(DeviceConfig {
                 id: d.id.clone(),
                 profile,
-                tcp: d.tcp,
+                endpoint,
                 unit: d.unit,
                 interval: Duration::from_millis(d.interval_ms),
                 timeout: Duration::from_millis(d.timeout_ms),
+                retries: d.retries,
+                max_registers_per_request: d.max_registers_per_request,
             });
         }
         Ok(AgentConfig {

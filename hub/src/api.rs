@@ -163,11 +163,17 @@ async fn device(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
         .map(Into::into)
         .collect();
     let mut v = serde_json::to_value(DeviceView::from(row)).unwrap_or(Value::Null);
+    let latest = s
+        .store
+        .latest_sample(&id)
+        .await?
+        .map(|(ts_ms, values)| json!({"ts_ms": ts_ms, "ts": rfc3339(ts_ms), "values": values}));
     if let Value::Object(m) = &mut v {
         m.insert(
             "consumables".into(),
             serde_json::to_value(consumables).unwrap_or(Value::Null),
         );
+        m.insert("latest".into(), latest.unwrap_or(Value::Null));
     }
     Ok(Json(v))
 }

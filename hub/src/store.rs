@@ -177,6 +177,17 @@ impl Store {
         Ok(rows)
     }
 
+    /// The newest sample of `device`: its time and values.
+    pub async fn latest_sample(&self, device: &str) -> Result<Option<(i64, serde_json::Value)>> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT ts_ms, body FROM samples WHERE device_id = ? ORDER BY ts_ms DESC, seq DESC LIMIT 1",
+        )
+        .bind(device)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(ts, body)| (ts, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))))
+    }
+
     /// Records the latest prediction of a consumable.
     pub async fn upsert_consumable(&self, row: &ConsumableRow) -> Result<()> {
         sqlx::query(

@@ -20,16 +20,33 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Starts `wearline` with `args`.
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wearline"));
+        cmd.args(args).env("RUST_LOG", "info,rumqttd=off");
+        Proc::spawn(dir, name, cmd, None)
+    }
+
+    /// Starts any program, feeding `stdin` to it when given.
+    pub fn spawn(dir: &Path, name: &str, mut cmd: Command, stdin: Option<&str>) -> Proc {
         let stderr = dir.join(format!("{name}.stderr"));
         let err_file = std::fs::File::create(&stderr).expect("stderr file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wearline"))
-            .args(args)
-            .env("RUST_LOG", "info,rumqttd=off")
+        let mut child = cmd
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(err_file)
             .spawn()
-            .expect("spawn wearline");
+            .unwrap_or_else(|e| {
+                panic!("cannot start {name} ({cmd:?}): {e}; run tests/run, which installs the test peers")
+            });
+        if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+            use std::io::Write;
+            input.write_all(text.as_bytes()).expect("write stdin");
+        }
         let stdout = child.stdout.take().expect("stdout");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -136,6 +153,11 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A free loopback port (bound, then released) for peers that cannot report theirs.
+pub fn free_port() -> u16 {
+    closed_port().port()
 }
 
 /// A loopback address nothing listens on (bound, then released).

@@ -90,6 +90,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             batch_max_samples: 5,
             batch_delay_ms: 500,
             keep_alive_secs: 15,
+            health_interval_secs: 30,
         },
         devices: fleet
             .devices()
@@ -103,8 +104,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 timeout: Duration::from_millis(1000),
                 retries: 1,
                 max_registers_per_request: 125,
+                gap_alert_intervals: 5,
             })
             .collect(),
+        buffer: wearline_agent::buffer::QueueConfig::default(),
+        mqtt_input: None,
+        mqtt_devices: Vec::new(),
     };
     let agent = wearline_agent::Agent::new(agent_config, Clock::scaled(args.time_scale))
         .start()

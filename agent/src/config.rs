@@ -4,7 +4,10 @@
 //! Loaded once at start. Unknown keys, wrong types and invalid values are
 //! errors that name the file, the line and the key.
 
+use crate::buffer::{FsyncPolicy, QueueConfig};
 use crate::sources::modbus::bus::{Endpoint, Parity, SerialLine};
+use crate::sources::mqtt::map::{PayloadMap, TimeFormat};
+use crate::sources::mqtt::{MqttDevice, MqttInput};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,12 +31,105 @@ struct RawConfig {
     profiles_dir: PathBuf,
     /// The MQTT uplink.
     uplink: UplinkConfig,
+    /// The disk queue that holds samples and alerts until the broker has them.
+    #[serde(default)]
+    buffer: RawBuffer,
     /// Serial lines (RS-485) by name, referenced by devices' `serial`.
     #[serde(default)]
     serial: BTreeMap<String, RawSerial>,
     /// Devices to poll.
     #[serde(default)]
     devices: Vec<RawDevice>,
+    /// The local MQTT broker appliances publish their own readings to.
+    mqtt_input: Option<RawMqttInput>,
+    /// Appliances read from `mqtt_input`.
+    #[serde(default)]
+    mqtt_devices: Vec<RawMqttDevice>,
+}
+
+/// Bounds and durability of the disk queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuffer {
+    /// Most disk space the queue uses, in MiB; reaching it evicts the oldest telemetry.
+    #[serde(default = "default_buffer_mib")]
+    max_mib: u64,
+    /// Oldest entry kept, in hours.
+    #[serde(default = "default_buffer_hours")]
+    max_age_hours: u64,
+    /// `batch` (default: fsync every `fsync_records` entries or `fsync_interval_ms`),
+    /// `always` (fsync every entry) or `never` (leave it to the OS).
+    #[serde(default = "default_fsync")]
+    fsync: FsyncMode,
+    #[serde(default = "default_fsync_records")]
+    fsync_records: u32,
+    #[serde(default = "default_fsync_interval_ms")]
+    fsync_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FsyncMode {
+    Always,
+    Batch,
+    Never,
+}
+
+impl Default for RawBuffer {
+    fn default() -> Self {
+        RawBuffer {
+            max_mib: default_buffer_mib(),
+            max_age_hours: default_buffer_hours(),
+            fsync: default_fsync(),
+            fsync_records: default_fsync_records(),
+            fsync_interval_ms: default_fsync_interval_ms(),
+        }
+    }
+}
+
+const fn default_buffer_mib() -> u64 {
+    256
+}
+const fn default_buffer_hours() -> u64 {
+    7 * 24
+}
+const fn default_fsync() -> FsyncMode {
+    FsyncMode::Batch
+}
+const fn default_fsync_records() -> u32 {
+    1000
+}
+const fn default_fsync_interval_ms() -> u64 {
+    1000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqttInput {
+    /// Broker `host:port`.
+    broker: String,
+    /// MQTT client id; defaults to `{gateway}-input`.
+    client_id: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqttDevice {
+    /// Fleet-unique device id.
+    id: String,
+    /// Device profile (its consumables matter to the hub; its register map is unused).
+    profile: String,
+    /// Topic filter the appliance publishes to (MQTT wildcards allowed).
+    topic: String,
+    /// Metric name to JSON pointer in the payload.
+    metrics: BTreeMap<String, String>,
+    /// JSON pointer of the timestamp; absent: the time the payload arrived.
+    timestamp: Option<String>,
+    /// `unix_ms` (default), `unix_s` or `rfc3339`.
+    #[serde(default)]
+    time_format: TimeFormat,
 }
 
 /// One serial line shared by the devices on it.
@@ -92,6 +188,13 @@ pub struct UplinkConfig {
     /// MQTT keep-alive, seconds.
     #[serde(default = "default_keep_alive")]
     pub keep_alive_secs: u64,
+    /// How often gateway health is published, seconds.
+    #[serde(default = "default_health_interval")]
+    pub health_interval_secs: u64,
+}
+
+const fn default_health_interval() -> u64 {
+    30
 }
 
 const fn default_batch_max() -> usize {
@@ -131,6 +234,13 @@ struct RawDevice {
     /// Largest number of registers read in one request (1–125); some devices need fewer.
     #[serde(default = "default_max_registers")]
     max_registers_per_request: u16,
+    /// Raise a `data_gap` alert after this many intervals without a good read (0: never).
+    #[serde(default = "default_gap_intervals")]
+    gap_alert_intervals: u32,
+}
+
+const fn default_gap_intervals() -> u32 {
+    5
 }
 
 const fn default_retries() -> u8 {
@@ -156,7 +266,11 @@ pub struct AgentConfig {
     pub gateway: String,
     pub data_dir: PathBuf,
     pub uplink: UplinkConfig,
+    pub buffer: QueueConfig,
     pub devices: Vec<DeviceConfig>,
+    /// The local broker of `mqtt_devices`, if any.
+    pub mqtt_input: Option<MqttInput>,
+    pub mqtt_devices: Vec<MqttDevice>,
 }
 
 /// One device to poll, with its profile resolved.
@@ -170,6 +284,7 @@ pub struct DeviceConfig {
     pub timeout: Duration,
     pub retries: u8,
     pub max_registers_per_request: u16,
+    pub gap_alert_intervals: u32,
 }
 
 /// Why the config could not be loaded.
@@ -277,29 +392,9 @@ impl AgentConfig {
                     ),
                 ));
             }
-            if !profiles.contains_key(&d.profile) {
-                let file = profiles_dir.join(format!("{}.toml", d.profile));
-                if validate_id(&d.profile).is_err() || !file.is_file() {
-                    return Err(invalid(
-                        &key("profile"),
-                        format!("no profile file {}", file.display()),
-                    ));
-                }
-                let ptext = read(&file)?;
-                let profile = Profile::parse(&file.display().to_string(), &ptext)?;
-                if profile.name != d.profile {
-                    return Err(LoadError::Invalid(ConfigError::invalid(
-                        &file.display().to_string(),
-                        &ptext,
-                        "name",
-                        format!("profile file for `{}` is named `{}`", d.profile, profile.name),
-                    )));
-                }
-                profiles.insert(d.profile.clone(), profile);
-            }
-            let Some(profile) = profiles.get(&d.profile).cloned() else {
-                continue;
-            };
+            let profile = resolve_profile(&profiles_dir, &d.profile, &mut profiles).map_err(|e| {
+                e.unwrap_or_else(|| invalid(&key("profile"), no_profile(&profiles_dir, &d.profile)))
+            })?;
             devices.push(DeviceConfig {
                 id: d.id.clone(),
                 profile,
@@ -309,15 +404,138 @@ impl AgentConfig {
                 timeout: Duration::from_millis(d.timeout_ms),
                 retries: d.retries,
                 max_registers_per_request: d.max_registers_per_request,
+                gap_alert_intervals: d.gap_alert_intervals,
             });
+        }
+        let mut mqtt_devices = Vec::with_capacity(raw.mqtt_devices.len());
+        for (i, d) in raw.mqtt_devices.iter().enumerate() {
+            let key = |k: &str| format!("mqtt_devices[{i}].{k}");
+            if raw.mqtt_input.is_none() {
+                return Err(invalid(
+                    &key("topic"),
+                    "MQTT devices need an `[mqtt_input]` broker".into(),
+                ));
+            }
+            if validate_id(&d.id).is_err() {
+                return Err(invalid(
+                    &key("id"),
+                    "use 1–64 letters, digits, `-`, `_`, `.` or `:`".into(),
+                ));
+            }
+            if raw.devices.iter().any(|e| e.id == d.id) || raw.mqtt_devices[..i].iter().any(|e| e.id == d.id)
+            {
+                return Err(invalid(&key("id"), format!("device `{}` is listed twice", d.id)));
+            }
+            if d.topic.is_empty() {
+                return Err(invalid(&key("topic"), "must not be empty".into()));
+            }
+            if d.metrics.is_empty() {
+                return Err(invalid(
+                    &key("metrics"),
+                    "map at least one metric to a JSON pointer".into(),
+                ));
+            }
+            let pointers = d.metrics.values().chain(d.timestamp.iter());
+            if let Some(bad) = pointers
+                .into_iter()
+                .find(|p| !p.is_empty() && !p.starts_with('/'))
+            {
+                return Err(invalid(
+                    &key("metrics"),
+                    format!("`{bad}` is not a JSON pointer (they start with `/`)"),
+                ));
+            }
+            let profile = resolve_profile(&profiles_dir, &d.profile, &mut profiles).map_err(|e| {
+                e.unwrap_or_else(|| invalid(&key("profile"), no_profile(&profiles_dir, &d.profile)))
+            })?;
+            mqtt_devices.push(MqttDevice {
+                id: d.id.clone(),
+                profile: profile.name,
+                topic: d.topic.clone(),
+                map: PayloadMap {
+                    metrics: d.metrics.clone(),
+                    timestamp: d.timestamp.clone(),
+                    time_format: d.time_format,
+                },
+            });
+        }
+        if let Some(input) = &raw.mqtt_input {
+            if host_port(&input.broker).is_none() {
+                return Err(invalid("mqtt_input.broker", "expected `host:port`".into()));
+            }
+            if input.username.is_some() != input.password.is_some() {
+                return Err(invalid(
+                    "mqtt_input.username",
+                    "set both `username` and `password`, or neither".into(),
+                ));
+            }
+        }
+        let mqtt_input = raw.mqtt_input.map(|i| MqttInput {
+            broker: i.broker,
+            client_id: i.client_id.unwrap_or_else(|| format!("{}-input", raw.gateway)),
+            username: i.username,
+            password: i.password,
+        });
+        let b = &raw.buffer;
+        let max_bytes = b.max_mib.saturating_mul(1 << 20);
+        let buffer = QueueConfig {
+            max_bytes,
+            max_age: Duration::from_secs(b.max_age_hours.saturating_mul(3600)),
+            segment_bytes: (max_bytes / 16).clamp(64 << 10, 8 << 20),
+            fsync: match b.fsync {
+                FsyncMode::Always => FsyncPolicy::Always,
+                FsyncMode::Never => FsyncPolicy::Never,
+                FsyncMode::Batch => FsyncPolicy::Batch {
+                    records: b.fsync_records.max(1),
+                    interval: Duration::from_millis(b.fsync_interval_ms),
+                },
+            },
+        };
+        if b.max_mib < 1 || b.max_age_hours < 1 {
+            return Err(invalid(
+                "buffer.max_mib",
+                "max_mib and max_age_hours must be at least 1".into(),
+            ));
         }
         Ok(AgentConfig {
             gateway: raw.gateway,
             data_dir: base.join(raw.data_dir),
             uplink: raw.uplink,
+            buffer,
             devices,
+            mqtt_input,
+            mqtt_devices,
         })
     }
+}
+
+/// The profile `name` from `dir`, read once and cached in `cache`. `Err(None)`
+/// means there is no such profile file; the caller names the key.
+fn resolve_profile(
+    dir: &Path,
+    name: &str,
+    cache: &mut BTreeMap<String, Profile>,
+) -> Result<Profile, Option<LoadError>> {
+    if let Some(p) = cache.get(name) {
+        return Ok(p.clone());
+    }
+    let file = dir.join(format!("{name}.toml"));
+    if validate_id(name).is_err() || !file.is_file() {
+        return Err(None);
+    }
+    let text = read(&file).map_err(Some)?;
+    let origin = file.display().to_string();
+    let profile = Profile::parse(&origin, &text).map_err(|e| Some(e.into()))?;
+    if profile.name != name {
+        let msg = format!("profile file for `{name}` is named `{}`", profile.name);
+        return Err(Some(ConfigError::invalid(&origin, &text, "name", msg).into()));
+    }
+    cache.insert(name.to_string(), profile.clone());
+    Ok(profile)
+}
+
+fn no_profile(dir: &Path, name: &str) -> String {
+    format!("no profile file {}", dir.join(format!("{name}.toml")).display())
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {

@@ -6,8 +6,10 @@
 //! pieces it relies on (register decoding, wire payloads) live in
 //! `wearline-models`.
 
+pub mod buffer;
 pub mod clock;
 pub mod config;
+pub mod health;
 pub mod probe;
 pub mod run;
 pub mod sequence;

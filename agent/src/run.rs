@@ -1,28 +1,35 @@
 //! Wiring the agent together: one poller task per device, one uplink task,
 //! and a handle to stop them.
 
+use crate::buffer::DiskQueue;
 use crate::clock::Clock;
 use crate::config::AgentConfig;
+use crate::health::HostProbe;
 use crate::sequence::{SequenceError, Sequences};
+use crate::sources::SampleSink;
 use crate::sources::modbus::bus::Bus;
 use crate::sources::modbus::poller::Poller;
 use crate::uplink;
+use crate::uplink::mqtt::Uplink;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wearline_models::wire::Sample;
+use wearline_models::wire::{Alert, Sample};
 
 /// Samples that may wait between the pollers and the uplink.
 const QUEUE: usize = 65_536;
 
-/// A sample on its way uplink.
+/// A sample or an alert on its way uplink.
 #[derive(Debug)]
-pub struct Outgoing {
-    pub device: String,
-    pub profile: String,
-    pub sample: Sample,
+pub enum Outgoing {
+    Sample {
+        device: String,
+        profile: String,
+        sample: Sample,
+    },
+    Alert(Alert),
 }
 
 /// Per-device poll counters, for gateway health.
@@ -41,9 +48,22 @@ pub struct AgentStats {
     pub published: AtomicU64,
     pub poll_errors: AtomicU64,
     pub decode_errors: AtomicU64,
+    /// Entries the disk queue could not take or give back.
+    pub buffer_errors: AtomicU64,
+    /// MQTT input payloads that did not map to a sample.
+    pub input_errors: AtomicU64,
     pub uplink_connected: AtomicBool,
     /// By device id; fixed at start.
     pub devices: BTreeMap<String, Arc<DeviceCounters>>,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+    #[error("opening the disk queue")]
+    Queue(#[from] crate::buffer::QueueError),
 }
 
 /// The agent, ready to start.
@@ -66,8 +86,17 @@ impl Agent {
     }
 
     /// Opens the agent's state and starts its tasks on the current runtime.
-    pub fn start(self) -> Result<AgentHandle, SequenceError> {
+    pub fn start(self) -> Result<AgentHandle, StartError> {
         let sequences = Arc::new(Mutex::new(Sequences::open(&self.config.data_dir)?));
+        let queue_dir = self.config.data_dir.join("queue");
+        let queue = DiskQueue::open(&queue_dir, self.config.buffer)?;
+        let backlog = queue.stats();
+        if backlog.depth > 0 {
+            tracing::info!(
+                depth = backlog.depth,
+                "replaying entries queued before the last stop"
+            );
+        }
         let counters: BTreeMap<String, Arc<DeviceCounters>> = self
             .config
             .devices
@@ -81,6 +110,21 @@ impl Agent {
         let cancel = CancellationToken::new();
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
         let mut pollers = JoinSet::new();
+        let sink = SampleSink {
+            sequences: sequences.clone(),
+            tx: tx.clone(),
+            stats: stats.clone(),
+        };
+        if let Some(input) = &self.config.mqtt_input {
+            let devices = self.config.mqtt_devices.clone();
+            pollers.spawn(crate::sources::mqtt::run(
+                input.clone(),
+                devices,
+                sink.clone(),
+                self.clock,
+                cancel.child_token(),
+            ));
+        }
         // One bus per endpoint: devices behind one gateway or on one line share it.
         let mut buses: Vec<Arc<Bus>> = Vec::new();
         for device in &self.config.devices {
@@ -96,24 +140,22 @@ impl Agent {
                 device: device.clone(),
                 bus,
                 clock: self.clock,
-                sequences: sequences.clone(),
-                tx: tx.clone(),
-                stats: stats.clone(),
+                sink: sink.clone(),
                 counters: counters.get(&device.id).cloned().unwrap_or_default(),
+                gateway: self.config.gateway.clone(),
             };
             pollers.spawn(poller.run(cancel.child_token()));
         }
         drop(tx);
-        let clock = self.clock;
-        let uplink = tokio::spawn(uplink::mqtt::run(
-            self.config.uplink.clone(),
-            self.config.gateway.clone(),
-            u32::try_from(self.config.devices.len()).unwrap_or(u32::MAX),
-            rx,
-            stats.clone(),
-            move || clock.now_ms(),
-            cancel.clone(),
-        ));
+        let up = Uplink {
+            cfg: self.config.uplink.clone(),
+            gateway: self.config.gateway.clone(),
+            queue,
+            stats: stats.clone(),
+            clock: self.clock,
+            probe: HostProbe::new(&self.config.data_dir),
+        };
+        let uplink = tokio::spawn(uplink::mqtt::run(up, rx, cancel.clone()));
         tracing::info!(gateway = %self.config.gateway, devices = self.config.devices.len(), "agent started");
         Ok(AgentHandle {
             cancel,

@@ -210,11 +210,46 @@ pub struct GatewayHealth {
     pub devices: u32,
     /// Polls that failed since the agent started.
     pub poll_errors: u64,
-    /// Samples waiting to be sent uplink.
+    /// Samples and alerts queued on disk, not yet confirmed by the broker.
     pub buffer_depth: u64,
+    /// When the oldest of them was queued, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer_oldest_ms: Option<i64>,
+    /// Queued entries dropped by the queue's size or age bound since start.
+    #[serde(default)]
+    pub buffer_evicted: u64,
+    /// Damaged queue records skipped since start.
+    #[serde(default)]
+    pub buffer_corrupt: u64,
     /// Agent process resident memory, bytes, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
+    /// Agent process CPU use, percent of one core, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pct: Option<f64>,
+    /// Gateway memory in use and in total, bytes, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_used_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_total_bytes: Option<u64>,
+    /// Free space on the disk that holds the agent's data, bytes, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
+    /// Per-device poll counters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_polls: Vec<DevicePolls>,
+}
+
+/// Poll counters of one device since the agent started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePolls {
+    pub device: String,
+    pub ok: u64,
+    pub errors: u64,
+    /// Sample time of the last good read; absent if none yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ok_ms: Option<i64>,
 }
 
 /// A command from the hub to an agent.

@@ -1,4 +1,60 @@
-//! Where samples come from. Each source runs one task per device and sends
-//! `(device, sample)` pairs to the uplink; a source never waits on another.
+//! Where samples come from: Modbus devices (one task per device) and
+//! appliances that publish their own readings over MQTT. Every source stamps
+//! its samples through one [`SampleSink`], so sequence numbers and counters
+//! are kept in one place.
 
 pub mod modbus;
+pub mod mqtt;
+
+use crate::run::{AgentStats, Outgoing};
+use crate::sequence::Sequences;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use wearline_models::wire::Sample;
+
+/// Stamps samples with their device's next sequence number and sends them uplink.
+#[derive(Clone)]
+pub struct SampleSink {
+    pub sequences: Arc<Mutex<Sequences>>,
+    pub tx: mpsc::Sender<Outgoing>,
+    pub stats: Arc<AgentStats>,
+}
+
+impl SampleSink {
+    /// Sends one sample; false when the uplink is gone.
+    pub async fn emit(&self, device: &str, profile: &str, ts_ms: i64, values: BTreeMap<String, f64>) -> bool {
+        let seq = {
+            let mut seqs = match self.sequences.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            seqs.next(device)
+        };
+        let seq = match seq {
+            Ok(s) => s,
+            Err(e) => {
+                // Without a durable number the hub could drop the sample as a duplicate.
+                tracing::error!(device, error = %e, "cannot reserve a sequence number; sample dropped");
+                self.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+        };
+        self.stats.samples.fetch_add(1, Ordering::Relaxed);
+        let sample = Sample { seq, ts_ms, values };
+        self.tx
+            .send(Outgoing::Sample {
+                device: device.to_string(),
+                profile: profile.to_string(),
+                sample,
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Sends an alert; false when the uplink is gone.
+    pub async fn alert(&self, alert: wearline_models::wire::Alert) -> bool {
+        self.tx.send(Outgoing::Alert(alert)).await.is_ok()
+    }
+}

@@ -1,188 +1,400 @@
-//! The MQTT uplink: one connection to the hub's broker, a retained online
-//! status with an offline last will, telemetry published with QoS 1, and
-//! periodic gateway health.
+//! The MQTT uplink with store and forward: every sample and alert goes to the
+//! disk queue first; a sender hands queued entries out as QoS 1 messages and
+//! confirms them in the queue only when the broker acknowledges them.
 //!
-//! The connection is driven by its own task so that publishing never waits on
-//! a reconnect; rumqttc reconnects on its own when its event loop is polled.
+//! Each connection gets a fresh rumqttc client, so the mapping from packet id
+//! to queue entries belongs to one connection: when it drops, everything
+//! unconfirmed is handed out again on the next one (the hub drops the
+//! duplicates by sequence number). A retained `online` status is published on
+//! connect, with an `offline` last will; gateway health every
+//! `health_interval_secs`.
 
-use super::batch::Batcher;
+use super::batch::{assemble, queue_alert, queue_sample};
+use crate::buffer::{DiskQueue, Lane};
+use crate::clock::Clock;
 use crate::config::UplinkConfig;
+use crate::health::HostProbe;
 use crate::run::{AgentStats, Outgoing};
+use crate::sources::modbus::poller::backoff;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use wearline_models::config::host_port;
-use wearline_models::wire::{Connectivity, GatewayHealth, GatewayStatus, Telemetry, Topic, VERSION, encode};
+use wearline_models::wire::{
+    Connectivity, DevicePolls, GatewayHealth, GatewayStatus, Topic, VERSION, encode,
+};
 
-/// How often gateway health is published.
-const HEALTH_EVERY: Duration = Duration::from_secs(30);
+/// Messages published and not yet acknowledged, at most.
+const WINDOW: usize = 64;
+/// How long shutdown waits for the broker to confirm what is queued.
+const DRAIN: Duration = Duration::from_secs(3);
 
-/// Runs the uplink until `cancel` fires and `rx` is drained.
-pub async fn run(
-    cfg: UplinkConfig,
-    gateway: String,
-    devices: u32,
-    mut rx: mpsc::Receiver<Outgoing>,
-    stats: Arc<AgentStats>,
-    now_ms: impl Fn() -> i64 + Send + 'static,
-    cancel: CancellationToken,
-) {
-    let (host, port) = match host_port(&cfg.broker) {
-        Some(hp) => hp,
-        None => {
-            tracing::error!(broker = %cfg.broker, "uplink broker must be host:port");
-            return;
+/// Everything the uplink owns.
+pub struct Uplink {
+    pub cfg: UplinkConfig,
+    pub gateway: String,
+    pub queue: DiskQueue,
+    pub stats: Arc<AgentStats>,
+    pub clock: Clock,
+    pub probe: HostProbe,
+}
+
+enum LinkEvent {
+    Connected,
+    Sent(u16),
+    Acked(u16),
+    Closed(String),
+}
+
+/// One connection and what is in flight on it.
+struct Conn {
+    client: AsyncClient,
+    events: mpsc::UnboundedReceiver<LinkEvent>,
+    driver: JoinHandle<()>,
+    connected: bool,
+    /// Published, waiting for the packet id rumqttc gives them, in order.
+    awaiting: VecDeque<(Vec<(Lane, u64)>, usize)>,
+    /// By packet id, waiting for the broker's acknowledgement.
+    in_flight: HashMap<u16, (Vec<(Lane, u64)>, usize)>,
+}
+
+impl Conn {
+    fn free(&self) -> usize {
+        WINDOW.saturating_sub(self.awaiting.len() + self.in_flight.len())
+    }
+}
+
+enum Step {
+    Outgoing(Option<Outgoing>),
+    Link(Option<LinkEvent>),
+    Fill,
+    Tick,
+    Health,
+    Retry,
+    Cancel,
+}
+
+/// Runs until `cancel` fires, the sources are done, and what is queued has
+/// been confirmed (or `DRAIN` has passed: the queue keeps the rest for the
+/// next start).
+pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: CancellationToken) {
+    let mut conn: Option<Conn> = None;
+    let mut failures = 0u32;
+    let mut retry_at = Instant::now();
+    let mut fill = tokio::time::interval(Duration::from_millis(up.cfg.batch_delay_ms.max(10)));
+    fill.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut health = tokio::time::interval(Duration::from_secs(up.cfg.health_interval_secs.max(1)));
+    let mut sources_done = false;
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        if conn.is_none() && Instant::now() >= retry_at && drain_until.is_none_or(|d| Instant::now() < d) {
+            conn = connect(&up);
         }
-    };
-    let client_id = cfg.client_id.clone().unwrap_or_else(|| gateway.clone());
+        let step = tokio::select! {
+            o = rx.recv(), if !sources_done => Step::Outgoing(o),
+            e = next_event(&mut conn) => Step::Link(e),
+            _ = fill.tick() => Step::Fill,
+            _ = tick.tick() => Step::Tick,
+            _ = health.tick() => Step::Health,
+            () = tokio::time::sleep_until(retry_at), if conn.is_none() => Step::Retry,
+            () = cancel.cancelled(), if drain_until.is_none() => Step::Cancel,
+        };
+        match step {
+            Step::Outgoing(Some(o)) => {
+                let alert = matches!(o, Outgoing::Alert(_));
+                up.enqueue(o);
+                if alert {
+                    up.send(&mut conn);
+                }
+            }
+            Step::Outgoing(None) => sources_done = true,
+            Step::Link(Some(LinkEvent::Connected)) => {
+                failures = 0;
+                up.stats.uplink_connected.store(true, Ordering::Relaxed);
+                tracing::info!(broker = %up.cfg.broker, "uplink connected");
+                if let Some(c) = conn.as_mut() {
+                    c.connected = true;
+                    let online = up.status(Connectivity::Online);
+                    // Takes a packet id like any QoS 1 publish: track it, confirming nothing.
+                    c.awaiting.push_back((Vec::new(), 0));
+                    if let Err(e) = c
+                        .client
+                        .try_publish(up.status_topic(), QoS::AtLeastOnce, true, online)
+                    {
+                        tracing::warn!(error = %e, "cannot queue the online status");
+                        c.awaiting.pop_back();
+                    }
+                }
+                up.send(&mut conn);
+            }
+            Step::Link(Some(LinkEvent::Sent(pkid))) => {
+                if let Some(c) = conn.as_mut()
+                    && pkid != 0
+                    && !c.in_flight.contains_key(&pkid)
+                    && let Some(next) = c.awaiting.pop_front()
+                {
+                    c.in_flight.insert(pkid, next);
+                }
+            }
+            Step::Link(Some(LinkEvent::Acked(pkid))) => {
+                if let Some((entries, samples)) = conn.as_mut().and_then(|c| c.in_flight.remove(&pkid)) {
+                    up.confirm(&entries, samples);
+                }
+                up.send(&mut conn);
+            }
+            Step::Link(closed @ (Some(LinkEvent::Closed(_)) | None)) if conn.is_some() => {
+                let reason = match closed {
+                    Some(LinkEvent::Closed(r)) => r,
+                    _ => "event loop ended".to_string(),
+                };
+                if let Some(c) = conn.take() {
+                    c.driver.abort();
+                }
+                up.queue.rewind();
+                up.stats.uplink_connected.store(false, Ordering::Relaxed);
+                failures = failures.saturating_add(1);
+                let wait = backoff(failures, &up.gateway);
+                retry_at = Instant::now() + wait;
+                tracing::warn!(broker = %up.cfg.broker, error = %reason, retry_in = ?wait, depth = up.queue.stats().depth, "uplink down; samples stay queued on disk");
+            }
+            Step::Link(_) => {}
+            Step::Fill => up.send(&mut conn),
+            Step::Tick => {
+                if let Err(e) = up.queue.tick(up.clock.now_ms()) {
+                    tracing::error!(error = %e, "disk queue maintenance failed");
+                }
+            }
+            Step::Health => up.publish_health(&conn),
+            Step::Retry => {}
+            Step::Cancel => {
+                rx.close();
+                drain_until = Some(Instant::now() + DRAIN);
+            }
+        }
+        if let Some(deadline) = drain_until
+            && sources_done
+            && (up.queue.stats().depth == 0 || Instant::now() >= deadline)
+        {
+            break;
+        }
+    }
+    if let Some(c) = conn.take() {
+        if c.connected {
+            let offline = up.status(Connectivity::Offline);
+            let _ = c
+                .client
+                .try_publish(up.status_topic(), QoS::AtLeastOnce, true, offline);
+            let _ = c.client.try_disconnect();
+            // Let the driver flush the goodbye; it ends on the disconnect.
+            let _ = tokio::time::timeout(Duration::from_secs(1), c.driver).await;
+        } else {
+            c.driver.abort();
+        }
+    }
+    let depth = up.queue.stats().depth;
+    if depth > 0 {
+        tracing::info!(
+            depth,
+            "stopping with entries queued on disk; they are sent at the next start"
+        );
+    }
+    if let Err(e) = up.queue.close() {
+        tracing::error!(error = %e, "cannot close the disk queue cleanly");
+    }
+}
+
+async fn next_event(conn: &mut Option<Conn>) -> Option<LinkEvent> {
+    match conn {
+        Some(c) => c.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens a fresh connection: a new client whose event loop runs in its own
+/// task and reports what happens.
+fn connect(up: &Uplink) -> Option<Conn> {
+    let (host, port) = host_port(&up.cfg.broker)?;
+    let client_id = up.cfg.client_id.clone().unwrap_or_else(|| up.gateway.clone());
     let mut opts = MqttOptions::new(client_id, host, port);
-    opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
+    opts.set_keep_alive(Duration::from_secs(up.cfg.keep_alive_secs.max(5)));
     opts.set_max_packet_size(1 << 20, 1 << 20);
-    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+    opts.set_inflight(u16::try_from(WINDOW + 8).unwrap_or(u16::MAX));
+    if let (Some(u), Some(p)) = (&up.cfg.username, &up.cfg.password) {
         opts.set_credentials(u.clone(), p.clone());
     }
-    let status_topic = Topic::Status {
-        gateway: gateway.clone(),
-    }
-    .render();
-    let status = |state| {
-        encode(&GatewayStatus {
-            v: VERSION,
-            gateway: gateway.clone(),
-            state,
-            since_ms: now_ms(),
-            agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        })
-    };
     opts.set_last_will(LastWill::new(
-        &status_topic,
-        status(Connectivity::Offline),
+        up.status_topic(),
+        up.status(Connectivity::Offline),
         QoS::AtLeastOnce,
         true,
     ));
-    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-
-    let online = status(Connectivity::Online);
-    let driver_client = client.clone();
-    let driver_topic = status_topic.clone();
-    let driver_stats = stats.clone();
+    let (client, mut eventloop) = AsyncClient::new(opts, WINDOW + 16);
+    let (tx, events) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
-        let mut failures = 0u32;
         loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    failures = 0;
-                    driver_stats.uplink_connected.store(true, Ordering::Relaxed);
-                    tracing::info!("uplink connected");
-                    if let Err(e) =
-                        driver_client.try_publish(&driver_topic, QoS::AtLeastOnce, true, online.clone())
-                    {
-                        tracing::warn!(error = %e, "cannot queue online status");
-                    }
+            let ev = match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => LinkEvent::Connected,
+                Ok(Event::Incoming(Packet::PubAck(a))) => LinkEvent::Acked(a.pkid),
+                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                    let _ = tx.send(LinkEvent::Closed("disconnected".into()));
+                    break;
                 }
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
-                Ok(_) => {}
+                Ok(_) => continue,
                 Err(e) => {
-                    driver_stats.uplink_connected.store(false, Ordering::Relaxed);
-                    if matches!(e, rumqttc::ConnectionError::RequestsDone) {
-                        break;
-                    }
-                    failures = failures.saturating_add(1);
-                    let wait = Duration::from_millis(200u64.saturating_mul(1 << failures.min(7)));
-                    tracing::warn!(error = %e, retry_in = ?wait, "uplink connection lost");
-                    tokio::time::sleep(wait).await;
+                    let _ = tx.send(LinkEvent::Closed(e.to_string()));
+                    break;
                 }
+            };
+            if tx.send(ev).is_err() {
+                break;
             }
         }
     });
+    Some(Conn {
+        client,
+        events,
+        driver,
+        connected: false,
+        awaiting: VecDeque::new(),
+        in_flight: HashMap::new(),
+    })
+}
 
-    let mut batcher = Batcher::new(
-        &gateway,
-        cfg.batch_max_samples,
-        Duration::from_millis(cfg.batch_delay_ms),
-    );
-    let tick_every = Duration::from_millis((cfg.batch_delay_ms / 4).clamp(10, 1000));
-    let mut tick = tokio::time::interval(tick_every);
-    let mut health = tokio::time::interval(HEALTH_EVERY);
-    let health_topic = Topic::Health {
-        gateway: gateway.clone(),
+impl Uplink {
+    fn status_topic(&self) -> String {
+        Topic::Status {
+            gateway: self.gateway.clone(),
+        }
+        .render()
     }
-    .render();
-    loop {
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(o) => {
-                    if let Some(t) = batcher.push(Instant::now(), &o.device, &o.profile, o.sample) {
-                        publish(&client, &t, &stats).await;
-                    }
+
+    fn status(&self, state: Connectivity) -> Vec<u8> {
+        encode(&GatewayStatus {
+            v: VERSION,
+            gateway: self.gateway.clone(),
+            state,
+            since_ms: self.clock.now_ms(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+    }
+
+    /// Puts a sample or alert in the disk queue.
+    fn enqueue(&mut self, o: Outgoing) {
+        let (lane, payload) = match &o {
+            Outgoing::Sample {
+                device,
+                profile,
+                sample,
+            } => (Lane::Telemetry, queue_sample(device, profile, sample.clone())),
+            Outgoing::Alert(a) => (Lane::Alerts, queue_alert(a)),
+        };
+        if let Err(e) = self.queue.push(lane, &payload, self.clock.now_ms()) {
+            self.stats.buffer_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, lane = lane.name(), "cannot queue on disk; entry lost");
+        }
+    }
+
+    /// Hands out queued entries as messages while the window has room.
+    fn send(&mut self, conn: &mut Option<Conn>) {
+        let Some(c) = conn.as_mut().filter(|c| c.connected) else {
+            return;
+        };
+        let max_samples = self.cfg.batch_max_samples.max(1);
+        while c.free() > 0 {
+            let want = c.free() * max_samples;
+            let entries = match self.queue.next_batch(want) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the disk queue");
+                    return;
                 }
-                None => break,
-            },
-            _ = tick.tick() => {
-                for t in batcher.due(Instant::now()) {
-                    publish(&client, &t, &stats).await;
+            };
+            if entries.is_empty() {
+                return;
+            }
+            let full = entries.len() == want;
+            let (messages, bad) = assemble(&self.gateway, entries, max_samples);
+            if !bad.is_empty() {
+                tracing::error!(entries = bad.len(), "undecodable queue entries dropped");
+                self.stats
+                    .buffer_errors
+                    .fetch_add(bad.len() as u64, Ordering::Relaxed);
+                self.confirm(&bad, 0);
+            }
+            for m in messages {
+                c.awaiting.push_back((m.entries, m.samples));
+                if let Err(e) = c.client.try_publish(m.topic, QoS::AtLeastOnce, false, m.payload) {
+                    // Only a closed client refuses: the connection is going away
+                    // and its entries are handed out again on the next one.
+                    c.awaiting.pop_back();
+                    tracing::warn!(error = %e, "cannot publish");
+                    return;
                 }
             }
-            _ = health.tick() => {
-                let h = GatewayHealth {
-                    v: VERSION,
-                    gateway: gateway.clone(),
-                    ts_ms: now_ms(),
-                    devices,
-                    poll_errors: stats.poll_errors.load(Ordering::Relaxed),
-                    buffer_depth: (batcher.depth() + rx.len()) as u64,
-                    rss_bytes: rss_bytes(),
-                };
-                let _ = client.try_publish(&health_topic, QoS::AtMostOnce, false, encode(&h));
-            }
-            () = cancel.cancelled() => {
-                rx.close();
+            if !full {
+                return;
             }
         }
     }
-    for t in batcher.drain() {
-        publish(&client, &t, &stats).await;
-    }
-    // Say goodbye: the retained status turns offline without waiting for the will.
-    let _ = client
-        .publish(
-            &status_topic,
-            QoS::AtLeastOnce,
-            true,
-            status(Connectivity::Offline),
-        )
-        .await;
-    let _ = client.disconnect().await;
-    if tokio::time::timeout(Duration::from_secs(3), driver)
-        .await
-        .is_err()
-    {
-        tracing::warn!("uplink did not drain within 3 s");
-    }
-}
 
-async fn publish(client: &AsyncClient, t: &Telemetry, stats: &AgentStats) {
-    let topic = Topic::Telemetry {
-        gateway: t.gateway.clone(),
-        device: t.device.clone(),
-    }
-    .render();
-    match client.publish(topic, QoS::AtLeastOnce, false, encode(t)).await {
-        Ok(()) => {
-            stats
-                .published
-                .fetch_add(t.samples.len() as u64, Ordering::Relaxed);
+    fn confirm(&mut self, entries: &[(Lane, u64)], samples: usize) {
+        for &(lane, id) in entries {
+            if let Err(e) = self.queue.ack(lane, id) {
+                tracing::error!(error = %e, "cannot confirm a queue entry");
+            }
         }
-        Err(e) => tracing::error!(device = %t.device, error = %e, "cannot queue telemetry"),
+        self.stats.published.fetch_add(samples as u64, Ordering::Relaxed);
     }
-}
 
-/// Resident memory of this process, from `/proc/self/statm` where present.
-fn rss_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    fn publish_health(&mut self, conn: &Option<Conn>) {
+        let Some(c) = conn.as_ref().filter(|c| c.connected) else {
+            return;
+        };
+        let host = self.probe.sample();
+        let q = self.queue.stats();
+        let device_polls = self
+            .stats
+            .devices
+            .iter()
+            .map(|(id, d)| DevicePolls {
+                device: id.clone(),
+                ok: d.ok.load(Ordering::Relaxed),
+                errors: d.errors.load(Ordering::Relaxed),
+                last_ok_ms: Some(d.last_ok_ms.load(Ordering::Relaxed)).filter(|&t| t > 0),
+            })
+            .collect();
+        let h = GatewayHealth {
+            v: VERSION,
+            gateway: self.gateway.clone(),
+            ts_ms: self.clock.now_ms(),
+            devices: u32::try_from(self.stats.devices.len()).unwrap_or(u32::MAX),
+            poll_errors: self.stats.poll_errors.load(Ordering::Relaxed),
+            buffer_depth: q.depth,
+            buffer_oldest_ms: q.oldest_ms,
+            buffer_evicted: q.evicted,
+            buffer_corrupt: q.corrupt_records,
+            rss_bytes: host.rss_bytes,
+            cpu_pct: host.cpu_pct,
+            mem_used_bytes: host.mem_used_bytes,
+            mem_total_bytes: host.mem_total_bytes,
+            disk_free_bytes: host.disk_free_bytes,
+            device_polls,
+        };
+        let topic = Topic::Health {
+            gateway: self.gateway.clone(),
+        }
+        .render();
+        // QoS 0 takes no packet id, so it does not disturb the in-flight mapping.
+        if let Err(e) = c.client.try_publish(topic, QoS::AtMostOnce, false, encode(&h)) {
+            tracing::debug!(error = %e, "health not sent");
+        }
+    }
 }

@@ -10,16 +10,15 @@ use super::bus::{Bus, BusError};
 use super::plan::{self, Read};
 use crate::clock::Clock;
 use crate::config::DeviceConfig;
-use crate::run::{AgentStats, DeviceCounters, Outgoing};
-use crate::sequence::Sequences;
+use crate::run::DeviceCounters;
+use crate::sources::SampleSink;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use wearline_models::wire::Sample;
+use wearline_models::wire::{Alert, AlertState, Severity, VERSION};
 
 /// Shortest and longest wait before retrying a failing device or link.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -30,10 +29,10 @@ pub struct Poller {
     pub device: DeviceConfig,
     pub bus: Arc<Bus>,
     pub clock: Clock,
-    pub sequences: Arc<Mutex<Sequences>>,
-    pub tx: mpsc::Sender<Outgoing>,
-    pub stats: Arc<AgentStats>,
+    pub sink: SampleSink,
     pub counters: Arc<DeviceCounters>,
+    /// This gateway's id, for alerts.
+    pub gateway: String,
 }
 
 impl Poller {
@@ -44,10 +43,22 @@ impl Poller {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut failures: u32 = 0;
         let mut skip_until = Instant::now();
+        let mut gap_open = false;
+        let gap_after = self
+            .device
+            .interval
+            .saturating_mul(self.device.gap_alert_intervals);
+        let mut last_good = Instant::now();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 _ = ticker.tick() => {}
+            }
+            if self.device.gap_alert_intervals > 0 && !gap_open && last_good.elapsed() >= gap_after {
+                gap_open = true;
+                if !self.gap_alert(true, self.clock.now_ms()).await {
+                    break;
+                }
             }
             if Instant::now() < skip_until {
                 continue;
@@ -63,15 +74,23 @@ impl Poller {
                         tracing::info!(device = %self.device.id, "device answers again");
                     }
                     failures = 0;
+                    last_good = Instant::now();
                     self.counters.ok.fetch_add(1, Ordering::Relaxed);
+                    if gap_open {
+                        gap_open = false;
+                        if !self.gap_alert(false, ts_ms).await {
+                            break;
+                        }
+                    }
                     self.counters.last_ok_ms.store(ts_ms, Ordering::Relaxed);
-                    if !values.is_empty() && !self.emit(ts_ms, values).await {
+                    let profile = &self.device.profile.name;
+                    if !values.is_empty() && !self.sink.emit(&self.device.id, profile, ts_ms, values).await {
                         break;
                     }
                 }
                 Err(e) => {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    self.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
+                    self.sink.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
                     if let BusError::Backoff(_) = e {
                         tracing::debug!(device = %self.device.id, error = %e, "link down");
                         continue;
@@ -108,7 +127,8 @@ impl Poller {
                 values.insert(m.to_string(), v);
             });
             if failed > 0 {
-                self.stats
+                self.sink
+                    .stats
                     .decode_errors
                     .fetch_add(failed as u64, Ordering::Relaxed);
             }
@@ -116,31 +136,38 @@ impl Poller {
         Ok(values)
     }
 
-    /// Stamps and sends one sample; false when the uplink is gone.
-    async fn emit(&self, ts_ms: i64, values: BTreeMap<String, f64>) -> bool {
-        let seq = {
-            let mut seqs = match self.sequences.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            seqs.next(&self.device.id)
+    /// Opens or clears the device's data-gap alert; false when the uplink is gone.
+    async fn gap_alert(&self, open: bool, now_ms: i64) -> bool {
+        let last = self.counters.last_ok_ms.load(Ordering::Relaxed);
+        let since = if last > 0 {
+            (now_ms - last) as f64 / 1000.0
+        } else {
+            0.0
         };
-        let seq = match seq {
-            Ok(s) => s,
-            Err(e) => {
-                // Without a durable number the hub could drop the sample as a duplicate.
-                tracing::error!(device = %self.device.id, error = %e, "cannot reserve a sequence number; sample dropped");
-                self.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
-                return true;
-            }
-        };
-        self.stats.samples.fetch_add(1, Ordering::Relaxed);
-        let out = Outgoing {
-            device: self.device.id.clone(),
-            profile: self.device.profile.name.clone(),
-            sample: Sample { seq, ts_ms, values },
-        };
-        self.tx.send(out).await.is_ok()
+        if open {
+            tracing::warn!(device = %self.device.id, seconds = since, "data gap: no good read");
+        } else {
+            tracing::info!(device = %self.device.id, "data gap closed");
+        }
+        self.sink
+            .alert(Alert {
+                v: VERSION,
+                gateway: self.gateway.clone(),
+                device: self.device.id.clone(),
+                ts_ms: now_ms,
+                kind: "data_gap".into(),
+                metric: "*".into(),
+                severity: Severity::Warning,
+                score: if open { 1.0 } else { 0.0 },
+                baseline: self.device.interval.as_secs_f64(),
+                value: since,
+                state: if open {
+                    AlertState::Open
+                } else {
+                    AlertState::Cleared
+                },
+            })
+            .await
     }
 }
 

@@ -4,6 +4,7 @@
 //! Thin by design: no logic here beyond turning flags into settings, starting
 //! things, and reporting errors with context at the edge.
 
+mod bench;
 mod demo;
 mod sim;
 
@@ -34,6 +35,11 @@ enum Command {
     Sim(sim::SimArgs),
     /// Run hub, agent and a simulated fleet together on loopback.
     Demo(demo::DemoArgs),
+    /// Measure the figures the goals are stated in (agent footprint, disk queue rates).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,7 +109,13 @@ fn main() -> ExitCode {
         _ => "info",
     };
     init_logging(default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The agent is mostly waiting on timers and sockets: one thread keeps its
+    // footprint small on a gateway. Everything else uses all cores.
+    let mut builder = match cli.command {
+        Command::Agent(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -116,6 +128,7 @@ fn main() -> ExitCode {
             Command::Hub(h) => run_hub(h).await,
             Command::Sim(s) => sim::run(s).await,
             Command::Demo(d) => demo::run(d).await,
+            Command::Bench { command } => bench::run(command).await,
         }
     });
     // The embedded broker's threads do not stop on their own; do not wait for them.

@@ -55,5 +55,23 @@ fn air_purifier_profile_matches_the_simulator() {
     close("pm25", dev.pm25_ugm3(), 1e-3);
     close("fan_level", 70.0, 0.0);
     close("filter_indicator", 1.0, 0.0);
+    close("uptime", dev.sim_secs(), 0.5);
+    close(
+        "firmware",
+        f64::from(wearline_simulators::registers::FIRMWARE),
+        0.0,
+    );
+    close(
+        "energy",
+        dev.run_hours() * wearline_simulators::registers::POWER_W,
+        0.5,
+    );
+    close("room_temp", dev.motor_temp_c() - 15.0, 0.05);
+    close("running", 1.0, 0.0);
+    close(
+        "model_id",
+        f64::from(wearline_simulators::registers::MODEL_ID),
+        0.0,
+    );
     assert_eq!(got.len(), profile.fields.len());
 }

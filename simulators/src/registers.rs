@@ -40,7 +40,19 @@ pub const IR_RUN_HOURS: u16 = 4;
 /// Input registers 6–7: PM2.5, f32 ABCD in µg/m³.
 pub const IR_PM25: u16 = 6;
 /// Number of input registers.
-pub const INPUT_REGISTER_COUNT: u16 = 8;
+/// Diagnostics block, 8–19: uptime s (u32), firmware (u16), fault count
+/// (u16), energy Wh (u32), room temperature 0.1 °C (i16), humidity 0.1 %
+/// (u16), supply voltage 0.1 V (u16), mains frequency 0.01 Hz (u16), status
+/// bits (bit 0 running, bit 1 filter indicator), model id (u16).
+pub const IR_UPTIME: u16 = 8;
+pub const IR_STATUS_BITS: u16 = 18;
+/// Firmware version reported in register 10 (2.3).
+pub const FIRMWARE: u16 = 0x0203;
+/// Model id reported in register 19.
+pub const MODEL_ID: u16 = 0x0A01;
+/// Electrical power drawn while running, for the energy counter.
+pub const POWER_W: f64 = 45.0;
+pub const INPUT_REGISTER_COUNT: u16 = 20;
 
 /// Holding register: fan level, u16 percent 0–100.
 pub const HR_FAN_LEVEL: u16 = 0;
@@ -122,6 +134,8 @@ pub fn read_input_registers(dev: &AirPurifier, addr: u16, count: u16) -> Result<
     // The sensor value is f64; the wire format is f32 by contract.
     #[allow(clippy::cast_possible_truncation)]
     let [pm_hi, pm_lo] = encode_f32_abcd(dev.pm25_ugm3() as f32);
+    let [up_hi, up_lo] = encode_u32_abcd(scaled_u32(dev.sim_secs(), 1.0));
+    let [wh_hi, wh_lo] = encode_u32_abcd(scaled_u32(dev.run_hours() * POWER_W, 1.0));
     let image = [
         scaled_u16(dev.fan_speed_rpm(), 1.0),
         encode_i16(scaled_i16(dev.motor_temp_c(), 10.0)),
@@ -131,6 +145,18 @@ pub fn read_input_registers(dev: &AirPurifier, addr: u16, count: u16) -> Result<
         run_lo,
         pm_hi,
         pm_lo,
+        up_hi,
+        up_lo,
+        FIRMWARE,
+        0,
+        wh_hi,
+        wh_lo,
+        encode_i16(scaled_i16(dev.motor_temp_c() - 15.0, 10.0)),
+        450,
+        2300,
+        5000,
+        u16::from(dev.running()) | (u16::from(dev.filter_indicator()) << 1),
+        MODEL_ID,
     ];
     window(&image, addr, count)
 }
@@ -309,7 +335,7 @@ mod tests {
     fn input_registers_decode_to_device_values() {
         let dev = device(0.5);
         let regs = read_input_registers(&dev, 0, INPUT_REGISTER_COUNT).unwrap_or_default();
-        assert_eq!(regs.len(), 8);
+        assert_eq!(regs.len(), 20);
         assert_eq!(f64::from(regs[0]), dev.fan_speed_rpm().round());
         assert!((f64::from(decode_i16(regs[1])) / 10.0 - dev.motor_temp_c()).abs() <= 0.05);
         assert!((f64::from(regs[2]) / 100.0 - dev.vibration_rms_mms()).abs() <= 0.005);
@@ -326,8 +352,8 @@ mod tests {
     fn out_of_map_is_illegal_address() {
         let mut dev = device(0.0);
         use RegisterError::{IllegalDataAddress, IllegalDataValue};
-        assert_eq!(read_input_registers(&dev, 7, 2), Err(IllegalDataAddress));
-        assert_eq!(read_input_registers(&dev, 8, 1), Err(IllegalDataAddress));
+        assert_eq!(read_input_registers(&dev, 19, 2), Err(IllegalDataAddress));
+        assert_eq!(read_input_registers(&dev, 20, 1), Err(IllegalDataAddress));
         assert_eq!(
             read_input_registers(&dev, u16::MAX, u16::MAX),
             Err(IllegalDataAddress)
@@ -390,7 +416,7 @@ mod tests {
             Ok(Response::ReadHoldingRegisters(vec![40]))
         );
         assert_eq!(
-            handle_request(&mut dev, &Request::ReadInputRegisters(8, 1)),
+            handle_request(&mut dev, &Request::ReadInputRegisters(20, 1)),
             Err(RegisterError::IllegalDataAddress)
         );
         assert_eq!(

@@ -143,7 +143,7 @@ async fn writes_and_exceptions() -> TestResult {
         Err(ExceptionCode::IllegalDataAddress)
     );
     assert_eq!(
-        ctx.read_input_registers(6, 3).await?,
+        ctx.read_input_registers(INPUT_REGISTER_COUNT - 2, 3).await?,
         Err(ExceptionCode::IllegalDataAddress)
     );
     assert_eq!(

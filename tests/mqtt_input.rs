@@ -1,0 +1,103 @@
+//! Appliances that publish their own readings: the agent subscribes to a
+//! local mosquitto, maps JSON payload fields (JSON pointers) to metrics and
+//! timestamps, and the hub receives them. A payload that does not map is
+//! counted and skipped; the input goes on.
+
+mod support;
+
+use rumqttc::{Client, MqttOptions, QoS};
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+#[test]
+fn json_payloads_from_a_local_broker_become_telemetry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .expect("conf");
+    let mut cmd = Command::new("mosquitto");
+    cmd.arg("-c").arg(&conf);
+    let _local = Proc::spawn(dir.path(), "mosquitto", cmd, None);
+    eventually(Duration::from_secs(10), "mosquitto", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+
+    let hub = start_hub(dir.path());
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"gateway = "gw-mqtt"
+data_dir = "agent-data"
+profiles_dir = {:?}
+[uplink]
+broker = "{}"
+batch_max_samples = 1
+batch_delay_ms = 50
+[mqtt_input]
+broker = "127.0.0.1:{port}"
+[[mqtt_devices]]
+id = "fridge-01"
+profile = "air-purifier"
+topic = "appliances/fridge-01/state"
+timestamp = "/time"
+time_format = "rfc3339"
+[mqtt_devices.metrics]
+filter_dp = "/filter/dp"
+motor_temp = "/motor/temp"
+"#,
+            configs_dir().join("profiles"),
+            hub.broker
+        ),
+    )
+    .expect("write agent config");
+    let agent = Proc::start(
+        dir.path(),
+        "agent",
+        &["agent", "--config", cfg.to_str().expect("utf-8")],
+    );
+    agent.expect_line("agent: polling", Duration::from_secs(10));
+
+    let (client, mut connection) = Client::new(MqttOptions::new("fridge-01", "127.0.0.1", port), 16);
+    std::thread::spawn(move || for _ in connection.iter() {});
+    let url = format!("{}/api/v1/devices/fridge-01", hub.api);
+    // The agent subscribes shortly after it starts: publish until a sample lands.
+    let latest = eventually(Duration::from_secs(30), "the fridge's sample at the hub", || {
+        client
+            .publish(
+                "appliances/fridge-01/state",
+                QoS::AtLeastOnce,
+                false,
+                b"not json".to_vec(),
+            )
+            .expect("publish");
+        client
+            .publish(
+                "appliances/fridge-01/state",
+                QoS::AtLeastOnce,
+                false,
+                br#"{"time":"2026-11-23T10:00:00Z","filter":{"dp":123.5},"motor":{"temp":"41.5"}}"#.to_vec(),
+            )
+            .expect("publish");
+        std::thread::sleep(Duration::from_millis(200));
+        let v = ureq::get(&url)
+            .call()
+            .ok()?
+            .body_mut()
+            .read_json::<serde_json::Value>()
+            .ok()?;
+        Some(v["latest"].clone()).filter(|l| !l.is_null())
+    });
+    assert_eq!(latest["ts"], "2026-11-23T10:00:00Z", "{latest}");
+    assert_eq!(latest["values"]["filter_dp"], 123.5, "{latest}");
+    assert_eq!(latest["values"]["motor_temp"], 41.5, "{latest}");
+    assert!(
+        agent.stderr().contains("MQTT payload ignored"),
+        "the bad payload is logged"
+    );
+}

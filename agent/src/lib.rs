@@ -8,6 +8,7 @@
 
 pub mod buffer;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod health;
 pub mod probe;

@@ -3,6 +3,7 @@
 
 use crate::buffer::DiskQueue;
 use crate::clock::Clock;
+use crate::commands::{Commander, Verdict};
 use crate::config::AgentConfig;
 use crate::health::HostProbe;
 use crate::sequence::{SequenceError, Sequences};
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use wearline_models::wire::{Alert, Sample};
+use wearline_models::wire::{Alert, Command, CommandResult, Sample, VERSION};
 
 /// Samples that may wait between the pollers and the uplink.
 const QUEUE: usize = 65_536;
@@ -30,6 +31,8 @@ pub enum Outgoing {
         sample: Sample,
     },
     Alert(Alert),
+    /// The outcome of a command from the hub.
+    CommandResult(CommandResult),
 }
 
 /// Per-device poll counters, for gateway health.
@@ -127,6 +130,7 @@ impl Agent {
         }
         // One bus per endpoint: devices behind one gateway or on one line share it.
         let mut buses: Vec<Arc<Bus>> = Vec::new();
+        let mut writable = Vec::new();
         for device in &self.config.devices {
             let bus = match buses.iter().find(|b| *b.endpoint() == device.endpoint) {
                 Some(b) => b.clone(),
@@ -136,6 +140,7 @@ impl Agent {
                     b
                 }
             };
+            writable.push((device.clone(), bus.clone()));
             let poller = Poller {
                 device: device.clone(),
                 bus,
@@ -146,8 +151,42 @@ impl Agent {
             };
             pollers.spawn(poller.run(cancel.child_token()));
         }
+        let (commands, mut command_rx) = tokio::sync::mpsc::channel::<Command>(64);
+        let mut commander = Commander::new(writable);
+        let results = tx.clone();
+        let (gateway, clock) = (self.config.gateway.clone(), self.clock);
+        let command_cancel = cancel.child_token();
+        pollers.spawn(async move {
+            loop {
+                let cmd = tokio::select! {
+                    () = command_cancel.cancelled() => break,
+                    c = command_rx.recv() => match c { Some(c) => c, None => break },
+                };
+                if commander.admit(&cmd) == Verdict::Duplicate {
+                    tracing::debug!(id = %cmd.id, "command already carried out");
+                    continue;
+                }
+                let outcome = commander.execute(&cmd).await;
+                if let Err(e) = &outcome {
+                    tracing::warn!(id = %cmd.id, device = %cmd.device, error = %e, "command failed");
+                }
+                let result = CommandResult {
+                    v: VERSION,
+                    id: cmd.id.clone(),
+                    gateway: gateway.clone(),
+                    device: cmd.device.clone(),
+                    ts_ms: clock.now_ms(),
+                    ok: outcome.is_ok(),
+                    error: outcome.err().map(|e| e.to_string()),
+                };
+                if results.send(Outgoing::CommandResult(result)).await.is_err() {
+                    break;
+                }
+            }
+        });
         drop(tx);
         let up = Uplink {
+            commands,
             cfg: self.config.uplink.clone(),
             gateway: self.config.gateway.clone(),
             queue,

@@ -83,8 +83,10 @@ pub enum DecodeError {
     },
     #[error("bit {0} is out of range for a 16-bit register")]
     Bit(u8),
-    #[error("decoded value is not a finite number")]
+    #[error("value is not a finite number")]
     NotFinite,
+    #[error("value does not fit the data type")]
+    OutOfRange,
 }
 
 /// Puts the raw words into big-endian byte order according to `order`.
@@ -155,6 +157,42 @@ fn eight(b: &[u8]) -> [u8; 8] {
     out
 }
 
+/// Encodes `value` (raw, before calibration) as `dtype` in `order`: the
+/// inverse of [`decode_words`]. Integers are rounded and must fit the type.
+pub fn encode_words(value: f64, dtype: DataType, order: WordOrder) -> Result<Vec<u16>, DecodeError> {
+    if !value.is_finite() {
+        return Err(DecodeError::NotFinite);
+    }
+    let r = value.round();
+    let fits = |lo: f64, hi: f64| {
+        if (lo..=hi).contains(&r) {
+            Ok(r)
+        } else {
+            Err(DecodeError::OutOfRange)
+        }
+    };
+    let be: Vec<u8> = match dtype {
+        DataType::Bool => (u16::from(value != 0.0)).to_be_bytes().to_vec(),
+        DataType::U16 => (fits(0.0, 65535.0)? as u16).to_be_bytes().to_vec(),
+        DataType::I16 => (fits(-32768.0, 32767.0)? as i16).to_be_bytes().to_vec(),
+        DataType::U32 => (fits(0.0, 4_294_967_295.0)? as u32).to_be_bytes().to_vec(),
+        DataType::I32 => (fits(-2_147_483_648.0, 2_147_483_647.0)? as i32)
+            .to_be_bytes()
+            .to_vec(),
+        DataType::U64 => (fits(0.0, 1.8e19)? as u64).to_be_bytes().to_vec(),
+        DataType::I64 => (fits(-9.2e18, 9.2e18)? as i64).to_be_bytes().to_vec(),
+        DataType::F32 => (value as f32).to_be_bytes().to_vec(),
+        DataType::F64 => value.to_be_bytes().to_vec(),
+    };
+    let words: Vec<u16> = be.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+    // `normalise` is its own inverse: swapping words and bytes twice restores them.
+    let bytes = normalise(&words, order);
+    Ok(bytes
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect())
+}
+
 /// A linear calibration applied after decoding: `value = raw * scale + offset`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Calibration {
@@ -165,6 +203,11 @@ pub struct Calibration {
 impl Calibration {
     pub fn apply(self, raw: f64) -> f64 {
         raw * self.scale + self.offset
+    }
+
+    /// The raw value that calibrates to `value`.
+    pub fn invert(self, value: f64) -> f64 {
+        (value - self.offset) / self.scale
     }
 }
 
@@ -238,6 +281,38 @@ mod tests {
         assert_eq!(
             decode_words(&[0], DataType::Bool, WordOrder::Abcd, Some(16)),
             Err(DecodeError::Bit(16))
+        );
+    }
+
+    #[test]
+    fn encoding_inverts_decoding_in_every_order() {
+        let cases: [(DataType, f64); 8] = [
+            (DataType::U16, 51234.0),
+            (DataType::I16, -1234.0),
+            (DataType::U32, 3_000_000_123.0),
+            (DataType::I32, -2_000_000_123.0),
+            (DataType::U64, 9_007_199_254_740_000.0),
+            (DataType::I64, -9_007_199_254_740_000.0),
+            (DataType::F32, -1234.5),
+            (DataType::F64, 98_765.432_1),
+        ];
+        for (dtype, v) in cases {
+            for order in [WordOrder::Abcd, WordOrder::Badc, WordOrder::Cdab, WordOrder::Dcba] {
+                let words = encode_words(v, dtype, order).expect("fits");
+                assert_eq!(
+                    decode_words(&words, dtype, order, None),
+                    Ok(v),
+                    "{dtype:?} {order}"
+                );
+            }
+        }
+        assert_eq!(
+            encode_words(70000.0, DataType::U16, WordOrder::Abcd),
+            Err(DecodeError::OutOfRange)
+        );
+        assert_eq!(
+            encode_words(-1.0, DataType::U32, WordOrder::Abcd),
+            Err(DecodeError::OutOfRange)
         );
     }
 

@@ -53,14 +53,17 @@ pub enum Topic {
     Health { gateway: String },
     /// `wearline/v1/{gateway}/commands`: [`Command`], hub to agent, QoS 1.
     Command { gateway: String },
+    /// `wearline/v1/{gateway}/command-results`: [`CommandResult`], QoS 1.
+    CommandResult { gateway: String },
 }
 
 /// Subscription filters for the hub (everything agents publish).
-pub const HUB_FILTERS: [&str; 4] = [
+pub const HUB_FILTERS: [&str; 5] = [
     "wearline/v1/+/telemetry/+",
     "wearline/v1/+/alerts/+",
     "wearline/v1/+/status",
     "wearline/v1/+/health",
+    "wearline/v1/+/command-results",
 ];
 
 impl Topic {
@@ -72,6 +75,7 @@ impl Topic {
             Topic::Status { gateway } => format!("{ROOT}/{gateway}/status"),
             Topic::Health { gateway } => format!("{ROOT}/{gateway}/health"),
             Topic::Command { gateway } => format!("{ROOT}/{gateway}/commands"),
+            Topic::CommandResult { gateway } => format!("{ROOT}/{gateway}/command-results"),
         }
     }
 
@@ -96,6 +100,7 @@ impl Topic {
             [g, "status"] => Ok(Topic::Status { gateway: id(g)? }),
             [g, "health"] => Ok(Topic::Health { gateway: id(g)? }),
             [g, "commands"] => Ok(Topic::Command { gateway: id(g)? }),
+            [g, "command-results"] => Ok(Topic::CommandResult { gateway: id(g)? }),
             _ => Err(bad()),
         }
     }
@@ -268,8 +273,28 @@ pub struct Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
-    /// Switch an indicator on the appliance (e.g. the filter light) on or off.
+    /// Switch an indicator on the appliance (e.g. the filter light) on or
+    /// off: writes the profile's field `{indicator}_indicator`.
     SetIndicator { indicator: String, on: bool },
+    /// Write a value (in the metric's units) to a writable field: a coil or
+    /// holding register of the device's profile.
+    Write { metric: String, value: f64 },
+}
+
+/// The outcome of a command, published by the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandResult {
+    pub v: u32,
+    /// The command's id.
+    pub id: String,
+    pub gateway: String,
+    pub device: String,
+    pub ts_ms: i64,
+    pub ok: bool,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A payload type of this contract.
@@ -368,6 +393,17 @@ impl Payload for GatewayHealth {
     }
 }
 
+impl Payload for CommandResult {
+    const WHAT: &'static str = "command result";
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn check(&self) -> Result<(), WireError> {
+        validate_id(&self.gateway)?;
+        validate_id(&self.device)
+    }
+}
+
 impl Payload for Command {
     const WHAT: &'static str = "command";
     fn version(&self) -> u32 {
@@ -385,6 +421,7 @@ pub enum Uplink {
     Alert(Alert),
     Status(GatewayStatus),
     Health(GatewayHealth),
+    CommandResult(CommandResult),
 }
 
 /// Decodes a message an agent published, checking that the ids in the
@@ -419,6 +456,13 @@ pub fn decode_uplink(topic: &str, payload: &[u8]) -> Result<Uplink, WireError> {
                 return Err(mismatch("gateway"));
             }
             Ok(Uplink::Health(h))
+        }
+        Topic::CommandResult { gateway } => {
+            let r: CommandResult = decode(payload)?;
+            if r.gateway != gateway {
+                return Err(mismatch("gateway"));
+            }
+            Ok(Uplink::CommandResult(r))
         }
         Topic::Command { .. } => Err(WireError::Topic(topic.to_string())),
     }
@@ -458,6 +502,7 @@ mod tests {
                     Uplink::Alert(a) => encode(a),
                     Uplink::Status(s) => encode(s),
                     Uplink::Health(h) => encode(h),
+                    Uplink::CommandResult(r) => encode(r),
                 };
                 assert_eq!(decode_uplink(topic, &again), Ok(m));
             }

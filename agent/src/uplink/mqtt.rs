@@ -27,7 +27,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use wearline_models::config::host_port;
 use wearline_models::wire::{
-    Connectivity, DevicePolls, GatewayHealth, GatewayStatus, Topic, VERSION, encode,
+    Command, CommandResult, Connectivity, DevicePolls, GatewayHealth, GatewayStatus, Topic, VERSION, decode,
+    encode,
 };
 
 /// Messages published and not yet acknowledged, at most.
@@ -37,6 +38,8 @@ const DRAIN: Duration = Duration::from_secs(3);
 
 /// Everything the uplink owns.
 pub struct Uplink {
+    /// Where commands from the hub go.
+    pub commands: mpsc::Sender<Command>,
     pub cfg: UplinkConfig,
     pub gateway: String,
     pub queue: DiskQueue,
@@ -47,6 +50,7 @@ pub struct Uplink {
 
 enum LinkEvent {
     Connected,
+    Command(Vec<u8>),
     Sent(u16),
     Acked(u16),
     Closed(String),
@@ -107,6 +111,7 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
             () = cancel.cancelled(), if drain_until.is_none() => Step::Cancel,
         };
         match step {
+            Step::Outgoing(Some(Outgoing::CommandResult(r))) => up.publish_result(&mut conn, &r),
             Step::Outgoing(Some(o)) => {
                 let alert = matches!(o, Outgoing::Alert(_));
                 up.enqueue(o);
@@ -131,9 +136,24 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
                         tracing::warn!(error = %e, "cannot queue the online status");
                         c.awaiting.pop_back();
                     }
+                    let commands = Topic::Command {
+                        gateway: up.gateway.clone(),
+                    }
+                    .render();
+                    if let Err(e) = c.client.try_subscribe(commands, QoS::AtLeastOnce) {
+                        tracing::warn!(error = %e, "cannot subscribe to commands");
+                    }
                 }
                 up.send(&mut conn);
             }
+            Step::Link(Some(LinkEvent::Command(payload))) => match decode::<Command>(&payload) {
+                Ok(cmd) => {
+                    if up.commands.try_send(cmd).is_err() {
+                        tracing::warn!("command dropped: too many pending");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "malformed command ignored"),
+            },
             Step::Link(Some(LinkEvent::Sent(pkid))) => {
                 if let Some(c) = conn.as_mut()
                     && pkid != 0
@@ -242,6 +262,7 @@ fn connect(up: &Uplink) -> Option<Conn> {
             let ev = match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => LinkEvent::Connected,
                 Ok(Event::Incoming(Packet::PubAck(a))) => LinkEvent::Acked(a.pkid),
+                Ok(Event::Incoming(Packet::Publish(p))) => LinkEvent::Command(p.payload.to_vec()),
                 Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
                     let _ = tx.send(LinkEvent::Closed("disconnected".into()));
@@ -295,6 +316,8 @@ impl Uplink {
                 sample,
             } => (Lane::Telemetry, queue_sample(device, profile, sample.clone())),
             Outgoing::Alert(a) => (Lane::Alerts, queue_alert(a)),
+            // Published at once by the caller, never queued.
+            Outgoing::CommandResult(_) => return,
         };
         if let Err(e) = self.queue.push(lane, &payload, self.clock.now_ms()) {
             self.stats.buffer_errors.fetch_add(1, Ordering::Relaxed);
@@ -352,6 +375,24 @@ impl Uplink {
             }
         }
         self.stats.published.fetch_add(samples as u64, Ordering::Relaxed);
+    }
+
+    /// Publishes a command's outcome now; with the link down it is logged
+    /// only (the hub can ask again: commands carry ids).
+    fn publish_result(&self, conn: &mut Option<Conn>, r: &CommandResult) {
+        let Some(c) = conn.as_mut().filter(|c| c.connected) else {
+            tracing::warn!(id = %r.id, ok = r.ok, "command result not sent: uplink down");
+            return;
+        };
+        let topic = Topic::CommandResult {
+            gateway: self.gateway.clone(),
+        }
+        .render();
+        c.awaiting.push_back((Vec::new(), 0));
+        if let Err(e) = c.client.try_publish(topic, QoS::AtLeastOnce, false, encode(r)) {
+            c.awaiting.pop_back();
+            tracing::warn!(error = %e, "cannot publish a command result");
+        }
     }
 
     fn publish_health(&mut self, conn: &Option<Conn>) {

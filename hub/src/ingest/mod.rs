@@ -147,6 +147,9 @@ impl Ingest {
             Ok(Uplink::Health(h)) => {
                 tracing::debug!(gateway = %h.gateway, poll_errors = h.poll_errors, "gateway health");
             }
+            Ok(Uplink::CommandResult(r)) => {
+                tracing::info!(id = %r.id, device = %r.device, ok = r.ok, error = ?r.error, "command result");
+            }
             Err(e) => self.stats.malformed(&e, topic),
         }
     }

@@ -108,6 +108,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             })
             .collect(),
         buffer: wearline_agent::buffer::QueueConfig::default(),
+        metrics_listen: None,
         mqtt_input: None,
         mqtt_devices: Vec::new(),
     };

@@ -166,6 +166,9 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             let agent = wearline_agent::Agent::new(config, Clock::scaled(args.time_scale))
                 .start()
                 .context("starting the agent")?;
+            if let Some(addr) = agent.metrics_addr {
+                println!("metrics: http://{addr}/metrics");
+            }
             println!("agent: polling, press Ctrl-C to stop");
             shutdown_signal().await;
             agent.stop().await;

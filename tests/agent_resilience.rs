@@ -28,7 +28,7 @@ fn a_device_that_dies_and_reboots_never_holds_back_the_other() {
 
     let cfg = dir.path().join("agent.toml");
     let mut text = format!(
-        "gateway = \"gw-res\"\ndata_dir = \"agent-data\"\nprofiles_dir = {:?}\n[uplink]\nbroker = \"{}\"\nbatch_max_samples = 1\nbatch_delay_ms = 100\n",
+        "gateway = \"gw-res\"\ndata_dir = \"agent-data\"\nmetrics_listen = \"127.0.0.1:0\"\nprofiles_dir = {:?}\n[uplink]\nbroker = \"{}\"\nbatch_max_samples = 1\nbatch_delay_ms = 100\n",
         configs_dir().join("profiles"),
         hub.broker
     );
@@ -38,11 +38,12 @@ fn a_device_that_dies_and_reboots_never_holds_back_the_other() {
         ));
     }
     std::fs::write(&cfg, text).expect("write");
-    let _agent = Proc::start(
+    let agent = Proc::start(
         dir.path(),
         "agent",
         &["agent", "--config", cfg.to_str().expect("utf-8")],
     );
+    let metrics_url = agent.expect_line("metrics:", Duration::from_secs(10));
 
     let samples = |id: &str| -> i64 {
         ureq::get(&format!("{}/api/v1/devices/{id}", hub.api))
@@ -66,6 +67,21 @@ fn a_device_that_dies_and_reboots_never_holds_back_the_other() {
         || (samples("dev-b") >= b_before + 20).then_some(()),
     );
     assert!(samples("dev-a") <= a_dead + 2, "a dead device yields no samples");
+    let metrics = ureq::get(&metrics_url)
+        .call()
+        .expect("GET /metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert!(value("wearline_agent_device_polls_total{device=\"dev-a\",result=\"error\"}") >= 1.0);
+    assert!(value("wearline_agent_device_polls_total{device=\"dev-b\",result=\"ok\"}") >= 20.0);
+    assert_eq!(value("wearline_agent_uplink_connected"), 1.0);
 
     // dev-a reboots on the same address: the agent reconnects by itself.
     let _sim_a = sim(dir.path(), "sim-a-rebooted", port_a);

@@ -26,6 +26,8 @@ struct RawConfig {
     /// Where the agent keeps its state (sequence numbers). Relative paths are
     /// resolved against the config file's folder.
     data_dir: PathBuf,
+    /// Serve Prometheus `/metrics` and `/health` here (port 0: any free port).
+    metrics_listen: Option<SocketAddr>,
     /// Folder of device profiles (`NAME.toml`), relative to the config file.
     #[serde(default = "default_profiles_dir")]
     profiles_dir: PathBuf,
@@ -266,6 +268,7 @@ pub struct AgentConfig {
     pub gateway: String,
     pub data_dir: PathBuf,
     pub uplink: UplinkConfig,
+    pub metrics_listen: Option<SocketAddr>,
     pub buffer: QueueConfig,
     pub devices: Vec<DeviceConfig>,
     /// The local broker of `mqtt_devices`, if any.
@@ -501,6 +504,7 @@ impl AgentConfig {
             gateway: raw.gateway,
             data_dir: base.join(raw.data_dir),
             uplink: raw.uplink,
+            metrics_listen: raw.metrics_listen,
             buffer,
             devices,
             mqtt_input,

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod health;
+pub mod metrics;
 pub mod probe;
 pub mod run;
 pub mod sequence;

@@ -58,6 +58,19 @@ pub struct AgentStats {
     pub uplink_connected: AtomicBool,
     /// By device id; fixed at start.
     pub devices: BTreeMap<String, Arc<DeviceCounters>>,
+    /// The disk queue, as of its last maintenance tick.
+    pub queue: QueueGauges,
+}
+
+/// The disk queue's figures, updated by the uplink about once a second.
+#[derive(Debug, Default)]
+pub struct QueueGauges {
+    pub depth: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Push time of the oldest unconfirmed entry (0 = none).
+    pub oldest_ms: AtomicI64,
+    pub evicted: AtomicU64,
+    pub corrupt: AtomicU64,
 }
 
 /// Why the agent could not start.
@@ -67,6 +80,11 @@ pub enum StartError {
     Sequence(#[from] SequenceError),
     #[error("opening the disk queue")]
     Queue(#[from] crate::buffer::QueueError),
+    #[error("binding the metrics listener on {addr}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The agent, ready to start.
@@ -81,6 +99,8 @@ pub struct AgentHandle {
     pollers: JoinSet<()>,
     uplink: tokio::task::JoinHandle<()>,
     pub stats: Arc<AgentStats>,
+    /// Where `/metrics` is served, when configured.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Agent {
@@ -195,12 +215,33 @@ impl Agent {
             probe: HostProbe::new(&self.config.data_dir),
         };
         let uplink = tokio::spawn(uplink::mqtt::run(up, rx, cancel.clone()));
+        let metrics_addr = match self.config.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let bind = || -> std::io::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+                    let l = std::net::TcpListener::bind(addr)?;
+                    l.set_nonblocking(true)?;
+                    let local = l.local_addr()?;
+                    Ok((tokio::net::TcpListener::from_std(l)?, local))
+                };
+                let (listener, local) = bind().map_err(|source| StartError::Metrics { addr, source })?;
+                let clock = self.clock;
+                pollers.spawn(crate::metrics::serve(
+                    listener,
+                    stats.clone(),
+                    move || clock.now_ms(),
+                    cancel.child_token(),
+                ));
+                Some(local)
+            }
+        };
         tracing::info!(gateway = %self.config.gateway, devices = self.config.devices.len(), "agent started");
         Ok(AgentHandle {
             cancel,
             pollers,
             uplink,
             stats,
+            metrics_addr,
         })
     }
 }

@@ -190,6 +190,13 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
                 if let Err(e) = up.queue.tick(up.clock.now_ms()) {
                     tracing::error!(error = %e, "disk queue maintenance failed");
                 }
+                let q = up.queue.stats();
+                let g = &up.stats.queue;
+                g.depth.store(q.depth, Ordering::Relaxed);
+                g.bytes.store(q.bytes, Ordering::Relaxed);
+                g.oldest_ms.store(q.oldest_ms.unwrap_or(0), Ordering::Relaxed);
+                g.evicted.store(q.evicted, Ordering::Relaxed);
+                g.corrupt.store(q.corrupt_records, Ordering::Relaxed);
             }
             Step::Health => up.publish_health(&conn),
             Step::Retry => {}

@@ -6,6 +6,7 @@
 
 mod bench;
 mod demo;
+mod detect_cmd;
 mod sim;
 
 use anyhow::Context;
@@ -40,6 +41,10 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Score a CSV file's rows for anomalies: `timestamp,anomaly_score,is_anomaly` on stdout.
+    Detect(detect_cmd::DetectArgs),
+    /// Evaluate the detector on a public data set (SKAB, IMS, CWRU).
+    EvalDetect(detect_cmd::EvalArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,6 +134,8 @@ fn main() -> ExitCode {
             Command::Sim(s) => sim::run(s).await,
             Command::Demo(d) => demo::run(d).await,
             Command::Bench { command } => bench::run(command).await,
+            Command::Detect(d) => detect_cmd::run_detect(d),
+            Command::EvalDetect(e) => detect_cmd::run_eval(e),
         }
     });
     // The embedded broker's threads do not stop on their own; do not wait for them.

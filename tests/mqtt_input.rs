@@ -96,8 +96,16 @@ motor_temp = "/motor/temp"
     assert_eq!(latest["ts"], "2026-11-23T10:00:00Z", "{latest}");
     assert_eq!(latest["values"]["filter_dp"], 123.5, "{latest}");
     assert_eq!(latest["values"]["motor_temp"], 41.5, "{latest}");
-    assert!(
-        agent.stderr().contains("MQTT payload ignored"),
-        "the bad payload is logged"
-    );
+    // Now subscribed for sure: a payload that does not map is logged and skipped.
+    client
+        .publish(
+            "appliances/fridge-01/state",
+            QoS::AtLeastOnce,
+            false,
+            b"not json".to_vec(),
+        )
+        .expect("publish");
+    eventually(Duration::from_secs(10), "the bad payload to be logged", || {
+        agent.stderr().contains("MQTT payload ignored").then_some(())
+    });
 }

@@ -7,6 +7,7 @@
 //! config files) derive serde.
 
 pub mod config;
+pub mod detect;
 pub mod life;
 pub mod profile;
 pub mod registers;

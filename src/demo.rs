@@ -91,6 +91,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             batch_delay_ms: 500,
             keep_alive_secs: 15,
             health_interval_secs: 30,
+            tls: None,
+            tls_material: None,
         },
         devices: fleet
             .devices()

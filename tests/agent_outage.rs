@@ -9,7 +9,6 @@ mod support;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::*;
@@ -18,24 +17,13 @@ use wearline_models::wire::{Telemetry, decode};
 const DEVICES: usize = 4;
 
 fn mosquitto(dir: &Path, port: u16, name: &str) -> Proc {
-    let conf = dir.join("mosquitto.conf");
     let db = dir.join("mosquitto-db");
     std::fs::create_dir_all(&db).expect("mkdir");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
-            db.display()
-        ),
-    )
-    .expect("write mosquitto.conf");
-    let mut cmd = Command::new("mosquitto");
-    cmd.arg("-c").arg(&conf);
-    let p = Proc::spawn(dir, name, cmd, None);
-    eventually(Duration::from_secs(10), "mosquitto to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-    });
-    p
+    let conf = format!(
+        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+        db.display()
+    );
+    start_mosquitto(dir, name, &conf, &[port])
 }
 
 /// Everything the consumer received: (device, seq) → (times seen, sample time).

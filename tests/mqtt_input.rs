@@ -6,7 +6,6 @@
 mod support;
 
 use rumqttc::{Client, MqttOptions, QoS};
-use std::process::Command;
 use std::time::Duration;
 use support::*;
 
@@ -14,18 +13,12 @@ use support::*;
 fn json_payloads_from_a_local_broker_become_telemetry() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-    )
-    .expect("conf");
-    let mut cmd = Command::new("mosquitto");
-    cmd.arg("-c").arg(&conf);
-    let _local = Proc::spawn(dir.path(), "mosquitto", cmd, None);
-    eventually(Duration::from_secs(10), "mosquitto", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    let _local = start_mosquitto(
+        dir.path(),
+        "mosquitto",
+        &format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+        &[port],
+    );
 
     let hub = start_hub(dir.path());
     let cfg = dir.path().join("agent.toml");

@@ -193,6 +193,34 @@ pub struct UplinkConfig {
     /// How often gateway health is published, seconds.
     #[serde(default = "default_health_interval")]
     pub health_interval_secs: u64,
+    /// TLS to the broker; absent: plain TCP.
+    pub tls: Option<TlsFiles>,
+    /// The TLS files' contents, read at load.
+    #[serde(skip)]
+    pub tls_material: Option<TlsMaterial>,
+}
+
+/// Where the uplink's TLS certificates are, relative to the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM file of the CA(s) that sign the broker's certificate.
+    #[serde(default = "default_ca_file")]
+    pub ca_file: PathBuf,
+    /// PEM certificate and key for mutual TLS; both or neither.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+fn default_ca_file() -> PathBuf {
+    PathBuf::from("/etc/ssl/certs/ca-certificates.crt")
+}
+
+/// PEM bytes for the uplink's TLS.
+#[derive(Debug, Clone, Default)]
+pub struct TlsMaterial {
+    pub ca: Vec<u8>,
+    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 const fn default_health_interval() -> u64 {
@@ -479,6 +507,33 @@ impl AgentConfig {
             username: i.username,
             password: i.password,
         });
+        let mut uplink = raw.uplink;
+        if let Some(tls) = &uplink.tls {
+            let pem = |key: &str, path: &Path| -> Result<Vec<u8>, LoadError> {
+                let path = base.join(path);
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+                if !bytes.starts_with(b"-----BEGIN") {
+                    return Err(invalid(key, format!("{} is not a PEM file", path.display())));
+                }
+                Ok(bytes)
+            };
+            let ca = pem("uplink.tls.ca_file", &tls.ca_file)?;
+            let client_auth = match (&tls.client_cert_file, &tls.client_key_file) {
+                (None, None) => None,
+                (Some(c), Some(k)) => Some((
+                    pem("uplink.tls.client_cert_file", c)?,
+                    pem("uplink.tls.client_key_file", k)?,
+                )),
+                _ => {
+                    return Err(invalid(
+                        "uplink.tls.client_cert_file",
+                        "set both `client_cert_file` and `client_key_file`, or neither".into(),
+                    ));
+                }
+            };
+            uplink.tls_material = Some(TlsMaterial { ca, client_auth });
+        }
         let b = &raw.buffer;
         let max_bytes = b.max_mib.saturating_mul(1 << 20);
         let buffer = QueueConfig {
@@ -503,7 +558,7 @@ impl AgentConfig {
         Ok(AgentConfig {
             gateway: raw.gateway,
             data_dir: base.join(raw.data_dir),
-            uplink: raw.uplink,
+            uplink,
             metrics_listen: raw.metrics_listen,
             buffer,
             devices,

@@ -201,3 +201,21 @@ pub fn start_hub(dir: &Path) -> TestHub {
     let broker = proc.expect_line("broker:", Duration::from_secs(5));
     TestHub { proc, api, broker }
 }
+
+/// Starts Debian's mosquitto with `conf` (listeners and the like) and waits
+/// until every port in `ports` accepts connections. `user root` keeps the
+/// broker able to read its files in our private temp dir when the tests run
+/// as root (it has no effect otherwise).
+pub fn start_mosquitto(dir: &Path, name: &str, conf: &str, ports: &[u16]) -> Proc {
+    let path = dir.join(format!("{name}.conf"));
+    std::fs::write(&path, format!("user root\n{conf}")).expect("write mosquitto.conf");
+    let mut cmd = Command::new("mosquitto");
+    cmd.arg("-c").arg(&path);
+    let p = Proc::spawn(dir, name, cmd, None);
+    for &port in ports {
+        eventually(Duration::from_secs(10), "mosquitto to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        });
+    }
+    p
+}

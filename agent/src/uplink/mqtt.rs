@@ -16,7 +16,7 @@ use crate::config::UplinkConfig;
 use crate::health::HostProbe;
 use crate::run::{AgentStats, Outgoing};
 use crate::sources::modbus::poller::backoff;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -255,6 +255,13 @@ fn connect(up: &Uplink) -> Option<Conn> {
     opts.set_inflight(u16::try_from(WINDOW + 8).unwrap_or(u16::MAX));
     if let (Some(u), Some(p)) = (&up.cfg.username, &up.cfg.password) {
         opts.set_credentials(u.clone(), p.clone());
+    }
+    if let Some(tls) = &up.cfg.tls_material {
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+            ca: tls.ca.clone(),
+            alpn: None,
+            client_auth: tls.client_auth.clone(),
+        }));
     }
     opts.set_last_will(LastWill::new(
         up.status_topic(),

@@ -1,0 +1,144 @@
+//! The uplink over TLS with a custom CA: the agent publishes to mosquitto's
+//! TLS listener when it trusts the CA that signed the broker's certificate,
+//! and refuses a broker whose certificate it cannot verify.
+
+mod support;
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+/// Makes a CA and a broker certificate for 127.0.0.1 signed by it.
+fn certificates(dir: &Path, name: &str) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian) is needed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (ca_key, ca, key, csr, crt, ext) = (
+        format!("{name}-ca.key"),
+        format!("{name}-ca.pem"),
+        format!("{name}-server.key"),
+        format!("{name}-server.csr"),
+        format!("{name}-server.pem"),
+        format!("{name}-ext.cnf"),
+    );
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=wearline test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join(&ext), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &crt,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+}
+
+#[test]
+fn the_uplink_speaks_tls_and_checks_the_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    certificates(dir.path(), "good");
+    certificates(dir.path(), "other");
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let d = dir.path().display();
+    let conf = format!(
+        "per_listener_settings false\nallow_anonymous true\nlistener {plain_port} 127.0.0.1\nlistener {tls_port} 127.0.0.1\ncafile {d}/good-ca.pem\ncertfile {d}/good-server.pem\nkeyfile {d}/good-server.key\n"
+    );
+    let _broker = start_mosquitto(dir.path(), "mosquitto", &conf, &[plain_port, tls_port]);
+
+    // A consumer on the plain listener sees what arrives over TLS.
+    let (client, mut connection) = Client::new(MqttOptions::new("tls-consumer", "127.0.0.1", plain_port), 16);
+    client
+        .subscribe("wearline/v1/+/status", QoS::AtLeastOnce)
+        .expect("subscribe");
+    let (tx, statuses) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            if let Ok(Event::Incoming(Packet::Publish(p))) = event
+                && tx.send(p.topic.clone()).is_err()
+            {
+                break;
+            }
+        }
+    });
+
+    let agent_config = |gateway: &str, ca: &str| {
+        let cfg = dir.path().join(format!("{gateway}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "gateway = \"{gateway}\"\ndata_dir = \"{gateway}-data\"\n[uplink]\nbroker = \"127.0.0.1:{tls_port}\"\n[uplink.tls]\nca_file = \"{ca}\"\n"
+            ),
+        )
+        .expect("write agent config");
+        cfg.to_str().expect("utf-8").to_string()
+    };
+    let trusting = agent_config("gw-tls", "good-ca.pem");
+    let doubting = agent_config("gw-wrong-ca", "other-ca.pem");
+    let _good = Proc::start(dir.path(), "agent-good-ca", &["agent", "--config", &trusting]);
+    let bad = Proc::start(dir.path(), "agent-other-ca", &["agent", "--config", &doubting]);
+
+    let topic = statuses
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the TLS agent's online status");
+    assert_eq!(topic, "wearline/v1/gw-tls/status");
+    eventually(
+        Duration::from_secs(20),
+        "the other agent to refuse the broker's certificate",
+        || bad.stderr().contains("uplink down").then_some(()),
+    );
+    let err = bad.stderr();
+    assert!(
+        err.contains("ertificate") || err.contains("Tls") || err.contains("TLS"),
+        "{err}"
+    );
+    assert!(
+        statuses.recv_timeout(Duration::from_millis(500)).is_err(),
+        "nothing from the agent that distrusts the broker"
+    );
+}

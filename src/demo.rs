@@ -91,6 +91,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             batch_delay_ms: 500,
             keep_alive_secs: 15,
             health_interval_secs: 30,
+            protocol: Default::default(),
             tls: None,
             tls_material: None,
         },

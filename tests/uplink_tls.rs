@@ -107,26 +107,41 @@ fn the_uplink_speaks_tls_and_checks_the_broker() {
         }
     });
 
-    let agent_config = |gateway: &str, ca: &str| {
+    let agent_config = |gateway: &str, ca: &str, protocol: &str| {
         let cfg = dir.path().join(format!("{gateway}.toml"));
         std::fs::write(
             &cfg,
             format!(
-                "gateway = \"{gateway}\"\ndata_dir = \"{gateway}-data\"\n[uplink]\nbroker = \"127.0.0.1:{tls_port}\"\n[uplink.tls]\nca_file = \"{ca}\"\n"
+                "gateway = \"{gateway}\"\ndata_dir = \"{gateway}-data\"\n[uplink]\nbroker = \"127.0.0.1:{tls_port}\"\nprotocol = \"{protocol}\"\n[uplink.tls]\nca_file = \"{ca}\"\n"
             ),
         )
         .expect("write agent config");
         cfg.to_str().expect("utf-8").to_string()
     };
-    let trusting = agent_config("gw-tls", "good-ca.pem");
-    let doubting = agent_config("gw-wrong-ca", "other-ca.pem");
+    let trusting = agent_config("gw-tls", "good-ca.pem", "v3.1.1");
+    let trusting_v5 = agent_config("gw-tls-v5", "good-ca.pem", "v5");
+    let doubting = agent_config("gw-wrong-ca", "other-ca.pem", "v3.1.1");
     let _good = Proc::start(dir.path(), "agent-good-ca", &["agent", "--config", &trusting]);
+    let _good_v5 = Proc::start(
+        dir.path(),
+        "agent-good-ca-v5",
+        &["agent", "--config", &trusting_v5],
+    );
     let bad = Proc::start(dir.path(), "agent-other-ca", &["agent", "--config", &doubting]);
 
-    let topic = statuses
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the TLS agent's online status");
-    assert_eq!(topic, "wearline/v1/gw-tls/status");
+    // Both trusting agents, MQTT 3.1.1 and MQTT 5, announce themselves over TLS.
+    let mut seen: Vec<String> = (0..2)
+        .map(|_| {
+            statuses
+                .recv_timeout(Duration::from_secs(20))
+                .expect("a TLS agent's online status")
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec!["wearline/v1/gw-tls-v5/status", "wearline/v1/gw-tls/status"]
+    );
     eventually(
         Duration::from_secs(20),
         "the other agent to refuse the broker's certificate",

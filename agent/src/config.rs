@@ -193,11 +193,24 @@ pub struct UplinkConfig {
     /// How often gateway health is published, seconds.
     #[serde(default = "default_health_interval")]
     pub health_interval_secs: u64,
+    /// `v3.1.1` (default) or `v5`.
+    #[serde(default)]
+    pub protocol: MqttVersion,
     /// TLS to the broker; absent: plain TCP.
     pub tls: Option<TlsFiles>,
     /// The TLS files' contents, read at load.
     #[serde(skip)]
     pub tls_material: Option<TlsMaterial>,
+}
+
+/// MQTT protocol version of the uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum MqttVersion {
+    #[default]
+    #[serde(rename = "v3.1.1")]
+    V311,
+    #[serde(rename = "v5")]
+    V5,
 }
 
 /// Where the uplink's TLS certificates are, relative to the config file.

@@ -2,4 +2,5 @@
 //! `batch`) and published over MQTT with QoS 1 (in `mqtt`).
 
 pub mod batch;
+pub mod link;
 pub mod mqtt;

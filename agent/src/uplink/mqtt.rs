@@ -10,13 +10,13 @@
 //! `health_interval_secs`.
 
 use super::batch::{assemble, queue_alert, queue_sample};
+use super::link::{self, Client, LinkEvent, LinkSettings, Qos};
 use crate::buffer::{DiskQueue, Lane};
 use crate::clock::Clock;
 use crate::config::UplinkConfig;
 use crate::health::HostProbe;
 use crate::run::{AgentStats, Outgoing};
 use crate::sources::modbus::poller::backoff;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -48,17 +48,9 @@ pub struct Uplink {
     pub probe: HostProbe,
 }
 
-enum LinkEvent {
-    Connected,
-    Command(Vec<u8>),
-    Sent(u16),
-    Acked(u16),
-    Closed(String),
-}
-
 /// One connection and what is in flight on it.
 struct Conn {
-    client: AsyncClient,
+    client: Client,
     events: mpsc::UnboundedReceiver<LinkEvent>,
     driver: JoinHandle<()>,
     connected: bool,
@@ -131,7 +123,7 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
                     c.awaiting.push_back((Vec::new(), 0));
                     if let Err(e) = c
                         .client
-                        .try_publish(up.status_topic(), QoS::AtLeastOnce, true, online)
+                        .try_publish(up.status_topic(), Qos::AtLeastOnce, true, online)
                     {
                         tracing::warn!(error = %e, "cannot queue the online status");
                         c.awaiting.pop_back();
@@ -140,13 +132,13 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
                         gateway: up.gateway.clone(),
                     }
                     .render();
-                    if let Err(e) = c.client.try_subscribe(commands, QoS::AtLeastOnce) {
+                    if let Err(e) = c.client.try_subscribe(commands) {
                         tracing::warn!(error = %e, "cannot subscribe to commands");
                     }
                 }
                 up.send(&mut conn);
             }
-            Step::Link(Some(LinkEvent::Command(payload))) => match decode::<Command>(&payload) {
+            Step::Link(Some(LinkEvent::Message(payload))) => match decode::<Command>(&payload) {
                 Ok(cmd) => {
                     if up.commands.try_send(cmd).is_err() {
                         tracing::warn!("command dropped: too many pending");
@@ -217,8 +209,8 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
             let offline = up.status(Connectivity::Offline);
             let _ = c
                 .client
-                .try_publish(up.status_topic(), QoS::AtLeastOnce, true, offline);
-            let _ = c.client.try_disconnect();
+                .try_publish(up.status_topic(), Qos::AtLeastOnce, true, offline);
+            c.client.try_disconnect();
             // Let the driver flush the goodbye; it ends on the disconnect.
             let _ = tokio::time::timeout(Duration::from_secs(1), c.driver).await;
         } else {
@@ -248,51 +240,19 @@ async fn next_event(conn: &mut Option<Conn>) -> Option<LinkEvent> {
 /// task and reports what happens.
 fn connect(up: &Uplink) -> Option<Conn> {
     let (host, port) = host_port(&up.cfg.broker)?;
-    let client_id = up.cfg.client_id.clone().unwrap_or_else(|| up.gateway.clone());
-    let mut opts = MqttOptions::new(client_id, host, port);
-    opts.set_keep_alive(Duration::from_secs(up.cfg.keep_alive_secs.max(5)));
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    opts.set_inflight(u16::try_from(WINDOW + 8).unwrap_or(u16::MAX));
-    if let (Some(u), Some(p)) = (&up.cfg.username, &up.cfg.password) {
-        opts.set_credentials(u.clone(), p.clone());
-    }
-    if let Some(tls) = &up.cfg.tls_material {
-        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
-            ca: tls.ca.clone(),
-            alpn: None,
-            client_auth: tls.client_auth.clone(),
-        }));
-    }
-    opts.set_last_will(LastWill::new(
-        up.status_topic(),
-        up.status(Connectivity::Offline),
-        QoS::AtLeastOnce,
-        true,
-    ));
-    let (client, mut eventloop) = AsyncClient::new(opts, WINDOW + 16);
-    let (tx, events) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        loop {
-            let ev = match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => LinkEvent::Connected,
-                Ok(Event::Incoming(Packet::PubAck(a))) => LinkEvent::Acked(a.pkid),
-                Ok(Event::Incoming(Packet::Publish(p))) => LinkEvent::Command(p.payload.to_vec()),
-                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
-                    let _ = tx.send(LinkEvent::Closed("disconnected".into()));
-                    break;
-                }
-                Ok(_) => continue,
-                Err(e) => {
-                    let _ = tx.send(LinkEvent::Closed(e.to_string()));
-                    break;
-                }
-            };
-            if tx.send(ev).is_err() {
-                break;
-            }
-        }
-    });
+    let settings = LinkSettings {
+        version: up.cfg.protocol,
+        host: host.to_string(),
+        port,
+        client_id: up.cfg.client_id.clone().unwrap_or_else(|| up.gateway.clone()),
+        keep_alive: Duration::from_secs(up.cfg.keep_alive_secs.max(5)),
+        inflight: u16::try_from(WINDOW + 8).unwrap_or(u16::MAX),
+        credentials: up.cfg.username.clone().zip(up.cfg.password.clone()),
+        tls: up.cfg.tls_material.clone(),
+        will: (up.status_topic(), up.status(Connectivity::Offline)),
+        capacity: WINDOW + 16,
+    };
+    let (client, events, driver) = link::open(settings);
     Some(Conn {
         client,
         events,
@@ -368,7 +328,7 @@ impl Uplink {
             }
             for m in messages {
                 c.awaiting.push_back((m.entries, m.samples));
-                if let Err(e) = c.client.try_publish(m.topic, QoS::AtLeastOnce, false, m.payload) {
+                if let Err(e) = c.client.try_publish(m.topic, Qos::AtLeastOnce, false, m.payload) {
                     // Only a closed client refuses: the connection is going away
                     // and its entries are handed out again on the next one.
                     c.awaiting.pop_back();
@@ -403,7 +363,7 @@ impl Uplink {
         }
         .render();
         c.awaiting.push_back((Vec::new(), 0));
-        if let Err(e) = c.client.try_publish(topic, QoS::AtLeastOnce, false, encode(r)) {
+        if let Err(e) = c.client.try_publish(topic, Qos::AtLeastOnce, false, encode(r)) {
             c.awaiting.pop_back();
             tracing::warn!(error = %e, "cannot publish a command result");
         }
@@ -448,7 +408,7 @@ impl Uplink {
         }
         .render();
         // QoS 0 takes no packet id, so it does not disturb the in-flight mapping.
-        if let Err(e) = c.client.try_publish(topic, QoS::AtMostOnce, false, encode(&h)) {
+        if let Err(e) = c.client.try_publish(topic, Qos::AtMostOnce, false, encode(&h)) {
             tracing::debug!(error = %e, "health not sent");
         }
     }

@@ -46,6 +46,8 @@ fn spec() -> Vec<Value> {
         }
         addr = 0;
     }
+    fields.push(json!({"metric": "serial", "kind": "holding", "address": 210, "type": "string", "length": 5, "order": "ABCD", "value": "WL-2026-07"}));
+    fields.push(json!({"metric": "firmware_text", "kind": "input", "address": 220, "type": "string", "length": 4, "order": "BADC", "value": "v2.3.1"}));
     fields.push(json!({"metric": "bit_3", "kind": "holding", "address": 200, "type": "bool", "bit": 3, "value": true}));
     fields.push(json!({"metric": "bit_4", "kind": "holding", "address": 200, "type": "bool", "bit": 4, "value": false}));
     fields.push(json!({"metric": "coil_5", "kind": "coil", "address": 5, "type": "bool", "value": true}));
@@ -66,6 +68,9 @@ fn write_profile(dir: &Path, spec: &[Value]) -> std::path::PathBuf {
         ));
         if let Some(o) = f.get("order") {
             text.push_str(&format!("order = {o}\n"));
+        }
+        if let Some(l) = f.get("length") {
+            text.push_str(&format!("length = {l}\n"));
         }
         if let Some(b) = f.get("bit") {
             text.push_str(&format!("bit = {b}\n"));
@@ -110,7 +115,20 @@ fn check_agent_reads(dir: &Path, spec: &[Value], profiles: &Path, extra: &str, d
                 .ok()?;
             v["latest"]["values"].as_object().cloned()
         });
-        for f in spec {
+        let device = ureq::get(&url)
+            .call()
+            .expect("GET device")
+            .body_mut()
+            .read_json::<Value>()
+            .expect("json");
+        for f in spec.iter().filter(|f| f["type"] == "string") {
+            let metric = f["metric"].as_str().expect("metric");
+            assert_eq!(
+                device["attributes"][metric], f["value"],
+                "{id}: text field {metric}"
+            );
+        }
+        for f in spec.iter().filter(|f| f["type"] != "string") {
             let metric = f["metric"].as_str().expect("metric");
             let want = match &f["value"] {
                 Value::Bool(b) => f64::from(u8::from(*b)),

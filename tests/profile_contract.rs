@@ -1,7 +1,7 @@
 //! The shipped air-purifier profile decodes the simulator's registers to the
 //! simulator's own values: the register map is one contract, checked here.
 
-use wearline_agent::sources::modbus::plan::{MAX_PER_REQUEST, decode, plan};
+use wearline_agent::sources::modbus::plan::{MAX_PER_REQUEST, Reading, decode, plan};
 use wearline_models::profile::Profile;
 use wearline_models::registers::RegisterKind;
 use wearline_simulators::registers::{read_coils, read_holding_registers, read_input_registers};
@@ -34,8 +34,10 @@ fn air_purifier_profile_matches_the_simulator() {
             RegisterKind::Discrete => unreachable!("the profile has no discrete inputs"),
         };
         assert_eq!(
-            decode(&profile, &read, &words, |m, v| {
-                got.insert(m.to_string(), v);
+            decode(&profile, &read, &words, |m, r| {
+                if let Reading::Number(v) = r {
+                    got.insert(m.to_string(), v);
+                }
             }),
             0
         );

@@ -82,12 +82,15 @@ struct DeviceView {
     #[serde(flatten)]
     row: DeviceRow,
     last_seen: String,
+    /// Text fields read from the device (serial number, firmware…).
+    attributes: Value,
 }
 
 impl From<DeviceRow> for DeviceView {
     fn from(row: DeviceRow) -> Self {
         DeviceView {
             last_seen: rfc3339(row.last_seen_ms),
+            attributes: serde_json::from_str(&row.attributes).unwrap_or_else(|_| json!({})),
             row,
         }
     }

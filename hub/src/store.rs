@@ -35,6 +35,9 @@ pub struct DeviceRow {
     pub last_seq: i64,
     pub samples: i64,
     pub points: i64,
+    /// JSON object of the latest text fields (served parsed).
+    #[serde(skip)]
+    pub attributes: String,
 }
 
 /// The latest prediction of one consumable.
@@ -160,6 +163,26 @@ impl Store {
             .bind(points)
             .execute(&mut *tx)
             .await?;
+        }
+        // Text fields are device attributes: keep the latest value of each.
+        let mut text = std::collections::BTreeMap::new();
+        for s in &fresh {
+            text.extend(s.text.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        if !text.is_empty() {
+            let current: Option<(String,)> = sqlx::query_as("SELECT attributes FROM devices WHERE id = ?")
+                .bind(device)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let mut attrs: serde_json::Map<String, serde_json::Value> = current
+                .and_then(|(a,)| serde_json::from_str(&a).ok())
+                .unwrap_or_default();
+            attrs.extend(text.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))));
+            sqlx::query("UPDATE devices SET attributes = ? WHERE id = ?")
+                .bind(serde_json::Value::Object(attrs).to_string())
+                .bind(device)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(fresh)
@@ -310,6 +333,7 @@ mod tests {
             seq,
             ts_ms: seq as i64 * 1000,
             values: BTreeMap::from([("a".to_string(), 1.0), ("b".to_string(), 2.0)]),
+            text: BTreeMap::new(),
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Field {
     pub order: WordOrder,
     /// For `type = "bool"` in a holding or input register: which bit (0–15).
     pub bit: Option<u8>,
+    /// For `type = "string"`: how many registers (two characters each).
+    pub length: Option<u16>,
     /// Multiplier applied to the raw value.
     #[serde(default = "default_scale")]
     pub scale: f64,
@@ -64,6 +66,8 @@ impl Field {
     pub fn span(&self) -> u16 {
         if self.kind.is_bit() {
             1
+        } else if self.data_type == DataType::String {
+            self.length.unwrap_or(1)
         } else {
             self.data_type.words()
         }
@@ -125,6 +129,19 @@ impl Profile {
             }
             if self.fields[..i].iter().any(|g| g.metric == f.metric) {
                 return Err((key("metric"), format!("metric `{}` is defined twice", f.metric)));
+            }
+            if f.data_type == DataType::String {
+                if f.kind.is_bit() {
+                    return Err((key("type"), "text lives in holding or input registers".into()));
+                }
+                if !f.length.is_some_and(|l| (1..=125).contains(&l)) {
+                    return Err((
+                        key("length"),
+                        "a string field needs `length` = 1–125 registers".into(),
+                    ));
+                }
+            } else if f.length.is_some() {
+                return Err((key("length"), "`length` applies only to type \"string\"".into()));
             }
             if f.kind.is_bit() && f.data_type != DataType::Bool {
                 return Err((

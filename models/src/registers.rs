@@ -42,13 +42,16 @@ pub enum DataType {
     I64,
     F32,
     F64,
+    /// Fixed-length text, two ASCII characters per register (`length` registers);
+    /// `ABCD`/`CDAB` put the first character in the high byte, `BADC`/`DCBA` in the low byte.
+    String,
 }
 
 impl DataType {
     /// Number of 16-bit registers the type spans (bits count as one).
     pub fn words(self) -> u16 {
         match self {
-            DataType::Bool | DataType::U16 | DataType::I16 => 1,
+            DataType::Bool | DataType::U16 | DataType::I16 | DataType::String => 1,
             DataType::U32 | DataType::I32 | DataType::F32 => 2,
             DataType::U64 | DataType::I64 | DataType::F64 => 4,
         }
@@ -87,6 +90,8 @@ pub enum DecodeError {
     NotFinite,
     #[error("value does not fit the data type")]
     OutOfRange,
+    #[error("text fields have no numeric value")]
+    NotANumber,
 }
 
 /// Puts the raw words into big-endian byte order according to `order`.
@@ -108,6 +113,28 @@ fn normalise(words: &[u16], order: WordOrder) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Decodes fixed-length text: printable ASCII, stopping at the first NUL,
+/// trailing spaces trimmed. Other bytes become `?`.
+pub fn decode_text(words: &[u16], order: WordOrder) -> String {
+    let swap = matches!(order, WordOrder::Badc | WordOrder::Dcba);
+    let mut s = String::with_capacity(words.len() * 2);
+    for w in words {
+        let [hi, lo] = w.to_be_bytes();
+        let pair = if swap { [lo, hi] } else { [hi, lo] };
+        for b in pair {
+            if b == 0 {
+                return s.trim_end().to_string();
+            }
+            s.push(if b.is_ascii_graphic() || b == b' ' {
+                char::from(b)
+            } else {
+                '?'
+            });
+        }
+    }
+    s.trim_end().to_string()
 }
 
 /// Decodes `words` as `dtype` in `order` into a raw (unscaled) number.
@@ -143,6 +170,7 @@ pub fn decode_words(
         DataType::U64 => u64::from_be_bytes(eight(&b)) as f64,
         DataType::I64 => i64::from_be_bytes(eight(&b)) as f64,
         DataType::F64 => f64::from_be_bytes(eight(&b)),
+        DataType::String => return Err(DecodeError::NotANumber),
     };
     if v.is_finite() {
         Ok(v)
@@ -183,6 +211,7 @@ pub fn encode_words(value: f64, dtype: DataType, order: WordOrder) -> Result<Vec
         DataType::I64 => (fits(-9.2e18, 9.2e18)? as i64).to_be_bytes().to_vec(),
         DataType::F32 => (value as f32).to_be_bytes().to_vec(),
         DataType::F64 => value.to_be_bytes().to_vec(),
+        DataType::String => return Err(DecodeError::NotANumber),
     };
     let words: Vec<u16> = be.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
     // `normalise` is its own inverse: swapping words and bytes twice restores them.
@@ -314,6 +343,20 @@ mod tests {
             encode_words(-1.0, DataType::U32, WordOrder::Abcd),
             Err(DecodeError::OutOfRange)
         );
+    }
+
+    #[test]
+    fn text_in_both_byte_orders() {
+        let words = [
+            u16::from_be_bytes(*b"WL"),
+            u16::from_be_bytes(*b"-1"),
+            u16::from_be_bytes([b'7', 0]),
+        ];
+        assert_eq!(decode_text(&words, WordOrder::Abcd), "WL-17");
+        let swapped: Vec<u16> = words.iter().map(|w| w.swap_bytes()).collect();
+        assert_eq!(decode_text(&swapped, WordOrder::Badc), "WL-17");
+        assert_eq!(decode_text(&[u16::from_be_bytes(*b"A ")], WordOrder::Abcd), "A");
+        assert_eq!(decode_text(&[0x01FF], WordOrder::Abcd), "??");
     }
 
     #[test]

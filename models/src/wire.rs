@@ -146,6 +146,9 @@ pub struct Sample {
     pub ts_ms: i64,
     /// Metric name to value, after scaling.
     pub values: BTreeMap<String, f64>,
+    /// Text fields (serial number, firmware version…), when the profile has any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub text: BTreeMap<String, String>,
 }
 
 /// An alert raised on the edge, or its clearing.
@@ -525,11 +528,13 @@ mod tests {
                     seq: 7,
                     ts_ms: 1000,
                     values: [("filter_dp".to_string(), 120.5)].into(),
+                    text: BTreeMap::new(),
                 },
                 Sample {
                     seq: 8,
                     ts_ms: 2000,
                     values: [("filter_dp".to_string(), 121.0)].into(),
+                    text: BTreeMap::new(),
                 },
             ],
         }

@@ -19,7 +19,11 @@ FORMATS = {"u16": ">H", "i16": ">h", "u32": ">I", "i32": ">i", "u64": ">Q", "i64
 SIZE = 256
 
 
-def words(dtype, order, value):
+def words(dtype, order, value, length=0):
+    if dtype == "string":
+        raw = value.encode("ascii").ljust(2 * length, b"\0")
+        ws = [raw[i:i + 2] for i in range(0, len(raw), 2)]
+        return [int.from_bytes(w[::-1] if order in ("BADC", "DCBA") else w, "big") for w in ws]
     raw = struct.pack(FORMATS[dtype], int(value) if dtype[0] in "ui" else float(value))
     ws = [raw[i:i + 2] for i in range(0, len(raw), 2)]
     if order in ("BADC", "DCBA"):
@@ -39,7 +43,7 @@ def build(spec):
             else:
                 tables[kind][addr] |= (1 if f["value"] else 0) << f.get("bit", 0)
         else:
-            for i, w in enumerate(words(f["type"], f.get("order", "ABCD"), f["value"])):
+            for i, w in enumerate(words(f["type"], f.get("order", "ABCD"), f["value"], f.get("length", 0))):
                 tables[kind][addr + i] = w
     # The classic datastore maps protocol address 0 to block address 1.
     block = lambda k: ModbusSequentialDataBlock(1, tables[k])

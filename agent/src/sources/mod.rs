@@ -24,7 +24,14 @@ pub struct SampleSink {
 
 impl SampleSink {
     /// Sends one sample; false when the uplink is gone.
-    pub async fn emit(&self, device: &str, profile: &str, ts_ms: i64, values: BTreeMap<String, f64>) -> bool {
+    pub async fn emit(
+        &self,
+        device: &str,
+        profile: &str,
+        ts_ms: i64,
+        values: BTreeMap<String, f64>,
+        text: BTreeMap<String, String>,
+    ) -> bool {
         let seq = {
             let mut seqs = match self.sequences.lock() {
                 Ok(g) => g,
@@ -42,7 +49,12 @@ impl SampleSink {
             }
         };
         self.stats.samples.fetch_add(1, Ordering::Relaxed);
-        let sample = Sample { seq, ts_ms, values };
+        let sample = Sample {
+            seq,
+            ts_ms,
+            values,
+            text,
+        };
         self.tx
             .send(Outgoing::Sample {
                 device: device.to_string(),

@@ -165,6 +165,7 @@ mod tests {
             seq,
             ts_ms: seq as i64,
             values: BTreeMap::from([("x".to_string(), seq as f64)]),
+            text: BTreeMap::new(),
         }
     }
 

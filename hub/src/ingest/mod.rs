@@ -67,6 +67,7 @@ impl Ingest {
                         seq: 0,
                         ts_ms,
                         values,
+                        text: Default::default(),
                     })
                 })
                 .collect();

@@ -4,7 +4,7 @@
 //! Pure: the poller executes the plan; tests check it directly.
 
 use wearline_models::profile::Profile;
-use wearline_models::registers::{RegisterKind, decode_words};
+use wearline_models::registers::{DataType, RegisterKind, decode_text, decode_words};
 
 /// Modbus allows 125 registers (or 2000 bits) per read; we use 125 for both.
 pub const MAX_PER_REQUEST: u16 = 125;
@@ -49,10 +49,17 @@ pub fn plan(profile: &Profile, max_per_request: u16) -> Vec<Read> {
     reads
 }
 
+/// A decoded field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading {
+    Number(f64),
+    Text(String),
+}
+
 /// Decodes the fields of `read` from the words it returned (bits as 0/1),
-/// calling `emit(metric, value)` for each. Returns the number of fields that
+/// calling `emit(metric, reading)` for each. Returns the number of fields that
 /// could not be decoded.
-pub fn decode(profile: &Profile, read: &Read, words: &[u16], mut emit: impl FnMut(&str, f64)) -> usize {
+pub fn decode(profile: &Profile, read: &Read, words: &[u16], mut emit: impl FnMut(&str, Reading)) -> usize {
     let mut failed = 0;
     for &i in &read.fields {
         let f = &profile.fields[i];
@@ -61,8 +68,12 @@ pub fn decode(profile: &Profile, read: &Read, words: &[u16], mut emit: impl FnMu
             failed += 1;
             continue;
         };
+        if f.data_type == DataType::String {
+            emit(&f.metric, Reading::Text(decode_text(slice, f.order)));
+            continue;
+        }
         match decode_words(slice, f.data_type, f.order, f.bit) {
-            Ok(raw) => emit(&f.metric, f.calibration().apply(raw)),
+            Ok(raw) => emit(&f.metric, Reading::Number(f.calibration().apply(raw))),
             Err(e) => {
                 tracing::debug!(metric = %f.metric, error = %e, "cannot decode field");
                 failed += 1;
@@ -136,7 +147,13 @@ mod tests {
         let mut got = Vec::new();
         let failed = decode(&p, &reads[0], &[10, 0xFFFE], |m, v| got.push((m.to_string(), v)));
         assert_eq!(failed, 0);
-        assert_eq!(got, vec![("a".to_string(), 5.0), ("b".to_string(), -1.0)]);
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), Reading::Number(5.0)),
+                ("b".to_string(), Reading::Number(-1.0))
+            ]
+        );
         assert_eq!(
             decode(&p, &reads[0], &[10], |_, _| {}),
             1,

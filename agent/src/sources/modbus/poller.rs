@@ -7,7 +7,7 @@
 //! holds the line only now and then.
 
 use super::bus::{Bus, BusError};
-use super::plan::{self, Read};
+use super::plan::{self, Read, Reading};
 use crate::clock::Clock;
 use crate::config::DeviceConfig;
 use crate::run::DeviceCounters;
@@ -69,7 +69,7 @@ impl Poller {
                 r = self.poll_once(&reads) => r,
             };
             match polled {
-                Ok(values) => {
+                Ok((values, text)) => {
                     if failures > 0 {
                         tracing::info!(device = %self.device.id, "device answers again");
                     }
@@ -84,7 +84,12 @@ impl Poller {
                     }
                     self.counters.last_ok_ms.store(ts_ms, Ordering::Relaxed);
                     let profile = &self.device.profile.name;
-                    if !values.is_empty() && !self.sink.emit(&self.device.id, profile, ts_ms, values).await {
+                    if !values.is_empty()
+                        && !self
+                            .sink
+                            .emit(&self.device.id, profile, ts_ms, values, text)
+                            .await
+                    {
                         break;
                     }
                 }
@@ -107,9 +112,13 @@ impl Poller {
     }
 
     /// One poll: every read of the plan, each retried on transient errors.
-    async fn poll_once(&self, reads: &[Read]) -> Result<BTreeMap<String, f64>, BusError> {
+    async fn poll_once(
+        &self,
+        reads: &[Read],
+    ) -> Result<(BTreeMap<String, f64>, BTreeMap<String, String>), BusError> {
         let mut session = self.bus.session(self.device.unit, self.device.timeout).await?;
         let mut values = BTreeMap::new();
+        let mut text = BTreeMap::new();
         for read in reads {
             let mut attempt = 0;
             let words = loop {
@@ -123,8 +132,13 @@ impl Poller {
                     Err(e) => return Err(e),
                 }
             };
-            let failed = plan::decode(&self.device.profile, read, &words, |m, v| {
-                values.insert(m.to_string(), v);
+            let failed = plan::decode(&self.device.profile, read, &words, |m, r| match r {
+                Reading::Number(v) => {
+                    values.insert(m.to_string(), v);
+                }
+                Reading::Text(t) => {
+                    text.insert(m.to_string(), t);
+                }
             });
             if failed > 0 {
                 self.sink
@@ -133,7 +147,7 @@ impl Poller {
                     .fetch_add(failed as u64, Ordering::Relaxed);
             }
         }
-        Ok(values)
+        Ok((values, text))
     }
 
     /// Opens or clears the device's data-gap alert; false when the uplink is gone.

@@ -80,7 +80,10 @@ pub async fn run(
                 for d in devices.iter().filter(|d| rumqttc::matches(&p.topic, &d.topic)) {
                     match d.map.apply(&p.payload, arrived) {
                         Ok(m) => {
-                            if !sink.emit(&d.id, &d.profile, m.ts_ms, m.values).await {
+                            if !sink
+                                .emit(&d.id, &d.profile, m.ts_ms, m.values, Default::default())
+                                .await
+                            {
                                 return;
                             }
                         }

@@ -170,7 +170,10 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                 .config
                 .context("`wearline agent` needs --config FILE (or a subcommand; see --help)")?;
             let config = wearline_agent::AgentConfig::load(&path)?;
+            let origin = wearline_agent::reconfig::ConfigOrigin::read(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
             let agent = wearline_agent::Agent::new(config, Clock::scaled(args.time_scale))
+                .with_origin(origin)
                 .start()
                 .context("starting the agent")?;
             if let Some(addr) = agent.metrics_addr {

@@ -52,6 +52,12 @@ impl Commander {
         }
     }
 
+    /// Replaces the devices commands can reach (after a config change);
+    /// the command ids seen are kept.
+    pub fn set_devices(&mut self, devices: impl IntoIterator<Item = (DeviceConfig, Arc<Bus>)>) {
+        self.devices = devices.into_iter().map(|(d, b)| (d.id.clone(), (d, b))).collect();
+    }
+
     /// Remembers the command's id; a command seen before is a duplicate.
     pub fn admit(&mut self, cmd: &Command) -> Verdict {
         if self.seen.iter().any(|id| *id == cmd.id) {

@@ -318,7 +318,7 @@ pub struct AgentConfig {
 }
 
 /// One device to poll, with its profile resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceConfig {
     pub id: String,
     pub profile: Profile,
@@ -350,6 +350,18 @@ impl AgentConfig {
 
     /// Parses config text; `base` resolves relative paths.
     pub fn parse(origin: &str, text: &str, base: &Path) -> Result<AgentConfig, LoadError> {
+        Self::parse_with(origin, text, base, &BTreeMap::new())
+    }
+
+    /// Parses config text, taking the profiles in `inline` (name to TOML text)
+    /// before the files in `profiles_dir`: how a config pushed by the hub
+    /// with its own profiles is read.
+    pub fn parse_with(
+        origin: &str,
+        text: &str,
+        base: &Path,
+        inline: &BTreeMap<String, String>,
+    ) -> Result<AgentConfig, LoadError> {
         let raw: RawConfig = parse_toml(origin, text)?;
         let invalid =
             |key: &str, msg: String| LoadError::Invalid(ConfigError::invalid(origin, text, key, msg));
@@ -373,6 +385,15 @@ impl AgentConfig {
         }
         let profiles_dir = base.join(&raw.profiles_dir);
         let mut profiles: BTreeMap<String, Profile> = BTreeMap::new();
+        for (name, text) in inline {
+            let origin = format!("{origin}: profile {name}");
+            let profile = Profile::parse(&origin, text)?;
+            if profile.name != *name {
+                let msg = format!("profile `{name}` is named `{}` inside", profile.name);
+                return Err(ConfigError::invalid(&origin, text, "name", msg).into());
+            }
+            profiles.insert(name.clone(), profile);
+        }
         let mut devices = Vec::with_capacity(raw.devices.len());
         for (i, d) in raw.devices.iter().enumerate() {
             let key = |k: &str| format!("devices[{i}].{k}");
@@ -494,6 +515,7 @@ impl AgentConfig {
             })?;
             mqtt_devices.push(MqttDevice {
                 id: d.id.clone(),
+                detectors: profile.detectors,
                 profile: profile.name,
                 topic: d.topic.clone(),
                 map: PayloadMap {
@@ -579,6 +601,33 @@ impl AgentConfig {
             mqtt_devices,
         })
     }
+}
+
+impl AgentConfig {
+    /// The detectors each device's profile declares, by device id.
+    pub fn detector_plan(&self) -> crate::detection::DetectorPlan {
+        let modbus = self
+            .devices
+            .iter()
+            .map(|d| (d.id.clone(), d.profile.detectors.clone()));
+        let mqtt = self
+            .mqtt_devices
+            .iter()
+            .map(|d| (d.id.clone(), d.detectors.clone()));
+        modbus.chain(mqtt).collect()
+    }
+}
+
+/// Top-level keys a running agent cannot change: its identity, its state, and
+/// its way to the hub.
+pub const RESTART_KEYS: [&str; 5] = ["gateway", "data_dir", "uplink", "buffer", "metrics_listen"];
+
+/// The first of [`RESTART_KEYS`] whose value differs between two config
+/// texts (both already parsed successfully).
+pub fn restart_key_changed(old: &str, new: &str) -> Option<&'static str> {
+    let table = |t: &str| t.parse::<toml::Table>().unwrap_or_default();
+    let (a, b) = (table(old), table(new));
+    RESTART_KEYS.into_iter().find(|k| a.get(*k) != b.get(*k))
 }
 
 /// The profile `name` from `dir`, read once and cached in `cache`. `Err(None)`

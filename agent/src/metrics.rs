@@ -27,6 +27,8 @@ const QUEUE_BYTES: &str = "wearline_agent_queue_bytes";
 const QUEUE_OLDEST: &str = "wearline_agent_queue_oldest_age_seconds";
 const QUEUE_EVICTED: &str = "wearline_agent_queue_evicted_total";
 const QUEUE_CORRUPT: &str = "wearline_agent_queue_corrupt_records_total";
+const CONFIGS: &str = "wearline_agent_pushed_configs_total";
+const ALERTS: &str = "wearline_agent_alerts_total";
 const DEVICE_POLLS: &str = "wearline_agent_device_polls_total";
 const DEVICE_LAST_OK: &str = "wearline_agent_device_last_ok_timestamp_seconds";
 
@@ -45,6 +47,27 @@ pub fn render(stats: &AgentStats, now_ms: i64) -> String {
         "counter",
         "Samples taken from devices.",
         &n(&stats.samples),
+    );
+    metric(
+        ALERTS,
+        "counter",
+        "Alert changes (opened, raised, cleared) from the edge detectors.",
+        &n(&stats.alerts),
+    );
+    metric(
+        CONFIGS,
+        "counter",
+        "Configs pushed by the hub, by outcome.",
+        &[
+            (
+                "{outcome=\"applied\"}".to_string(),
+                stats.configs_applied.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "{outcome=\"refused\"}".to_string(),
+                stats.configs_refused.load(Ordering::Relaxed) as f64,
+            ),
+        ],
     );
     metric(
         PUBLISHED,
@@ -122,7 +145,11 @@ pub fn render(stats: &AgentStats, now_ms: i64) -> String {
     );
     let mut polls = Vec::new();
     let mut last = Vec::new();
-    for (id, d) in &stats.devices {
+    let devices = match stats.devices.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    for (id, d) in devices.iter() {
         polls.push((
             format!("{{device=\"{id}\",result=\"ok\"}}"),
             d.ok.load(Ordering::Relaxed) as f64,
@@ -197,7 +224,7 @@ mod tests {
         d.ok.store(7, Ordering::Relaxed);
         d.last_ok_ms.store(5_000, Ordering::Relaxed);
         let stats = AgentStats {
-            devices: [("dev-1".to_string(), d)].into(),
+            devices: std::collections::BTreeMap::from([("dev-1".to_string(), d)]).into(),
             ..AgentStats::default()
         };
         stats.samples.store(42, Ordering::Relaxed);

@@ -2,15 +2,16 @@
 //! metrics it yields and the consumables those metrics wear out.
 //!
 //! A profile is written once by a device maker (`configs/profiles/*.toml`) and
-//! referenced by every device of that kind. The agent uses the register map;
-//! the hub uses the consumables. Parsing and validation are pure.
+//! referenced by every device of that kind. The agent uses the register map
+//! and the detectors; the hub uses the consumables. Parsing and validation are pure.
 
 use crate::config::{ConfigError, parse_toml};
+use crate::detect::DetectorSpec;
 use crate::registers::{Calibration, DataType, RegisterKind, WordOrder};
 use serde::Deserialize;
 
 /// One kind of device.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// Profile name, referenced by devices in the agent config.
@@ -24,10 +25,13 @@ pub struct Profile {
     /// Parts that wear out, and the metric that shows it.
     #[serde(default)]
     pub consumables: Vec<Consumable>,
+    /// Detectors the agent runs on the metrics, each raising its own alert.
+    #[serde(default)]
+    pub detectors: Vec<DetectorSpec>,
 }
 
 /// One metric read from the device's registers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Field {
     /// Metric name as it appears in telemetry, e.g. `filter_dp`.
@@ -84,7 +88,7 @@ impl Field {
 
 /// A part that wears out: its wear signal, when it is spent, and how much
 /// notice a replacement visit needs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Consumable {
     /// Name, unique within the profile, e.g. `filter`.
@@ -198,6 +202,26 @@ impl Profile {
                 return Err((key("reset_fraction"), "must be in (0, 1]".into()));
             }
         }
+        for (i, d) in self.detectors.iter().enumerate() {
+            let key = |k: &str| format!("detectors[{i}].{k}");
+            if !self.fields.iter().any(|f| f.metric == d.metric) {
+                return Err((key("metric"), format!("no field yields metric `{}`", d.metric)));
+            }
+            let same = self.detectors[..i]
+                .iter()
+                .any(|e| e.metric == d.metric && e.alert_kind() == d.alert_kind());
+            if same {
+                return Err((
+                    key("alert"),
+                    format!(
+                        "metric `{}` already has a `{}` detector; name this one's `alert` differently",
+                        d.metric,
+                        d.alert_kind()
+                    ),
+                ));
+            }
+            d.validate().map_err(|(k, msg)| (key(k), msg))?;
+        }
         Ok(())
     }
 
@@ -259,6 +283,28 @@ lead_time_days = 7
             "consumables[0].signal",
             16,
         );
+    }
+
+    #[test]
+    fn detectors_are_checked_with_their_key_and_line() {
+        let with = |d: &str| format!("{GOOD}[[detectors]]\nmetric = \"temp\"\n{d}");
+        let p = Profile::parse("p.toml", &with("type = \"drift\"\nresolution = 0.1\n")).expect("valid");
+        assert_eq!(p.detectors[0].alert_kind(), "drift");
+        check_invalid(
+            &with("type = \"drift\"\nmax_step = 2.0\n"),
+            "detectors[0].max_step",
+            22,
+        );
+        check_invalid(
+            &with("type = \"drift\"\n").replace("metric = \"temp\"\ntype", "metric = \"rpm\"\ntype"),
+            "detectors[0].metric",
+            20,
+        );
+        let twice = format!(
+            "{}[[detectors]]\nmetric = \"temp\"\ntype = \"drift\"\n",
+            with("type = \"drift\"\n")
+        );
+        check_invalid(&twice, "detectors[1].alert", 22);
     }
 
     #[test]

@@ -55,15 +55,20 @@ pub enum Topic {
     Command { gateway: String },
     /// `wearline/v1/{gateway}/command-results`: [`CommandResult`], QoS 1.
     CommandResult { gateway: String },
+    /// `wearline/v1/{gateway}/config`: [`ConfigPush`], hub to agent, retained, QoS 1.
+    Config { gateway: String },
+    /// `wearline/v1/{gateway}/config-results`: [`ConfigResult`], QoS 1.
+    ConfigResult { gateway: String },
 }
 
 /// Subscription filters for the hub (everything agents publish).
-pub const HUB_FILTERS: [&str; 5] = [
+pub const HUB_FILTERS: [&str; 6] = [
     "wearline/v1/+/telemetry/+",
     "wearline/v1/+/alerts/+",
     "wearline/v1/+/status",
     "wearline/v1/+/health",
     "wearline/v1/+/command-results",
+    "wearline/v1/+/config-results",
 ];
 
 impl Topic {
@@ -76,6 +81,8 @@ impl Topic {
             Topic::Health { gateway } => format!("{ROOT}/{gateway}/health"),
             Topic::Command { gateway } => format!("{ROOT}/{gateway}/commands"),
             Topic::CommandResult { gateway } => format!("{ROOT}/{gateway}/command-results"),
+            Topic::Config { gateway } => format!("{ROOT}/{gateway}/config"),
+            Topic::ConfigResult { gateway } => format!("{ROOT}/{gateway}/config-results"),
         }
     }
 
@@ -101,6 +108,8 @@ impl Topic {
             [g, "health"] => Ok(Topic::Health { gateway: id(g)? }),
             [g, "commands"] => Ok(Topic::Command { gateway: id(g)? }),
             [g, "command-results"] => Ok(Topic::CommandResult { gateway: id(g)? }),
+            [g, "config"] => Ok(Topic::Config { gateway: id(g)? }),
+            [g, "config-results"] => Ok(Topic::ConfigResult { gateway: id(g)? }),
             _ => Err(bad()),
         }
     }
@@ -300,6 +309,43 @@ pub struct CommandResult {
     pub error: Option<String>,
 }
 
+/// A new agent configuration from the hub, published retained so that an
+/// agent gets the current one whenever it connects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPush {
+    pub v: u32,
+    /// Names this configuration; the agent reports it back and applies a
+    /// revision once.
+    pub revision: String,
+    pub ts_ms: i64,
+    /// The whole agent config file (TOML), as `wearline agent --config` reads it.
+    pub agent_toml: String,
+    /// Device profiles by name (TOML), used instead of the gateway's own files
+    /// of the same name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, String>,
+}
+
+/// Whether an agent applied a pushed configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigResult {
+    pub v: u32,
+    pub gateway: String,
+    /// The pushed revision.
+    pub revision: String,
+    pub ts_ms: i64,
+    /// True when the revision is in effect.
+    pub ok: bool,
+    /// The revision in effect after this push (the old one when it was refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<String>,
+    /// Why it was refused: file, line and key where the config names them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// A payload type of this contract.
 pub trait Payload: Serialize + DeserializeOwned {
     /// Name used in errors.
@@ -407,6 +453,32 @@ impl Payload for CommandResult {
     }
 }
 
+impl Payload for ConfigPush {
+    const WHAT: &'static str = "config push";
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn check(&self) -> Result<(), WireError> {
+        if self.revision.is_empty() || self.revision.len() > 128 {
+            return Err(WireError::Invalid("revision must be 1–128 characters".into()));
+        }
+        if let Some(bad) = self.profiles.keys().find(|k| validate_id(k).is_err()) {
+            return Err(WireError::Invalid(format!("`{bad}` is not a valid profile name")));
+        }
+        Ok(())
+    }
+}
+
+impl Payload for ConfigResult {
+    const WHAT: &'static str = "config result";
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn check(&self) -> Result<(), WireError> {
+        validate_id(&self.gateway)
+    }
+}
+
 impl Payload for Command {
     const WHAT: &'static str = "command";
     fn version(&self) -> u32 {
@@ -425,6 +497,7 @@ pub enum Uplink {
     Status(GatewayStatus),
     Health(GatewayHealth),
     CommandResult(CommandResult),
+    ConfigResult(ConfigResult),
 }
 
 /// Decodes a message an agent published, checking that the ids in the
@@ -467,7 +540,14 @@ pub fn decode_uplink(topic: &str, payload: &[u8]) -> Result<Uplink, WireError> {
             }
             Ok(Uplink::CommandResult(r))
         }
-        Topic::Command { .. } => Err(WireError::Topic(topic.to_string())),
+        Topic::ConfigResult { gateway } => {
+            let r: ConfigResult = decode(payload)?;
+            if r.gateway != gateway {
+                return Err(mismatch("gateway"));
+            }
+            Ok(Uplink::ConfigResult(r))
+        }
+        Topic::Command { .. } | Topic::Config { .. } => Err(WireError::Topic(topic.to_string())),
     }
 }
 
@@ -497,6 +577,10 @@ mod tests {
             if let Topic::Command { .. } = parsed {
                 let c: Command = decode(body.as_bytes()).unwrap_or_else(|e| panic!("{topic}: {e}\n{body}"));
                 assert_eq!(decode::<Command>(&encode(&c)), Ok(c));
+            } else if let Topic::Config { .. } = parsed {
+                let c: ConfigPush =
+                    decode(body.as_bytes()).unwrap_or_else(|e| panic!("{topic}: {e}\n{body}"));
+                assert_eq!(decode::<ConfigPush>(&encode(&c)), Ok(c));
             } else {
                 let m =
                     decode_uplink(topic, body.as_bytes()).unwrap_or_else(|e| panic!("{topic}: {e}\n{body}"));
@@ -506,6 +590,7 @@ mod tests {
                     Uplink::Status(s) => encode(s),
                     Uplink::Health(h) => encode(h),
                     Uplink::CommandResult(r) => encode(r),
+                    Uplink::ConfigResult(r) => encode(r),
                 };
                 assert_eq!(decode_uplink(topic, &again), Ok(m));
             }

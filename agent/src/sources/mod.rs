@@ -1,11 +1,12 @@
 //! Where samples come from: Modbus devices (one task per device) and
 //! appliances that publish their own readings over MQTT. Every source stamps
-//! its samples through one [`SampleSink`], so sequence numbers and counters
-//! are kept in one place.
+//! its samples through one [`SampleSink`], so sequence numbers, counters and
+//! the edge detectors are kept in one place.
 
 pub mod modbus;
 pub mod mqtt;
 
+use crate::detection::Detectors;
 use crate::run::{AgentStats, Outgoing};
 use crate::sequence::Sequences;
 use std::collections::BTreeMap;
@@ -14,12 +15,14 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use wearline_models::wire::Sample;
 
-/// Stamps samples with their device's next sequence number and sends them uplink.
+/// Stamps samples with their device's next sequence number, runs the
+/// device's detectors on them, and sends both uplink.
 #[derive(Clone)]
 pub struct SampleSink {
     pub sequences: Arc<Mutex<Sequences>>,
     pub tx: mpsc::Sender<Outgoing>,
     pub stats: Arc<AgentStats>,
+    pub detectors: Arc<Mutex<Detectors>>,
 }
 
 impl SampleSink {
@@ -49,6 +52,20 @@ impl SampleSink {
             }
         };
         self.stats.samples.fetch_add(1, Ordering::Relaxed);
+        let alerts = {
+            let mut d = match self.detectors.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            d.observe(device, ts_ms, &values)
+        };
+        for a in alerts {
+            tracing::info!(device, kind = %a.kind, metric = %a.metric, state = ?a.state, value = a.value, baseline = a.baseline, "edge alert");
+            self.stats.alerts.fetch_add(1, Ordering::Relaxed);
+            if !self.alert(a).await {
+                return false;
+            }
+        }
         let sample = Sample {
             seq,
             ts_ms,

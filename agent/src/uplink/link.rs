@@ -15,8 +15,11 @@ use tokio::task::JoinHandle;
 #[derive(Debug)]
 pub enum LinkEvent {
     Connected,
-    /// A message arrived on a subscribed topic (commands).
-    Message(Vec<u8>),
+    /// A message arrived on a subscribed topic (commands, configs).
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
     /// A QoS 1 publish went out with this packet id.
     Sent(u16),
     /// The broker acknowledged this packet id.
@@ -134,7 +137,10 @@ pub fn open(s: LinkSettings) -> (Client, mpsc::UnboundedReceiver<LinkEvent>, Joi
                     let ev = match eventloop.poll().await {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => LinkEvent::Connected,
                         Ok(Event::Incoming(Packet::PubAck(a))) => LinkEvent::Acked(a.pkid),
-                        Ok(Event::Incoming(Packet::Publish(p))) => LinkEvent::Message(p.payload.to_vec()),
+                        Ok(Event::Incoming(Packet::Publish(p))) => LinkEvent::Message {
+                            topic: p.topic,
+                            payload: p.payload.to_vec(),
+                        },
                         Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
                         Ok(Event::Outgoing(Outgoing::Disconnect)) => LinkEvent::Closed("disconnected".into()),
                         Ok(_) => continue,
@@ -180,7 +186,10 @@ pub fn open(s: LinkSettings) -> (Client, mpsc::UnboundedReceiver<LinkEvent>, Joi
                             }
                             LinkEvent::Acked(a.pkid)
                         }
-                        Ok(Event::Incoming(Packet::Publish(p))) => LinkEvent::Message(p.payload.to_vec()),
+                        Ok(Event::Incoming(Packet::Publish(p))) => LinkEvent::Message {
+                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                            payload: p.payload.to_vec(),
+                        },
                         Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Sent(pkid),
                         Ok(Event::Outgoing(Outgoing::Disconnect)) => LinkEvent::Closed("disconnected".into()),
                         Ok(_) => continue,

@@ -15,7 +15,7 @@ use crate::buffer::{DiskQueue, Lane};
 use crate::clock::Clock;
 use crate::config::UplinkConfig;
 use crate::health::HostProbe;
-use crate::run::{AgentStats, Outgoing};
+use crate::run::{AgentStats, Control, Outgoing};
 use crate::sources::modbus::poller::backoff;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use wearline_models::config::host_port;
 use wearline_models::wire::{
-    Command, CommandResult, Connectivity, DevicePolls, GatewayHealth, GatewayStatus, Topic, VERSION, decode,
+    Command, ConfigPush, Connectivity, DevicePolls, GatewayHealth, GatewayStatus, Topic, VERSION, decode,
     encode,
 };
 
@@ -38,8 +38,8 @@ const DRAIN: Duration = Duration::from_secs(3);
 
 /// Everything the uplink owns.
 pub struct Uplink {
-    /// Where commands from the hub go.
-    pub commands: mpsc::Sender<Command>,
+    /// Where commands and configs from the hub go.
+    pub control: mpsc::Sender<Control>,
     pub cfg: UplinkConfig,
     pub gateway: String,
     pub queue: DiskQueue,
@@ -103,7 +103,18 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
             () = cancel.cancelled(), if drain_until.is_none() => Step::Cancel,
         };
         match step {
-            Step::Outgoing(Some(Outgoing::CommandResult(r))) => up.publish_result(&mut conn, &r),
+            Step::Outgoing(Some(Outgoing::CommandResult(r))) => {
+                let topic = Topic::CommandResult {
+                    gateway: up.gateway.clone(),
+                };
+                up.publish_result(&mut conn, topic, &encode(&r), &r.id);
+            }
+            Step::Outgoing(Some(Outgoing::ConfigResult(r))) => {
+                let topic = Topic::ConfigResult {
+                    gateway: up.gateway.clone(),
+                };
+                up.publish_result(&mut conn, topic, &encode(&r), &r.revision);
+            }
             Step::Outgoing(Some(o)) => {
                 let alert = matches!(o, Outgoing::Alert(_));
                 up.enqueue(o);
@@ -128,24 +139,38 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
                         tracing::warn!(error = %e, "cannot queue the online status");
                         c.awaiting.pop_back();
                     }
-                    let commands = Topic::Command {
-                        gateway: up.gateway.clone(),
-                    }
-                    .render();
-                    if let Err(e) = c.client.try_subscribe(commands) {
-                        tracing::warn!(error = %e, "cannot subscribe to commands");
+                    let gateway = up.gateway.clone();
+                    for topic in [
+                        Topic::Command {
+                            gateway: gateway.clone(),
+                        },
+                        Topic::Config { gateway },
+                    ] {
+                        if let Err(e) = c.client.try_subscribe(topic.render()) {
+                            tracing::warn!(error = %e, topic = %topic.render(), "cannot subscribe");
+                        }
                     }
                 }
                 up.send(&mut conn);
             }
-            Step::Link(Some(LinkEvent::Message(payload))) => match decode::<Command>(&payload) {
-                Ok(cmd) => {
-                    if up.commands.try_send(cmd).is_err() {
-                        tracing::warn!("command dropped: too many pending");
+            Step::Link(Some(LinkEvent::Message { topic, payload })) => {
+                let control = match Topic::parse(&topic) {
+                    Ok(Topic::Command { .. }) => decode::<Command>(&payload).map(Control::Command),
+                    Ok(Topic::Config { .. }) => decode::<ConfigPush>(&payload).map(Control::Config),
+                    _ => {
+                        tracing::warn!(topic, "message on an unexpected topic ignored");
+                        continue;
                     }
+                };
+                match control {
+                    Ok(c) => {
+                        if up.control.try_send(c).is_err() {
+                            tracing::warn!(topic, "message from the hub dropped: too many pending");
+                        }
+                    }
+                    Err(e) => tracing::warn!(topic, error = %e, "malformed message from the hub ignored"),
                 }
-                Err(e) => tracing::warn!(error = %e, "malformed command ignored"),
-            },
+            }
             Step::Link(Some(LinkEvent::Sent(pkid))) => {
                 if let Some(c) = conn.as_mut()
                     && pkid != 0
@@ -291,7 +316,7 @@ impl Uplink {
             } => (Lane::Telemetry, queue_sample(device, profile, sample.clone())),
             Outgoing::Alert(a) => (Lane::Alerts, queue_alert(a)),
             // Published at once by the caller, never queued.
-            Outgoing::CommandResult(_) => return,
+            Outgoing::CommandResult(_) | Outgoing::ConfigResult(_) => return,
         };
         if let Err(e) = self.queue.push(lane, &payload, self.clock.now_ms()) {
             self.stats.buffer_errors.fetch_add(1, Ordering::Relaxed);
@@ -351,21 +376,21 @@ impl Uplink {
         self.stats.published.fetch_add(samples as u64, Ordering::Relaxed);
     }
 
-    /// Publishes a command's outcome now; with the link down it is logged
-    /// only (the hub can ask again: commands carry ids).
-    fn publish_result(&self, conn: &mut Option<Conn>, r: &CommandResult) {
+    /// Publishes the outcome of a command or config now; with the link down
+    /// it is logged only (the hub can ask again: commands carry ids, and a
+    /// pushed config is retained, so it comes back on reconnect).
+    fn publish_result(&self, conn: &mut Option<Conn>, topic: Topic, payload: &[u8], id: &str) {
         let Some(c) = conn.as_mut().filter(|c| c.connected) else {
-            tracing::warn!(id = %r.id, ok = r.ok, "command result not sent: uplink down");
+            tracing::warn!(id, "result not sent: uplink down");
             return;
         };
-        let topic = Topic::CommandResult {
-            gateway: self.gateway.clone(),
-        }
-        .render();
         c.awaiting.push_back((Vec::new(), 0));
-        if let Err(e) = c.client.try_publish(topic, Qos::AtLeastOnce, false, encode(r)) {
+        if let Err(e) = c
+            .client
+            .try_publish(topic.render(), Qos::AtLeastOnce, false, payload.to_vec())
+        {
             c.awaiting.pop_back();
-            tracing::warn!(error = %e, "cannot publish a command result");
+            tracing::warn!(error = %e, id, "cannot publish a result");
         }
     }
 
@@ -375,9 +400,11 @@ impl Uplink {
         };
         let host = self.probe.sample();
         let q = self.queue.stats();
-        let device_polls = self
-            .stats
-            .devices
+        let devices = match self.stats.devices.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let device_polls = devices
             .iter()
             .map(|(id, d)| DevicePolls {
                 device: id.clone(),
@@ -390,7 +417,7 @@ impl Uplink {
             v: VERSION,
             gateway: self.gateway.clone(),
             ts_ms: self.clock.now_ms(),
-            devices: u32::try_from(self.stats.devices.len()).unwrap_or(u32::MAX),
+            devices: u32::try_from(devices.len()).unwrap_or(u32::MAX),
             poll_errors: self.stats.poll_errors.load(Ordering::Relaxed),
             buffer_depth: q.depth,
             buffer_oldest_ms: q.oldest_ms,

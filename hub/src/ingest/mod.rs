@@ -151,6 +151,12 @@ impl Ingest {
             Ok(Uplink::CommandResult(r)) => {
                 tracing::info!(id = %r.id, device = %r.device, ok = r.ok, error = ?r.error, "command result");
             }
+            Ok(Uplink::ConfigResult(r)) if r.ok => {
+                tracing::info!(gateway = %r.gateway, revision = %r.revision, "pushed config in effect");
+            }
+            Ok(Uplink::ConfigResult(r)) => {
+                tracing::warn!(gateway = %r.gateway, revision = %r.revision, active = ?r.active, error = ?r.error, "pushed config refused");
+            }
             Err(e) => self.stats.malformed(&e, topic),
         }
     }

@@ -13,7 +13,8 @@
 //! - the score lies in `[0, 1]`, with `0.5` meaning "at the detector's own
 //!   alarm threshold" (see [`ratio_score`]).
 //!
-//! Map: [`features`] (RMS, kurtosis, band energies, envelope spectrum, bearing
+//! Map: [`channel`] (the per-metric detectors a device profile declares,
+//! with their alerts: what the agent runs), [`features`] (RMS, kurtosis, band energies, envelope spectrum, bearing
 //! defect frequencies, ISO 10816-3 zones), [`stream`] (EWMA baseline, CUSUM,
 //! Page-Hinkley, rate of change, stuck and out-of-range sensors), [`novelty`]
 //! (Hotelling T² with a robust covariance, fitted on a healthy period),
@@ -25,6 +26,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod alert;
+pub mod channel;
 pub mod combined;
 pub mod features;
 pub mod linalg;
@@ -33,6 +35,7 @@ pub mod novelty;
 pub mod stream;
 
 pub use alert::{Alert, AlertEvent, AlertState};
+pub use channel::{ChannelDetector, ChannelEvent, DetectorSpec, DetectorType};
 pub use combined::{DetectorConfig, RowDetector, RowScore};
 pub use novelty::Novelty;
 

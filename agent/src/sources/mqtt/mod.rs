@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use wearline_models::config::host_port;
 
 /// The local broker the appliances publish to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttInput {
     pub broker: String,
     pub client_id: String,
@@ -27,13 +27,15 @@ pub struct MqttInput {
 }
 
 /// One appliance publishing its own readings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttDevice {
     pub id: String,
     pub profile: String,
     /// Topic filter (MQTT wildcards allowed).
     pub topic: String,
     pub map: PayloadMap,
+    /// The detectors of the device's profile.
+    pub detectors: Vec<wearline_models::detect::DetectorSpec>,
 }
 
 const LOG_EVERY: Duration = Duration::from_secs(10);

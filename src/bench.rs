@@ -25,6 +25,11 @@ pub enum BenchCommand {
         seconds: u64,
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
+        /// The agent binary to measure (`wearline-agent`, or `wearline` for
+        /// `wearline agent`). Default: `wearline-agent` (the lean gateway
+        /// build) when it sits next to this binary, else `wearline agent`.
+        #[arg(long)]
+        agent_bin: Option<std::path::PathBuf>,
     },
     /// Append and replay rates of the disk queue with 1 KB messages.
     Queue {
@@ -44,7 +49,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             devices,
             seconds,
             interval_ms,
-        } => tokio::task::spawn_blocking(move || agent(devices, seconds, interval_ms)).await?,
+            agent_bin,
+        } => tokio::task::spawn_blocking(move || agent(devices, seconds, interval_ms, agent_bin)).await?,
         BenchCommand::Queue { messages, size, dir } => {
             let tmp = tempfile::tempdir()?;
             let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
@@ -87,6 +93,15 @@ fn spawn(
     name: &str,
 ) -> anyhow::Result<(Kid, std::io::Lines<BufReader<std::process::ChildStdout>>)> {
     let exe = std::env::current_exe().context("locating the wearline binary")?;
+    spawn_exe(&exe, args, dir, name)
+}
+
+fn spawn_exe(
+    exe: &Path,
+    args: &[&str],
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<(Kid, std::io::Lines<BufReader<std::process::ChildStdout>>)> {
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     let mut child = Command::new(exe)
         .args(args)
@@ -99,7 +114,12 @@ fn spawn(
     Ok((Kid(child), BufReader::new(out).lines()))
 }
 
-fn agent(devices: usize, seconds: u64, interval_ms: u64) -> anyhow::Result<()> {
+fn agent(
+    devices: usize,
+    seconds: u64,
+    interval_ms: u64,
+    agent_bin: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
     std::fs::create_dir_all(dir.join("profiles"))?;
@@ -143,7 +163,26 @@ fn agent(devices: usize, seconds: u64, interval_ms: u64) -> anyhow::Result<()> {
     }
     std::fs::write(dir.join("agent.toml"), text)?;
     let agent_cfg = dir.join("agent.toml").display().to_string();
-    let (agent, _agent_out) = spawn(&["agent", "--config", &agent_cfg], dir, "agent")?;
+    let lean = std::env::current_exe()?.with_file_name("wearline-agent");
+    let (mut agent, _agent_out, measured) = match agent_bin.or_else(|| lean.is_file().then_some(lean)) {
+        Some(bin) => {
+            let bin =
+                std::fs::canonicalize(&bin).with_context(|| format!("no agent binary {}", bin.display()))?;
+            // The full binary takes the agent's arguments after `agent`.
+            let args: &[&str] = if bin.file_name().is_some_and(|n| n == "wearline") {
+                &["agent", "--config", &agent_cfg]
+            } else {
+                &["--config", &agent_cfg]
+            };
+            let (k, out) = spawn_exe(&bin, args, dir, "agent")?;
+            (k, out, bin.display().to_string())
+        }
+        None => {
+            let (k, out) = spawn(&["agent", "--config", &agent_cfg], dir, "agent")?;
+            (k, out, "wearline agent".to_string())
+        }
+    };
+    eprintln!("measuring {measured}");
     let pid = Pid::from_u32(agent.0.id());
 
     let mut sys = System::new().context("reading process figures")?;
@@ -162,6 +201,12 @@ fn agent(devices: usize, seconds: u64, interval_ms: u64) -> anyhow::Result<()> {
     let mut peak_rss = 0u64;
     while start.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_millis(250));
+        if let Ok(Some(status)) = agent.0.try_wait() {
+            anyhow::bail!(
+                "the agent exited ({status}); see {}",
+                dir.join("agent.log").display()
+            );
+        }
         let (rss, _) = refresh(&mut sys).context("the agent exited; see its log")?;
         peak_rss = peak_rss.max(rss);
     }
@@ -176,14 +221,14 @@ fn agent(devices: usize, seconds: u64, interval_ms: u64) -> anyhow::Result<()> {
         });
     let received: i64 = hub_samples(&api).unwrap_or(0);
     println!(
-        "agent polling {devices} devices × 20 registers every {interval_ms} ms for {seconds} s: peak RSS {:.1} MB (VmHWM {}), CPU {:.2} % of one core, {received} samples at the hub",
+        "{measured} polling {devices} devices × 20 registers every {interval_ms} ms for {seconds} s: peak RSS {:.1} MB (VmHWM {}), CPU {:.2} % of one core, {received} samples at the hub",
         peak_rss as f64 / 1e6,
         hwm.as_deref().unwrap_or("n/a"),
         cpu_pct
     );
     println!(
         "{}",
-        serde_json::json!({"devices": devices, "seconds": seconds, "peak_rss_mb": (peak_rss as f64 / 1e5).round() / 10.0,
+        serde_json::json!({"agent": measured, "devices": devices, "seconds": seconds, "peak_rss_mb": (peak_rss as f64 / 1e5).round() / 10.0,
             "cpu_pct_of_one_core": (cpu_pct * 100.0).round() / 100.0, "samples_at_hub": received})
     );
     Ok(())

@@ -9,11 +9,10 @@ mod demo;
 mod detect_cmd;
 mod sim;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wearline_agent::clock::Clock;
+pub use wearline_agent::cli::shutdown_signal;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,7 +28,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the edge agent: poll devices and publish telemetry uplink.
-    Agent(AgentArgs),
+    Agent(wearline_agent::cli::AgentArgs),
     /// Run the hub: broker, ingestion, predictions, work orders and the API.
     Hub(HubArgs),
     /// Run simulated air purifiers that speak Modbus TCP.
@@ -45,59 +44,6 @@ enum Command {
     Detect(detect_cmd::DetectArgs),
     /// Evaluate the detector on a public data set (SKAB, IMS, CWRU).
     EvalDetect(detect_cmd::EvalArgs),
-}
-
-#[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-struct AgentArgs {
-    /// Agent config file (TOML).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Stretch sample timestamps this many times faster than real time, to
-    /// match simulated devices started with the same `--time-scale`.
-    #[arg(long, default_value_t = 1.0, hide = true)]
-    time_scale: f64,
-    #[command(subcommand)]
-    command: Option<AgentCommand>,
-}
-
-#[derive(Debug, Subcommand)]
-enum AgentCommand {
-    /// Validate a config and the profiles it uses; exit code 2 on error.
-    CheckConfig {
-        /// Agent config file (TOML).
-        file: PathBuf,
-    },
-    /// Read raw registers and show them under every data type and byte/word order.
-    Probe(ProbeArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct ProbeArgs {
-    /// Modbus TCP address of the device, HOST:PORT.
-    #[arg(long)]
-    tcp: String,
-    /// Modbus unit id.
-    #[arg(long, default_value_t = 1)]
-    unit: u8,
-    /// First register (0-based protocol address).
-    #[arg(long)]
-    start: u16,
-    /// Number of registers (1–125).
-    #[arg(long, default_value_t = 8)]
-    count: u16,
-    /// Register table.
-    #[arg(long, value_enum, default_value_t = ProbeTable::Holding)]
-    kind: ProbeTable,
-    /// Timeout in milliseconds.
-    #[arg(long, default_value_t = 2000)]
-    timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ProbeTable {
-    Holding,
-    Input,
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,7 +75,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Agent(a) => run_agent(a).await,
+            Command::Agent(a) => wearline_agent::cli::run(a).await,
             Command::Hub(h) => run_hub(h).await,
             Command::Sim(s) => sim::run(s).await,
             Command::Demo(d) => demo::run(d).await,
@@ -152,96 +98,7 @@ fn main() -> ExitCode {
 fn init_logging(default_level: &str) {
     // rumqttd logs every ordinary client disconnect at ERROR; keep it quiet
     // unless asked for with RUST_LOG.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{default_level},rumqttd=off,sqlx=warn"))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
-    match args.command {
-        Some(AgentCommand::CheckConfig { file }) => check_config(&file),
-        Some(AgentCommand::Probe(p)) => probe(p).await,
-        None => {
-            let path = args
-                .config
-                .context("`wearline agent` needs --config FILE (or a subcommand; see --help)")?;
-            let config = wearline_agent::AgentConfig::load(&path)?;
-            let origin = wearline_agent::reconfig::ConfigOrigin::read(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let agent = wearline_agent::Agent::new(config, Clock::scaled(args.time_scale))
-                .with_origin(origin)
-                .start()
-                .context("starting the agent")?;
-            if let Some(addr) = agent.metrics_addr {
-                println!("metrics: http://{addr}/metrics");
-            }
-            println!("agent: polling, press Ctrl-C to stop");
-            shutdown_signal().await;
-            agent.stop().await;
-            Ok(())
-        }
-    }
-}
-
-/// Exit code of `agent check-config` for an invalid config.
-const EXIT_INVALID_CONFIG: u8 = 2;
-
-fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
-    match wearline_agent::AgentConfig::load(file) {
-        Ok(cfg) => {
-            let profiles: std::collections::BTreeSet<&str> =
-                cfg.devices.iter().map(|d| d.profile.name.as_str()).collect();
-            println!(
-                "{}: ok (gateway {}, {} devices, profiles: {})",
-                file.display(),
-                cfg.gateway,
-                cfg.devices.len(),
-                profiles.into_iter().collect::<Vec<_>>().join(", ")
-            );
-            Ok(())
-        }
-        Err(e) => {
-            eprintln!("error: {:#}", anyhow::Error::from(e));
-            std::process::exit(i32::from(EXIT_INVALID_CONFIG));
-        }
-    }
-}
-
-async fn probe(p: ProbeArgs) -> anyhow::Result<()> {
-    use wearline_agent::probe::{ProbeKind, read_registers, render};
-    let addr = tokio::net::lookup_host(&p.tcp)
-        .await
-        .with_context(|| format!("resolving {}", p.tcp))?
-        .next()
-        .with_context(|| format!("{} resolves to no address", p.tcp))?;
-    let kind = match p.kind {
-        ProbeTable::Holding => ProbeKind::Holding,
-        ProbeTable::Input => ProbeKind::Input,
-    };
-    let words = read_registers(
-        addr,
-        p.unit,
-        kind,
-        p.start,
-        p.count,
-        std::time::Duration::from_millis(p.timeout_ms),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "reading {:?} registers {}..{} of unit {} at {addr}",
-            p.kind,
-            p.start,
-            u32::from(p.start) + u32::from(p.count),
-            p.unit
-        )
-    })?;
-    print!("{}", render(p.start, &words));
-    Ok(())
+    wearline_agent::cli::init_logging(&format!("{default_level},rumqttd=off,sqlx=warn"));
 }
 
 async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
@@ -252,27 +109,4 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     hub.stop().await;
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

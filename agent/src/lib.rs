@@ -8,6 +8,7 @@
 //! `wearline-models`.
 
 pub mod buffer;
+pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;

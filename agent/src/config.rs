@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wearline_models::config::{ConfigError, host_port, parse_toml};
+use wearline_models::detect::waveform::WaveformSpec;
 use wearline_models::profile::Profile;
 use wearline_models::wire::validate_id;
 
@@ -126,12 +127,32 @@ struct RawMqttDevice {
     /// Topic filter the appliance publishes to (MQTT wildcards allowed).
     topic: String,
     /// Metric name to JSON pointer in the payload.
+    #[serde(default)]
     metrics: BTreeMap<String, String>,
     /// JSON pointer of the timestamp; absent: the time the payload arrived.
     timestamp: Option<String>,
     /// `unix_ms` (default), `unix_s` or `rfc3339`.
     #[serde(default)]
     time_format: TimeFormat,
+    /// Waveform channels: name to where the samples are and what to compute.
+    #[serde(default)]
+    waveforms: BTreeMap<String, RawWaveform>,
+}
+
+/// An array of samples in the payload, turned into features.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWaveform {
+    /// JSON pointer of the array.
+    pointer: String,
+    /// Samples per second.
+    sample_rate_hz: f64,
+    /// Bands `[low, high]` in Hz whose energies are reported as `{name}_band{i}`.
+    #[serde(default)]
+    bands: Vec<[f64; 2]>,
+    /// Samples are accelerations in g: also report `{name}_velocity_rms` (mm/s).
+    #[serde(default)]
+    velocity: bool,
 }
 
 /// One serial line shared by the devices on it.
@@ -494,11 +515,52 @@ impl AgentConfig {
             if d.topic.is_empty() {
                 return Err(invalid(&key("topic"), "must not be empty".into()));
             }
-            if d.metrics.is_empty() {
+            if d.metrics.is_empty() && d.waveforms.is_empty() {
                 return Err(invalid(
                     &key("metrics"),
-                    "map at least one metric to a JSON pointer".into(),
+                    "map at least one metric (or a waveform) to a JSON pointer".into(),
                 ));
+            }
+            let mut waveforms = BTreeMap::new();
+            for (name, w) in &d.waveforms {
+                let wkey = |k: &str| key(&format!("waveforms.{name}.{k}"));
+                if validate_id(name).is_err() {
+                    return Err(invalid(
+                        &key("waveforms"),
+                        format!("`{name}` is not a valid channel name"),
+                    ));
+                }
+                if !(w.sample_rate_hz > 0.0 && w.sample_rate_hz.is_finite()) {
+                    return Err(invalid(
+                        &wkey("sample_rate_hz"),
+                        "must be a positive number".into(),
+                    ));
+                }
+                let nyquist = w.sample_rate_hz / 2.0;
+                if let Some([lo, hi]) = w
+                    .bands
+                    .iter()
+                    .find(|[lo, hi]| !(0.0 <= *lo && lo < hi && *hi <= nyquist))
+                {
+                    return Err(invalid(
+                        &wkey("bands"),
+                        format!(
+                            "band [{lo}, {hi}] must satisfy 0 ≤ low < high ≤ {nyquist} (half the sample rate)"
+                        ),
+                    ));
+                }
+                if !w.pointer.starts_with('/') {
+                    return Err(invalid(
+                        &wkey("pointer"),
+                        format!("`{}` is not a JSON pointer", w.pointer),
+                    ));
+                }
+                let spec = WaveformSpec {
+                    sample_rate_hz: w.sample_rate_hz,
+                    bands: w.bands.iter().map(|[lo, hi]| (*lo, *hi)).collect(),
+                    velocity: w.velocity,
+                };
+                waveforms.insert(name.clone(), (w.pointer.clone(), spec));
             }
             let pointers = d.metrics.values().chain(d.timestamp.iter());
             if let Some(bad) = pointers
@@ -522,6 +584,7 @@ impl AgentConfig {
                     metrics: d.metrics.clone(),
                     timestamp: d.timestamp.clone(),
                     time_format: d.time_format,
+                    waveforms,
                 },
             });
         }

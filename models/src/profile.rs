@@ -22,12 +22,27 @@ pub struct Profile {
     /// The register map.
     #[serde(default)]
     pub fields: Vec<Field>,
+    /// Metrics that come from elsewhere than registers: an appliance's own
+    /// MQTT readings, or features the agent derives from a waveform.
+    #[serde(default)]
+    pub metrics: Vec<MetricDecl>,
     /// Parts that wear out, and the metric that shows it.
     #[serde(default)]
     pub consumables: Vec<Consumable>,
     /// Detectors the agent runs on the metrics, each raising its own alert.
     #[serde(default)]
     pub detectors: Vec<DetectorSpec>,
+}
+
+/// A metric the profile declares without a register.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricDecl {
+    /// Metric name in telemetry.
+    pub name: String,
+    /// Unit for people and charts.
+    #[serde(default)]
+    pub unit: String,
 }
 
 /// One metric read from the device's registers.
@@ -184,13 +199,26 @@ impl Profile {
                 ));
             }
         }
+        for (i, m) in self.metrics.iter().enumerate() {
+            if m.name.trim().is_empty() {
+                return Err((format!("metrics[{i}].name"), "must not be empty".into()));
+            }
+            let twice = self.fields.iter().any(|f| f.metric == m.name)
+                || self.metrics[..i].iter().any(|n| n.name == m.name);
+            if twice {
+                return Err((
+                    format!("metrics[{i}].name"),
+                    format!("metric `{}` is defined twice", m.name),
+                ));
+            }
+        }
         for (i, c) in self.consumables.iter().enumerate() {
             let key = |k: &str| format!("consumables[{i}].{k}");
             if self.consumables[..i].iter().any(|d| d.name == c.name) {
                 return Err((key("name"), format!("consumable `{}` is defined twice", c.name)));
             }
-            if !self.fields.iter().any(|f| f.metric == c.signal) {
-                return Err((key("signal"), format!("no field yields metric `{}`", c.signal)));
+            if !self.has_metric(&c.signal) {
+                return Err((key("signal"), format!("no field or metric yields `{}`", c.signal)));
             }
             if !c.threshold.is_finite() {
                 return Err((key("threshold"), "must be a finite number".into()));
@@ -204,8 +232,8 @@ impl Profile {
         }
         for (i, d) in self.detectors.iter().enumerate() {
             let key = |k: &str| format!("detectors[{i}].{k}");
-            if !self.fields.iter().any(|f| f.metric == d.metric) {
-                return Err((key("metric"), format!("no field yields metric `{}`", d.metric)));
+            if !self.has_metric(&d.metric) {
+                return Err((key("metric"), format!("no field or metric yields `{}`", d.metric)));
             }
             let same = self.detectors[..i]
                 .iter()
@@ -223,6 +251,11 @@ impl Profile {
             d.validate().map_err(|(k, msg)| (key(k), msg))?;
         }
         Ok(())
+    }
+
+    /// Whether a field or a declared metric yields `metric`.
+    pub fn has_metric(&self, metric: &str) -> bool {
+        self.fields.iter().any(|f| f.metric == metric) || self.metrics.iter().any(|m| m.name == metric)
     }
 
     /// The field that yields `metric`.

@@ -13,7 +13,8 @@
 //! - the score lies in `[0, 1]`, with `0.5` meaning "at the detector's own
 //!   alarm threshold" (see [`ratio_score`]).
 //!
-//! Map: [`channel`] (the per-metric detectors a device profile declares,
+//! Map: [`waveform`] (the metrics the agent derives from a waveform window),
+//! [`channel`] (the per-metric detectors a device profile declares,
 //! with their alerts: what the agent runs), [`features`] (RMS, kurtosis, band energies, envelope spectrum, bearing
 //! defect frequencies, ISO 10816-3 zones), [`stream`] (EWMA baseline, CUSUM,
 //! Page-Hinkley, rate of change, stuck and out-of-range sensors), [`novelty`]
@@ -33,6 +34,7 @@ pub mod linalg;
 pub mod nab;
 pub mod novelty;
 pub mod stream;
+pub mod waveform;
 
 pub use alert::{Alert, AlertEvent, AlertState};
 pub use channel::{ChannelDetector, ChannelEvent, DetectorSpec, DetectorType};

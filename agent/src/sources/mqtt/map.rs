@@ -1,11 +1,13 @@
 //! Mapping a JSON payload published by an appliance to a sample: metric
-//! values and, optionally, the timestamp, each found by a JSON pointer.
+//! values and, optionally, the timestamp, each found by a JSON pointer, and
+//! the features of any waveform (an array of samples) the payload carries.
 //!
 //! Pure: the caller passes the payload and the time it arrived.
 
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use wearline_models::detect::waveform::{WaveformSpec, waveform_metrics};
 
 /// How the payload's timestamp is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -28,6 +30,9 @@ pub struct PayloadMap {
     /// JSON pointer of the timestamp; `None` uses the arrival time.
     pub timestamp: Option<String>,
     pub time_format: TimeFormat,
+    /// Channel name to the JSON pointer of an array of samples and what to
+    /// compute from it (`{name}_rms`, `{name}_kurtosis`, …).
+    pub waveforms: BTreeMap<String, (String, WaveformSpec)>,
 }
 
 /// Why a payload yielded no sample.
@@ -45,6 +50,12 @@ pub enum MapError {
     },
     #[error("no metric found in the payload")]
     NoMetric,
+    #[error("waveform `{channel}` at `{pointer}`: {reason}")]
+    Waveform {
+        channel: String,
+        pointer: String,
+        reason: String,
+    },
 }
 
 /// A mapped payload: its time and values, and the metrics that were absent
@@ -82,6 +93,26 @@ impl PayloadMap {
                 }
                 None => missing.push(metric.clone()),
             }
+        }
+        for (channel, (pointer, spec)) in &self.waveforms {
+            let bad = |reason: String| MapError::Waveform {
+                channel: channel.clone(),
+                pointer: pointer.clone(),
+                reason,
+            };
+            let Some(v) = doc.pointer(pointer) else {
+                missing.push(channel.clone());
+                continue;
+            };
+            let samples = v
+                .as_array()
+                .ok_or_else(|| bad("not an array of numbers".into()))?
+                .iter()
+                .map(number)
+                .collect::<Option<Vec<f64>>>()
+                .ok_or_else(|| bad("not an array of numbers".into()))?;
+            let metrics = waveform_metrics(channel, &samples, spec).map_err(|e| bad(e.to_string()))?;
+            values.extend(metrics);
         }
         if values.is_empty() {
             return Err(MapError::NoMetric);
@@ -128,6 +159,7 @@ mod tests {
                 .collect(),
             timestamp: ts.map(str::to_string),
             time_format: format,
+            waveforms: BTreeMap::new(),
         }
     }
 
@@ -162,6 +194,29 @@ mod tests {
             at(TimeFormat::Rfc3339, "12"),
             Err(MapError::BadTimestamp { .. })
         ));
+    }
+
+    #[test]
+    fn waveforms_become_features_and_bad_ones_are_refused() {
+        let mut m = map(None, TimeFormat::UnixMs);
+        let spec = WaveformSpec {
+            sample_rate_hz: 1000.0,
+            bands: vec![(0.0, 100.0)],
+            velocity: false,
+        };
+        m.waveforms.insert("vib".into(), ("/accel".into(), spec));
+        let wave: Vec<String> = (0..64)
+            .map(|i| if i % 2 == 0 { "1" } else { "-1" }.to_string())
+            .collect();
+        let body = format!(r#"{{"sensors":{{"temp":4}},"accel":[{}]}}"#, wave.join(","));
+        let got = m.apply(body.as_bytes(), 0).expect("maps");
+        assert_eq!(got.values["vib_rms"], 1.0);
+        assert_eq!(got.values["vib_crest_factor"], 1.0);
+        assert!(got.values.contains_key("vib_band0"));
+        let bad = m.apply(br#"{"sensors":{"temp":4},"accel":[1,"x"]}"#, 0);
+        assert!(matches!(bad, Err(MapError::Waveform { .. })), "{bad:?}");
+        let none = m.apply(br#"{"sensors":{"temp":4}}"#, 0).expect("maps");
+        assert!(none.missing.contains(&"vib".to_string()));
     }
 
     #[test]

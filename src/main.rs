@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod detect_cmd;
+mod push_config;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,8 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Send an agent config to a gateway (retained) and wait for its answer; exit code 2 if refused.
+    PushConfig(push_config::PushConfigArgs),
     /// Score a CSV file's rows for anomalies: `timestamp,anomaly_score,is_anomaly` on stdout.
     Detect(detect_cmd::DetectArgs),
     /// Evaluate the detector on a public data set (SKAB, IMS, CWRU).
@@ -80,6 +83,12 @@ fn main() -> ExitCode {
             Command::Sim(s) => sim::run(s).await,
             Command::Demo(d) => demo::run(d).await,
             Command::Bench { command } => bench::run(command).await,
+            Command::PushConfig(p) => match push_config::run(p).await? {
+                push_config::Outcome::Applied => Ok(()),
+                push_config::Outcome::Refused => {
+                    std::process::exit(i32::from(push_config::EXIT_REFUSED));
+                }
+            },
             Command::Detect(d) => detect_cmd::run_detect(d),
             Command::EvalDetect(e) => detect_cmd::run_eval(e),
         }

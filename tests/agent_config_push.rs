@@ -3,8 +3,9 @@
 //! profile carried in the push whose detector raises an alert, while the
 //! device already polled keeps its sequence), an invalid one is refused with
 //! file, line and key while the old one stays in effect, a revision that
-//! would move the uplink is refused, and after a restart the agent starts
-//! from the revision it applied.
+//! would move the uplink is refused, after a restart the agent starts from
+//! the revision it applied, and `wearline push-config` does all this from the
+//! command line.
 
 mod support;
 
@@ -216,4 +217,39 @@ fn pushed_configs_apply_live_refuse_bad_revisions_and_survive_a_restart() {
     let res = hub.result("r3");
     assert_eq!((res.ok, res.active.as_deref()), (false, Some("r1")));
     hub.next_seq("purifier-0002");
+
+    // The operator's tool: `wearline push-config` checks the file first (a
+    // typo never leaves the machine), then publishes and reports the answer.
+    let file = dir.path().join("r4.toml");
+    let broker = format!("127.0.0.1:{port}");
+    let push_cli = |revision: &str| {
+        run(&[
+            "push-config",
+            "--broker",
+            &broker,
+            "--gateway",
+            GATEWAY,
+            "--revision",
+            revision,
+            "--config",
+            file.to_str().expect("utf-8"),
+        ])
+    };
+    let typo = device("purifier-0001", "air-purifier", &a1).replace("interval_ms = 100", "interval_ms = 0");
+    std::fs::write(&file, format!("{base}{typo}")).expect("write");
+    let out = push_cli("r4-typo");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("r4.toml:12") && stderr.contains("interval_ms"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &file,
+        format!("{base}{}", device("purifier-0001", "air-purifier", &a1)),
+    )
+    .expect("write");
+    let out = push_cli("r4");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revision r4 in effect"));
 }

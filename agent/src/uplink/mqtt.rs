@@ -331,7 +331,10 @@ impl Uplink {
         };
         let max_samples = self.cfg.batch_max_samples.max(1);
         while c.free() > 0 {
-            let want = c.free() * max_samples;
+            // At most one message per entry, so taking `free` entries never
+            // makes more messages than the window (and the client's request
+            // channel) can hold, even when every entry is another device's.
+            let want = c.free();
             let entries = match self.queue.next_batch(want) {
                 Ok(e) => e,
                 Err(e) => {
@@ -354,10 +357,16 @@ impl Uplink {
             for m in messages {
                 c.awaiting.push_back((m.entries, m.samples));
                 if let Err(e) = c.client.try_publish(m.topic, Qos::AtLeastOnce, false, m.payload) {
-                    // Only a closed client refuses: the connection is going away
-                    // and its entries are handed out again on the next one.
-                    c.awaiting.pop_back();
-                    tracing::warn!(error = %e, "cannot publish");
+                    // The client is closed (or, against the window's
+                    // accounting, full): what was handed out cannot go out on
+                    // this connection. Drop it, so that everything unconfirmed
+                    // is handed out again on the next one, at once.
+                    tracing::warn!(error = %e, "cannot publish; reconnecting");
+                    if let Some(c) = conn.take() {
+                        c.driver.abort();
+                    }
+                    self.queue.rewind();
+                    self.stats.uplink_connected.store(false, Ordering::Relaxed);
                     return;
                 }
             }

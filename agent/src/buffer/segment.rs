@@ -11,7 +11,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// Bytes read from a segment at a time.
-const READ_CHUNK: usize = 256 << 10;
+const READ_CHUNK: usize = 64 << 10;
 
 /// The open end of a lane: the one segment being appended to.
 #[derive(Debug)]

@@ -37,6 +37,12 @@ enum Dataset {
         /// Also print `unit predicted true` for every test unit.
         #[arg(long)]
         predictions: bool,
+        /// First score a held-out fifth of the training units (cut at random
+        /// cycles, like the test units), trained on the other four fifths.
+        #[arg(long)]
+        validate: bool,
+        #[command(flatten)]
+        tuning: Tuning,
     },
     /// Air-filter clogging: trend + fleet prior against linear and mean-life baselines.
     Filter {
@@ -59,12 +65,41 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             test,
             truth,
             predictions,
-        } => eval_cmapss(&train, &test, &truth, predictions),
+            validate,
+            tuning,
+        } => eval_cmapss(&train, &test, &truth, predictions, validate, &tuning),
         Dataset::Filter {
             train,
             test,
             predictions,
         } => eval_filter(&train, &test, predictions),
+    }
+}
+
+/// Overrides of the C-MAPSS settings, for validation experiments only: the
+/// defaults are the settings used for every data set.
+#[derive(Debug, clap::Args)]
+struct Tuning {
+    #[arg(long, hide = true)]
+    trees: Option<usize>,
+    #[arg(long, hide = true)]
+    learning_rate: Option<f64>,
+    #[arg(long, hide = true)]
+    depth: Option<usize>,
+    #[arg(long, hide = true)]
+    window: Option<usize>,
+    #[arg(long, hide = true)]
+    min_leaf: Option<usize>,
+}
+
+impl Tuning {
+    fn apply(&self, mut cfg: CmapssConfig) -> CmapssConfig {
+        cfg.gbm.trees = self.trees.unwrap_or(cfg.gbm.trees);
+        cfg.gbm.learning_rate = self.learning_rate.unwrap_or(cfg.gbm.learning_rate);
+        cfg.gbm.max_depth = self.depth.unwrap_or(cfg.gbm.max_depth);
+        cfg.gbm.min_leaf = self.min_leaf.unwrap_or(cfg.gbm.min_leaf);
+        cfg.window = self.window.unwrap_or(cfg.window);
+        cfg
     }
 }
 
@@ -114,11 +149,54 @@ fn scores_json(s: &Scores) -> serde_json::Value {
     serde_json::json!({"rmse": round3(s.rmse), "score": round3(s.score), "units": s.units})
 }
 
-fn eval_cmapss(train: &Path, test: &Path, truth: &Path, predictions: bool) -> Result<()> {
+/// Scores a model trained on four fifths of the training units on the other
+/// fifth, each held-out unit cut at a pseudo-random cycle.
+fn validate_cmapss(rows: &[cmapss::Row], cfg: &CmapssConfig) -> Result<Scores> {
+    let held = |unit: u32| unit % 5 == 0;
+    let fit: Vec<cmapss::Row> = rows.iter().filter(|r| !held(r.unit)).cloned().collect();
+    let mut val = Vec::new();
+    let mut truth = Vec::new();
+    for unit in cmapss::units(rows)
+        .iter()
+        .filter(|u| u.first().is_some_and(|r| held(r.unit)))
+    {
+        let life = unit.len() as u64;
+        // Keep between 10 % and 90 % of the life, by a fixed hash of the unit.
+        let h = u64::from(unit[0].unit).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+        let keep = ((life / 10) + h % (life * 8 / 10).max(1)).clamp(1, life) as usize;
+        val.extend(unit[..keep].iter().map(|r| (*r).clone()));
+        truth.push((life as usize - keep) as f64);
+    }
+    let mut progress = Progress::new("validation trees");
+    let model = CmapssModel::train(&fit, cfg, &mut |d, t| progress.update(d, t))?;
+    let preds = model.predict_last(&val);
+    let pairs: Vec<(f64, f64)> = preds.iter().zip(&truth).map(|(p, t)| (p.1, *t)).collect();
+    Ok(metrics::score(&pairs))
+}
+
+fn eval_cmapss(
+    train: &Path,
+    test: &Path,
+    truth: &Path,
+    predictions: bool,
+    validate: bool,
+    tuning: &Tuning,
+) -> Result<()> {
     let train_rows = cmapss::parse(&train.display().to_string(), &read(train)?)?;
     let test_rows = cmapss::parse(&test.display().to_string(), &read(test)?)?;
     let truth_v = cmapss::parse_truth(&truth.display().to_string(), &read(truth)?)?;
-    let cfg = CmapssConfig::default();
+    let cfg = tuning.apply(CmapssConfig::default());
+    if validate {
+        let v = validate_cmapss(&train_rows, &cfg)?;
+        eprintln!(
+            "validation on a fifth of {}'s units: RMSE {:.2}, PHM08 score {:.1}, bias {:+.2} over {} units",
+            train.display(),
+            v.rmse,
+            v.score,
+            v.bias,
+            v.units
+        );
+    }
     let started = Instant::now();
     let mut progress = Progress::new("training trees");
     let model = CmapssModel::train(&train_rows, &cfg, &mut |d, t| progress.update(d, t))
@@ -179,6 +257,16 @@ fn eval_filter(train: &Path, test: &Path, predictions: bool) -> Result<()> {
         }
     }
     let eval = FilterEval::run(&train_data, &test_data)?;
+    let c = &eval.choice;
+    eprintln!(
+        "chosen by leave-one-life-out cross-validation on {}: usage {}, shape {}, half-life {} s, trend sd x{} (CV RMSE {:.2})",
+        train.display(),
+        c.usage.name(),
+        c.shape.map_or("most likely", |s| s.name()),
+        c.half_life_s,
+        c.trend_sd_scale,
+        c.cv_rmse
+    );
     if predictions {
         println!("test predicted linear mean_life true model");
         for p in &eval.per_test {

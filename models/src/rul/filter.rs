@@ -12,8 +12,8 @@
 //! [`FleetPrior`] of the training lives against the early dust load and flow.
 
 use super::metrics::{self, Scores};
-use super::prior::{CompletedLife, FleetPrior, blend};
-use super::trend::{RulTrend, TrendConfig};
+use super::prior::{CompletedLife, FleetPrior, blend_with};
+use super::trend::{Estimate, RulTrend, Shape, TrendConfig};
 use super::{Result, RulError};
 
 /// Pressure at which a filter is spent, in Pa.
@@ -130,10 +130,14 @@ fn countdown(tests: &[FilterTest], column: impl Fn(&FilterTest) -> &Vec<f64>) ->
 }
 
 /// Settings of the filter evaluation; the same for any file.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FilterConfig {
-    /// Half-life of the trend's weights, in seconds of running time.
-    pub half_life_s: f64,
+    /// Candidate half-lives of the trend's weights, in seconds of running time.
+    pub half_lives_s: Vec<f64>,
+    /// Candidate scales of the trend's standard deviation in the blend.
+    pub trend_sd_scales: Vec<f64>,
+    /// Points of each training life (as fractions of it) where cross-validation predicts.
+    pub cv_cuts: Vec<f64>,
     /// Seconds at the start of a test that give the prior's covariates.
     pub covariate_window_s: f64,
     /// Seconds the linear baseline looks back.
@@ -145,12 +149,28 @@ pub struct FilterConfig {
 impl Default for FilterConfig {
     fn default() -> Self {
         FilterConfig {
-            half_life_s: 3.0,
+            half_lives_s: vec![2.0, 3.0, 5.0, 10.0],
+            trend_sd_scales: vec![1.0, 2.0, 4.0],
+            cv_cuts: vec![0.6, 0.7, 0.8, 0.9],
             covariate_window_s: 30.0,
             linear_window_s: 20.0,
             ridge: 1.0,
         }
     }
+}
+
+/// Trend settings chosen by cross-validation on the training lives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Choice {
+    pub usage: Usage,
+    /// Mean usage per second over the training lives (converts the half-life).
+    pub usage_per_s: f64,
+    /// `None`: the most likely shape at each prediction.
+    pub shape: Option<Shape>,
+    pub half_life_s: f64,
+    pub trend_sd_scale: f64,
+    /// Leave-one-life-out RMSE of this choice on the training lives.
+    pub cv_rmse: f64,
 }
 
 /// Covariates of a test: mean dust feed and mean flow over its first seconds.
@@ -204,7 +224,164 @@ pub struct FilterEval {
     pub model: Scores,
     pub linear: Scores,
     pub mean_life: Scores,
+    pub choice: Choice,
     pub per_test: Vec<TestResult>,
+}
+
+/// What the trend and the prior count as usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// Running time, s.
+    Time,
+    /// Dust fed so far (feed × time): the pressure rises with the dust caught,
+    /// so a change of feed rate does not bend the trend.
+    Dust,
+}
+
+impl Usage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Usage::Time => "running time",
+            Usage::Dust => "dust fed",
+        }
+    }
+}
+
+/// Cumulative usage at each of the first `n` rows.
+fn usage_of(t: &FilterTest, n: usize, usage: Usage) -> Vec<f64> {
+    match usage {
+        Usage::Time => t.time.iter().take(n).copied().collect(),
+        Usage::Dust => {
+            let mut acc = 0.0;
+            let mut prev = 0.0;
+            t.time
+                .iter()
+                .zip(&t.feed)
+                .take(n)
+                .map(|(x, f)| {
+                    acc += f * (x - prev).max(0.0);
+                    prev = *x;
+                    acc
+                })
+                .collect()
+        }
+    }
+}
+
+/// The model's estimate for the first `n` rows of a test, and the remaining
+/// life in seconds (usage turned into time at the recent usage rate).
+fn estimate(
+    t: &FilterTest,
+    n: usize,
+    prior: &FleetPrior,
+    choice: &Choice,
+    cfg: &FilterConfig,
+) -> Result<(Estimate, f64)> {
+    let mut tc = TrendConfig::new(THRESHOLD_PA, 0.0);
+    tc.half_life = Some(choice.half_life_s * choice.usage_per_s);
+    tc.rate_half_life_ms = 5_000.0;
+    let mut trend = RulTrend::new(tc)?;
+    let usage = usage_of(t, n, choice.usage);
+    for ((x, u), y) in t.time.iter().zip(&usage).zip(&t.dp) {
+        trend.update((x * 1000.0).round() as i64, *u, *y);
+    }
+    let now = usage.last().copied().unwrap_or(0.0);
+    let pr = prior.remaining(&covariates(t, cfg.covariate_window_s), now);
+    let e = blend_with(&trend, choice.shape, &pr, tc.coverage, choice.trend_sd_scale);
+    let seconds = match choice.usage {
+        Usage::Time => e.remaining_usage,
+        Usage::Dust => e
+            .remaining_ms()
+            .map_or(e.remaining_usage / choice.usage_per_s, |ms| ms / 1000.0),
+    };
+    Ok((e, seconds))
+}
+
+fn completed(t: &FilterTest, cfg: &FilterConfig, usage: Usage) -> Option<CompletedLife> {
+    t.rul.last().filter(|r| r.abs() < 1e-6)?;
+    Some(CompletedLife {
+        covariates: covariates(t, cfg.covariate_window_s),
+        life: *usage_of(t, t.time.len(), usage).last()?,
+    })
+}
+
+/// Leave-one-out priors of the lives in `usage` units.
+fn loo_priors(
+    train: &[&FilterTest],
+    cfg: &FilterConfig,
+    usage: Usage,
+) -> Result<(Vec<f64>, Vec<FleetPrior>)> {
+    let lives: Vec<CompletedLife> = train.iter().filter_map(|t| completed(t, cfg, usage)).collect();
+    if lives.len() < 3 || lives.len() != train.len() {
+        return Err(RulError::Data(
+            "cross-validation needs at least 3 lives, all run to failure".into(),
+        ));
+    }
+    let priors = (0..lives.len())
+        .map(|i| {
+            let rest: Vec<CompletedLife> = lives
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, l)| l.clone())
+                .collect();
+            FleetPrior::learn(&rest, cfg.ridge)
+        })
+        .collect::<Result<_>>()?;
+    Ok((lives.iter().map(|l| l.life).collect(), priors))
+}
+
+/// Picks usage, shape, half-life and trend calibration by leave-one-life-out
+/// cross-validation on the training lives, cut at `cfg.cv_cuts` of each life.
+pub fn choose(train: &[&FilterTest], cfg: &FilterConfig) -> Result<Choice> {
+    let total_time: f64 = train.iter().filter_map(|t| t.time.last()).sum();
+    let total_dust: f64 = train
+        .iter()
+        .filter_map(|t| usage_of(t, t.time.len(), Usage::Dust).last().copied())
+        .sum();
+    let mut best: Option<Choice> = None;
+    for usage in [Usage::Time, Usage::Dust] {
+        let usage_per_s = match usage {
+            Usage::Time => 1.0,
+            Usage::Dust if total_time > 0.0 && total_dust > 0.0 => total_dust / total_time,
+            Usage::Dust => continue,
+        };
+        let (_, priors) = loo_priors(train, cfg, usage)?;
+        let shapes = [
+            None,
+            Some(Shape::Linear),
+            Some(Shape::Exponential),
+            Some(Shape::Power),
+        ];
+        for shape in shapes {
+            for &half_life_s in &cfg.half_lives_s {
+                for &trend_sd_scale in &cfg.trend_sd_scales {
+                    let mut choice = Choice {
+                        usage,
+                        usage_per_s,
+                        shape,
+                        half_life_s,
+                        trend_sd_scale,
+                        cv_rmse: 0.0,
+                    };
+                    let mut pairs = Vec::new();
+                    for (i, t) in train.iter().enumerate() {
+                        let end = t.time.last().copied().unwrap_or(0.0);
+                        for &cut in &cfg.cv_cuts {
+                            let n = ((t.time.len() as f64 * cut) as usize).clamp(1, t.time.len());
+                            let (_, seconds) = estimate(t, n, &priors[i], &choice, cfg)?;
+                            pairs.push((seconds, end - t.time[n - 1]));
+                        }
+                    }
+                    choice.cv_rmse = metrics::score(&pairs).rmse;
+                    if best.is_none_or(|b| choice.cv_rmse < b.cv_rmse) {
+                        best = Some(choice);
+                    }
+                }
+            }
+        }
+    }
+    best.ok_or_else(|| RulError::Data("no candidate settings".into()))
 }
 
 impl FilterEval {
@@ -213,48 +390,46 @@ impl FilterEval {
     }
 
     pub fn run_with(train: &FilterData, test: &FilterData, cfg: &FilterConfig) -> Result<FilterEval> {
-        let lives: Vec<CompletedLife> = train
+        let done: Vec<&FilterTest> = train
             .tests
             .iter()
-            .filter(|t| t.rul.last().is_some_and(|r| r.abs() < 1e-6))
-            .map(|t| CompletedLife {
-                covariates: covariates(t, cfg.covariate_window_s),
-                life: t.time.last().copied().unwrap_or(0.0),
-            })
+            .filter(|t| completed(t, cfg, Usage::Time).is_some())
             .collect();
-        if lives.len() < 2 {
+        let lives: Vec<CompletedLife> = done
+            .iter()
+            .filter_map(|t| completed(t, cfg, Usage::Time))
+            .collect();
+        if lives.len() < 3 {
             return Err(RulError::Data(format!(
-                "{} training tests run to failure (RUL 0 on the last row); need 2",
+                "{} training tests run to failure (RUL 0 on the last row); need 3",
                 lives.len()
             )));
         }
+        let choice = choose(&done, cfg)?;
         let mean_life = lives.iter().map(|l| l.life).sum::<f64>() / lives.len() as f64;
-        let prior = FleetPrior::learn(&lives, cfg.ridge)?;
-        let mut tc = TrendConfig::new(THRESHOLD_PA, 0.0);
-        tc.half_life = Some(cfg.half_life_s);
-        tc.rate_half_life_ms = 10_000.0;
+        let prior_lives: Vec<CompletedLife> = done
+            .iter()
+            .filter_map(|t| completed(t, cfg, choice.usage))
+            .collect();
+        let prior = FleetPrior::learn(&prior_lives, cfg.ridge)?;
         let mut per_test = Vec::new();
         for t in &test.tests {
             let (Some(&age), Some(&truth)) = (t.time.last(), t.rul.last()) else {
                 continue;
             };
-            let mut trend = RulTrend::new(tc)?;
-            for (x, y) in t.time.iter().zip(&t.dp) {
-                trend.update((x * 1000.0).round() as i64, *x, *y);
-            }
-            let pr = prior.remaining(&covariates(t, cfg.covariate_window_s), age);
-            let e = blend(&trend, &pr, tc.coverage);
+            let (e, seconds) = estimate(t, t.time.len(), &prior, &choice, cfg)?;
             let mean_b = (mean_life - age).max(0.0);
             let linear = linear_baseline(t, cfg.linear_window_s).unwrap_or(mean_b);
             per_test.push(TestResult {
                 test: t.id.clone(),
-                predicted: e.remaining_usage,
+                predicted: seconds,
                 linear,
                 mean_life: mean_b,
                 truth,
                 explanation: format!(
-                    "{}: {} readings over {:.1}..{:.1} s (effective {:.0}); prior from {} lives",
+                    "{} on {}: {} readings, usage {:.1}..{:.1} (effective {:.0}); prior from {} lives",
                     e.source,
+                    choice.usage.name(),
                     e.basis.points,
                     e.basis.usage_window.0,
                     e.basis.usage_window.1,
@@ -271,6 +446,7 @@ impl FilterEval {
             model: sc(|r| r.predicted),
             linear: sc(|r| r.linear),
             mean_life: sc(|r| r.mean_life),
+            choice,
             per_test,
         })
     }

@@ -9,7 +9,7 @@
 //! variances, so a new item starts at the fleet's figure and moves to its own
 //! data as its trend tightens.
 
-use super::trend::{Estimate, RulTrend, Source, normal_quantile};
+use super::trend::{Estimate, RulTrend, Shape, Source, normal_quantile};
 use super::{Result, RulError};
 use ndarray::{Array1, Array2, Axis};
 
@@ -148,9 +148,26 @@ impl FleetPrior {
 /// variance is read off its interval (`coverage` two-sided). Without a trend
 /// estimate the prior stands alone, with the trend's data as its basis.
 pub fn blend(trend: &RulTrend, prior: &PriorEstimate, coverage: f64) -> Estimate {
+    blend_with(trend, None, prior, coverage, 1.0)
+}
+
+/// [`blend`] with a given trend shape (`None`: the most likely one) and the
+/// trend's standard deviation scaled by `trend_sd_scale` (a calibration
+/// learned from completed lives: how far trends really miss).
+pub fn blend_with(
+    trend: &RulTrend,
+    shape: Option<Shape>,
+    prior: &PriorEstimate,
+    coverage: f64,
+    trend_sd_scale: f64,
+) -> Estimate {
     let prior_var = (prior.sd * prior.sd).max(1e-12);
-    if let Some(e) = trend.predict() {
-        let tsd = e.sd_usage(coverage);
+    let estimate = match shape {
+        Some(s) => trend.predict_shape(s),
+        None => trend.predict(),
+    };
+    if let Some(e) = estimate {
+        let tsd = e.sd_usage(coverage) * trend_sd_scale.max(0.0);
         let shape = match e.source {
             Source::Trend(s) | Source::Blend { shape: s, .. } => s,
             Source::Prior => return e,

@@ -130,7 +130,7 @@ impl Progress {
     fn update(&mut self, done: usize, total: usize) {
         let pct = 100 * done / total.max(1);
         let step = if self.tty { 1 } else { 25 };
-        if pct == self.last_pct || (pct % step != 0 && done != total) {
+        if pct == self.last_pct || (!pct.is_multiple_of(step) && done != total) {
             return;
         }
         self.last_pct = pct;
@@ -150,9 +150,9 @@ fn scores_json(s: &Scores) -> serde_json::Value {
 }
 
 /// Scores a model trained on four fifths of the training units on the other
-/// fifth, each held-out unit cut at a pseudo-random cycle.
+/// fifth, each held-out unit cut at a pseudo-random cycle; true lives are capped.
 fn validate_cmapss(rows: &[cmapss::Row], cfg: &CmapssConfig) -> Result<Scores> {
-    let held = |unit: u32| unit % 5 == 0;
+    let held = |unit: u32| unit.is_multiple_of(5);
     let fit: Vec<cmapss::Row> = rows.iter().filter(|r| !held(r.unit)).cloned().collect();
     let mut val = Vec::new();
     let mut truth = Vec::new();
@@ -165,7 +165,8 @@ fn validate_cmapss(rows: &[cmapss::Row], cfg: &CmapssConfig) -> Result<Scores> {
         let h = u64::from(unit[0].unit).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
         let keep = ((life / 10) + h % (life * 8 / 10).max(1)).clamp(1, life) as usize;
         val.extend(unit[..keep].iter().map(|r| (*r).clone()));
-        truth.push((life as usize - keep) as f64);
+        // Capped like the training targets: beyond the cap no model can tell.
+        truth.push(((life as usize - keep) as f64).min(cfg.cap));
     }
     let mut progress = Progress::new("validation trees");
     let model = CmapssModel::train(&fit, cfg, &mut |d, t| progress.update(d, t))?;
@@ -259,13 +260,16 @@ fn eval_filter(train: &Path, test: &Path, predictions: bool) -> Result<()> {
     let eval = FilterEval::run(&train_data, &test_data)?;
     let c = &eval.choice;
     eprintln!(
-        "chosen by leave-one-life-out cross-validation on {}: usage {}, shape {}, half-life {} s, trend sd x{} (CV RMSE {:.2})",
+        "chosen by leave-one-life-out cross-validation on {}: usage {}, shape {}, half-life {} s, \
+         trend sd x{}, threshold margin {} sd (CV RMSE {:.2}; mean-life baseline {:.2})",
         train.display(),
         c.usage.name(),
         c.shape.map_or("most likely", |s| s.name()),
         c.half_life_s,
         c.trend_sd_scale,
-        c.cv_rmse
+        c.margin,
+        c.cv_rmse,
+        c.cv_mean_life_rmse
     );
     if predictions {
         println!("test predicted linear mean_life true model");

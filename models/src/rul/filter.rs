@@ -136,6 +136,8 @@ pub struct FilterConfig {
     pub half_lives_s: Vec<f64>,
     /// Candidate scales of the trend's standard deviation in the blend.
     pub trend_sd_scales: Vec<f64>,
+    /// Candidate threshold margins, in reading-noise standard deviations.
+    pub margins: Vec<f64>,
     /// Points of each training life (as fractions of it) where cross-validation predicts.
     pub cv_cuts: Vec<f64>,
     /// Seconds at the start of a test that give the prior's covariates.
@@ -150,7 +152,8 @@ impl Default for FilterConfig {
     fn default() -> Self {
         FilterConfig {
             half_lives_s: vec![2.0, 3.0, 5.0, 10.0],
-            trend_sd_scales: vec![1.0, 2.0, 4.0],
+            trend_sd_scales: vec![0.5, 1.0, 2.0, 4.0],
+            margins: vec![0.0, 1.0, 2.0],
             cv_cuts: vec![0.6, 0.7, 0.8, 0.9],
             covariate_window_s: 30.0,
             linear_window_s: 20.0,
@@ -169,8 +172,11 @@ pub struct Choice {
     pub shape: Option<Shape>,
     pub half_life_s: f64,
     pub trend_sd_scale: f64,
+    pub margin: f64,
     /// Leave-one-life-out RMSE of this choice on the training lives.
     pub cv_rmse: f64,
+    /// The mean-life baseline's RMSE on the same cuts.
+    pub cv_mean_life_rmse: f64,
 }
 
 /// Covariates of a test: mean dust feed and mean flow over its first seconds.
@@ -280,6 +286,7 @@ fn estimate(
     let mut tc = TrendConfig::new(THRESHOLD_PA, 0.0);
     tc.half_life = Some(choice.half_life_s * choice.usage_per_s);
     tc.rate_half_life_ms = 5_000.0;
+    tc.threshold_margin = choice.margin;
     let mut trend = RulTrend::new(tc)?;
     let usage = usage_of(t, n, choice.usage);
     for ((x, u), y) in t.time.iter().zip(&usage).zip(&t.dp) {
@@ -339,6 +346,17 @@ pub fn choose(train: &[&FilterTest], cfg: &FilterConfig) -> Result<Choice> {
         .iter()
         .filter_map(|t| usage_of(t, t.time.len(), Usage::Dust).last().copied())
         .sum();
+    // The mean-life baseline on the same cuts, for reference.
+    let (time_lives, _) = loo_priors(train, cfg, Usage::Time)?;
+    let mut base = Vec::new();
+    for (i, t) in train.iter().enumerate() {
+        let others = (time_lives.iter().sum::<f64>() - time_lives[i]) / (time_lives.len() - 1) as f64;
+        for &cut in &cfg.cv_cuts {
+            let n = ((t.time.len() as f64 * cut) as usize).clamp(1, t.time.len());
+            base.push(((others - t.time[n - 1]).max(0.0), time_lives[i] - t.time[n - 1]));
+        }
+    }
+    let cv_mean_life_rmse = metrics::score(&base).rmse;
     let mut best: Option<Choice> = None;
     for usage in [Usage::Time, Usage::Dust] {
         let usage_per_s = match usage {
@@ -355,14 +373,20 @@ pub fn choose(train: &[&FilterTest], cfg: &FilterConfig) -> Result<Choice> {
         ];
         for shape in shapes {
             for &half_life_s in &cfg.half_lives_s {
-                for &trend_sd_scale in &cfg.trend_sd_scales {
+                for (&trend_sd_scale, &margin) in cfg
+                    .trend_sd_scales
+                    .iter()
+                    .flat_map(|s| cfg.margins.iter().map(move |m| (s, m)))
+                {
                     let mut choice = Choice {
                         usage,
                         usage_per_s,
                         shape,
                         half_life_s,
                         trend_sd_scale,
+                        margin,
                         cv_rmse: 0.0,
+                        cv_mean_life_rmse,
                     };
                     let mut pairs = Vec::new();
                     for (i, t) in train.iter().enumerate() {

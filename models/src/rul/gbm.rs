@@ -7,6 +7,8 @@
 //! smaller one's. Rows are subsampled per tree with a seeded generator, so a
 //! fit is reproducible. Pure: progress is reported through a callback.
 
+// Negated comparisons (`!(x > 0.0)`) are deliberate: they also reject NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 use super::{Result, RulError};
 use ndarray::{Array2, ArrayView1, ArrayView2};
 

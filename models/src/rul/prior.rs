@@ -9,6 +9,8 @@
 //! variances, so a new item starts at the fleet's figure and moves to its own
 //! data as its trend tightens.
 
+// Negated comparisons (`!(x > 0.0)`) are deliberate: they also reject NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 use super::trend::{Estimate, RulTrend, Shape, Source, normal_quantile};
 use super::{Result, RulError};
 use ndarray::{Array1, Array2, Axis};

@@ -14,6 +14,8 @@
 //!
 //! Pure: usage, time stamps and values are the caller's; no clock.
 
+// Negated comparisons (`!(x > 0.0)`) are deliberate: they also reject NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 use super::{Result, RulError};
 
 /// Trend shapes, each linear in transformed coordinates.
@@ -55,6 +57,9 @@ pub struct TrendConfig {
     pub coverage: f64,
     /// Half-life of the usage-rate estimate, in milliseconds of data time.
     pub rate_half_life_ms: f64,
+    /// The item is spent at the first reading past the threshold; with
+    /// reading noise σ that comes when the trend is about `margin·σ` below it.
+    pub threshold_margin: f64,
 }
 
 impl TrendConfig {
@@ -69,6 +74,7 @@ impl TrendConfig {
             min_points: 5,
             coverage: 0.9,
             rate_half_life_ms: 86_400_000.0,
+            threshold_margin: 0.0,
         }
     }
 
@@ -374,7 +380,7 @@ impl RulTrend {
             (self.cfg.threshold - self.cfg.floor).ln()
         } else {
             self.cfg.threshold
-        };
+        } - self.cfg.threshold_margin.max(0.0) * m.resid_var().sqrt();
         let rel_now = self.last_usage - self.start_usage;
         let to_x = |rel: f64| {
             if shape == Shape::Power {

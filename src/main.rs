@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod detect_cmd;
 mod push_config;
+mod rul_cmd;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,8 @@ enum Command {
     Detect(detect_cmd::DetectArgs),
     /// Evaluate the detector on a public data set (SKAB, IMS, CWRU).
     EvalDetect(detect_cmd::EvalArgs),
+    /// Evaluate the remaining-useful-life models on a public data set (C-MAPSS, air filter).
+    RulEval(rul_cmd::EvalArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             },
             Command::Detect(d) => detect_cmd::run_detect(d),
             Command::EvalDetect(e) => detect_cmd::run_eval(e),
+            Command::RulEval(e) => rul_cmd::run_eval(e),
         }
     });
     // The embedded broker's threads do not stop on their own; do not wait for them.

@@ -11,6 +11,7 @@ pub mod detect;
 pub mod life;
 pub mod profile;
 pub mod registers;
+pub mod rul;
 pub mod rules;
 pub mod time;
 pub mod wire;

@@ -1,0 +1,547 @@
+//! C-MAPSS turbofan data: parsing, the feature pipeline and the learned RUL
+//! model ([`CmapssModel`]).
+//!
+//! Everything the model knows comes from the training file: operating
+//! conditions are found by k-means on the three settings (the number of
+//! clusters chosen by how much of the settings' spread they explain (all but 0.1 %), so a
+//! single-condition set yields one), each sensor is standardised per condition,
+//! sensors constant within every condition are dropped, and each cycle is
+//! described by windowed features of the recent past (last value, mean,
+//! least-squares slope, EWMA) plus its age. A gradient-boosted ensemble
+//! ([`super::gbm`]) maps those to the piecewise-linear target, capped.
+
+use super::gbm::{Gbm, GbmConfig, matrix};
+use super::{Result, RulError};
+use ndarray::Array1;
+
+pub const SETTINGS: usize = 3;
+pub const SENSORS: usize = 21;
+
+/// One row: a unit's flight cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub unit: u32,
+    pub cycle: u32,
+    pub settings: [f64; SETTINGS],
+    pub sensors: [f64; SENSORS],
+}
+
+/// Parses a whitespace-separated C-MAPSS file (`unit cycle 3 settings 21 sensors`).
+/// `file` names the source in errors.
+pub fn parse(file: &str, text: &str) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let err = |reason: String| RulError::Parse {
+            file: file.to_string(),
+            line: line_no,
+            reason,
+        };
+        if fields.len() != 2 + SETTINGS + SENSORS {
+            return Err(err(format!(
+                "{} fields, expected {}",
+                fields.len(),
+                2 + SETTINGS + SENSORS
+            )));
+        }
+        let int = |k: usize, name: &str| {
+            fields[k]
+                .parse::<u32>()
+                .map_err(|_| err(format!("{name} `{}` is not a whole number", fields[k])))
+        };
+        let num = |k: usize| {
+            fields[k]
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| err(format!("field {} `{}` is not a number", k + 1, fields[k])))
+        };
+        let mut row = Row {
+            unit: int(0, "unit")?,
+            cycle: int(1, "cycle")?,
+            settings: [0.0; SETTINGS],
+            sensors: [0.0; SENSORS],
+        };
+        for k in 0..SETTINGS {
+            row.settings[k] = num(2 + k)?;
+        }
+        for k in 0..SENSORS {
+            row.sensors[k] = num(2 + SETTINGS + k)?;
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Parses the truth file: one remaining life per line, in test-unit order.
+pub fn parse_truth(file: &str, text: &str) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        let v = t.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+        out.push(v.ok_or_else(|| RulError::Parse {
+            file: file.to_string(),
+            line: i + 1,
+            reason: format!("`{t}` is not a remaining life"),
+        })?);
+    }
+    Ok(out)
+}
+
+/// Rows grouped by unit, in file order, each unit's rows sorted by cycle.
+pub fn units(rows: &[Row]) -> Vec<Vec<&Row>> {
+    let mut order: Vec<u32> = Vec::new();
+    let mut map: std::collections::HashMap<u32, Vec<&Row>> = std::collections::HashMap::new();
+    for r in rows {
+        map.entry(r.unit)
+            .or_insert_with(|| {
+                order.push(r.unit);
+                Vec::new()
+            })
+            .push(r);
+    }
+    order
+        .into_iter()
+        .filter_map(|u| map.remove(&u))
+        .map(|mut v| {
+            v.sort_by_key(|r| r.cycle);
+            v
+        })
+        .collect()
+}
+
+/// Settings of the pipeline; the same for every data set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CmapssConfig {
+    /// Targets are `min(RUL, cap)`.
+    pub cap: f64,
+    /// Cycles in the feature window.
+    pub window: usize,
+    /// Smoothing factor of the EWMA feature.
+    pub ewma_alpha: f64,
+    /// Most operating conditions tried.
+    pub max_conditions: usize,
+    /// Clusters must leave at most this fraction of the settings' spread.
+    pub cluster_residual: f64,
+    pub gbm: GbmConfig,
+}
+
+impl Default for CmapssConfig {
+    fn default() -> Self {
+        CmapssConfig {
+            cap: 125.0,
+            window: 30,
+            ewma_alpha: 0.1,
+            max_conditions: 8,
+            cluster_residual: 1e-3,
+            gbm: GbmConfig {
+                trees: 500,
+                learning_rate: 0.03,
+                max_depth: 5,
+                min_leaf: 40,
+                lambda: 1.0,
+                bins: 64,
+                subsample: 0.7,
+                seed: 7,
+            },
+        }
+    }
+}
+
+/// Operating conditions: centroids of the settings, each setting scaled by
+/// its spread in the training data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conditions {
+    scale: [f64; SETTINGS],
+    centroids: Vec<[f64; SETTINGS]>,
+}
+
+impl Conditions {
+    /// Clusters the settings with k = 1.. until the clusters explain all but
+    /// `residual` of the spread (else one cluster).
+    pub fn learn(rows: &[Row], max_k: usize, residual: f64) -> Result<Conditions> {
+        if rows.is_empty() {
+            return Err(RulError::Data(
+                "no rows to learn operating conditions from".into(),
+            ));
+        }
+        let mut scale = [1.0; SETTINGS];
+        for (k, s) in scale.iter_mut().enumerate() {
+            let n = rows.len() as f64;
+            let m = rows.iter().map(|r| r.settings[k]).sum::<f64>() / n;
+            let v = rows.iter().map(|r| (r.settings[k] - m).powi(2)).sum::<f64>() / n;
+            *s = if v > 0.0 { v.sqrt() } else { 1.0 };
+        }
+        let pts: Vec<[f64; SETTINGS]> = rows
+            .iter()
+            .map(|r| std::array::from_fn(|k| r.settings[k] / scale[k]))
+            .collect();
+        let one = kmeans(&pts, 1);
+        let total = within(&pts, &one);
+        let mut chosen = one;
+        if total > 0.0 {
+            for k in 2..=max_k.max(1) {
+                let c = kmeans(&pts, k);
+                if within(&pts, &c) <= residual * total {
+                    chosen = c;
+                    break;
+                }
+            }
+        }
+        Ok(Conditions {
+            scale,
+            centroids: chosen,
+        })
+    }
+
+    /// Number of conditions.
+    pub fn len(&self) -> usize {
+        self.centroids.len()
+    }
+
+    /// Always false: there is at least one condition.
+    pub fn is_empty(&self) -> bool {
+        self.centroids.is_empty()
+    }
+
+    /// Condition of a row's settings.
+    pub fn of(&self, settings: &[f64; SETTINGS]) -> usize {
+        let p: [f64; SETTINGS] = std::array::from_fn(|k| settings[k] / self.scale[k]);
+        nearest(&self.centroids, &p).0
+    }
+}
+
+fn dist2(a: &[f64; SETTINGS], b: &[f64; SETTINGS]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum()
+}
+
+fn nearest(c: &[[f64; SETTINGS]], p: &[f64; SETTINGS]) -> (usize, f64) {
+    c.iter()
+        .enumerate()
+        .map(|(i, q)| (i, dist2(p, q)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((0, 0.0))
+}
+
+fn within(pts: &[[f64; SETTINGS]], c: &[[f64; SETTINGS]]) -> f64 {
+    pts.iter().map(|p| nearest(c, p).1).sum()
+}
+
+/// Lloyd's k-means with farthest-point seeding (deterministic).
+fn kmeans(pts: &[[f64; SETTINGS]], k: usize) -> Vec<[f64; SETTINGS]> {
+    let n = pts.len() as f64;
+    let mean: [f64; SETTINGS] = std::array::from_fn(|j| pts.iter().map(|p| p[j]).sum::<f64>() / n);
+    // Start from the point farthest from the mean, then keep adding the point
+    // farthest from every centroid so far: one seed per well-separated cluster.
+    let first = pts
+        .iter()
+        .max_by(|a, b| dist2(a, &mean).total_cmp(&dist2(b, &mean)))
+        .copied()
+        .unwrap_or(mean);
+    let mut c = vec![if k == 1 { mean } else { first }];
+    while c.len() < k {
+        let far = pts
+            .iter()
+            .max_by(|a, b| nearest(&c, a).1.total_cmp(&nearest(&c, b).1))
+            .copied()
+            .unwrap_or(mean);
+        c.push(far);
+    }
+    for _ in 0..50 {
+        let mut sum = vec![[0.0; SETTINGS]; c.len()];
+        let mut cnt = vec![0usize; c.len()];
+        for p in pts {
+            let (i, _) = nearest(&c, p);
+            cnt[i] += 1;
+            for j in 0..SETTINGS {
+                sum[i][j] += p[j];
+            }
+        }
+        let mut moved = false;
+        for i in 0..c.len() {
+            if cnt[i] > 0 {
+                let next: [f64; SETTINGS] = std::array::from_fn(|j| sum[i][j] / cnt[i] as f64);
+                moved |= next != c[i];
+                c[i] = next;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    c
+}
+
+/// Per-condition standardisation of the sensors that vary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normaliser {
+    pub conditions: Conditions,
+    /// Indices of the sensors kept.
+    pub kept: Vec<usize>,
+    /// `[condition][sensor] = (mean, std)`.
+    stats: Vec<[(f64, f64); SENSORS]>,
+}
+
+impl Normaliser {
+    pub fn learn(rows: &[Row], cfg: &CmapssConfig) -> Result<Normaliser> {
+        let conditions = Conditions::learn(rows, cfg.max_conditions, cfg.cluster_residual)?;
+        let k = conditions.len();
+        let mut sum = vec![[0.0; SENSORS]; k];
+        let mut sq = vec![[0.0; SENSORS]; k];
+        let mut cnt = vec![0.0; k];
+        for r in rows {
+            let c = conditions.of(&r.settings);
+            cnt[c] += 1.0;
+            for s in 0..SENSORS {
+                sum[c][s] += r.sensors[s];
+                sq[c][s] += r.sensors[s] * r.sensors[s];
+            }
+        }
+        let mut stats = vec![[(0.0, 1.0); SENSORS]; k];
+        let mut varies = [false; SENSORS];
+        for c in 0..k {
+            if cnt[c] == 0.0 {
+                continue;
+            }
+            for s in 0..SENSORS {
+                let m = sum[c][s] / cnt[c];
+                let v = (sq[c][s] / cnt[c] - m * m).max(0.0);
+                let sd = v.sqrt();
+                // Rounding noise of a constant channel is not variation.
+                if sd > 1e-6 * (1.0 + m.abs()) {
+                    varies[s] = true;
+                }
+                stats[c][s] = (m, if sd > 0.0 { sd } else { 1.0 });
+            }
+        }
+        let kept: Vec<usize> = (0..SENSORS).filter(|&s| varies[s]).collect();
+        if kept.is_empty() {
+            return Err(RulError::Data("every sensor is constant".into()));
+        }
+        Ok(Normaliser {
+            conditions,
+            kept,
+            stats,
+        })
+    }
+
+    /// The kept sensors of `row`, standardised for its condition.
+    pub fn apply(&self, row: &Row) -> Vec<f64> {
+        let c = self.conditions.of(&row.settings);
+        self.kept
+            .iter()
+            .map(|&s| {
+                let (m, sd) = self.stats[c][s];
+                (row.sensors[s] - m) / sd
+            })
+            .collect()
+    }
+}
+
+/// Features of every cycle of one unit (row `i` uses cycles `..=i` only).
+pub fn unit_features(z: &[Vec<f64>], cycles: &[u32], cfg: &CmapssConfig) -> Vec<Vec<f64>> {
+    let s = z.first().map_or(0, Vec::len);
+    let mut ewma = z.first().cloned().unwrap_or_default();
+    let mut out = Vec::with_capacity(z.len());
+    for i in 0..z.len() {
+        let lo = (i + 1).saturating_sub(cfg.window.max(1));
+        let w = &z[lo..=i];
+        let n = w.len() as f64;
+        let tm = (n - 1.0) / 2.0;
+        let stt: f64 = (0..w.len()).map(|t| (t as f64 - tm).powi(2)).sum();
+        let mut f = Vec::with_capacity(4 * s + 1);
+        f.push(f64::from(cycles[i]));
+        for j in 0..s {
+            let m = w.iter().map(|r| r[j]).sum::<f64>() / n;
+            let slope = if stt > 0.0 {
+                w.iter()
+                    .enumerate()
+                    .map(|(t, r)| (t as f64 - tm) * (r[j] - m))
+                    .sum::<f64>()
+                    / stt
+            } else {
+                0.0
+            };
+            if i > 0 {
+                ewma[j] += cfg.ewma_alpha * (z[i][j] - ewma[j]);
+            }
+            f.extend_from_slice(&[z[i][j], m, slope, ewma[j]]);
+        }
+        out.push(f);
+    }
+    out
+}
+
+/// The trained C-MAPSS model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CmapssModel {
+    pub cfg: CmapssConfig,
+    pub normaliser: Normaliser,
+    pub gbm: Gbm,
+    /// Training rows used.
+    pub rows: usize,
+}
+
+fn features_of(unit: &[&Row], norm: &Normaliser, cfg: &CmapssConfig) -> Vec<Vec<f64>> {
+    let z: Vec<Vec<f64>> = unit.iter().map(|r| norm.apply(r)).collect();
+    let cycles: Vec<u32> = unit.iter().map(|r| r.cycle).collect();
+    unit_features(&z, &cycles, cfg)
+}
+
+impl CmapssModel {
+    /// Trains on run-to-failure units: each unit's last cycle is its failure.
+    pub fn train(rows: &[Row], cfg: &CmapssConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Self> {
+        let normaliser = Normaliser::learn(rows, cfg)?;
+        let mut x = Vec::with_capacity(rows.len());
+        let mut y = Vec::with_capacity(rows.len());
+        for unit in units(rows) {
+            let last = unit.last().map_or(0, |r| r.cycle);
+            for (r, f) in unit.iter().zip(features_of(&unit, &normaliser, cfg)) {
+                x.push(f);
+                y.push(f64::from(last - r.cycle).min(cfg.cap));
+            }
+        }
+        let x = matrix(&x)?;
+        let gbm = Gbm::fit(x.view(), Array1::from(y).view(), &cfg.gbm, progress)?;
+        Ok(CmapssModel {
+            cfg: *cfg,
+            normaliser,
+            gbm,
+            rows: x.nrows(),
+        })
+    }
+
+    /// RUL at the last cycle of each unit of `rows`, in unit order, as `(unit, rul)`.
+    pub fn predict_last(&self, rows: &[Row]) -> Vec<(u32, f64)> {
+        units(rows)
+            .iter()
+            .filter_map(|unit| {
+                let f = features_of(unit, &self.normaliser, &self.cfg);
+                let id = unit.first()?.unit;
+                let p = self.gbm.predict(f.last()?);
+                Some((id, p.clamp(0.0, self.cfg.cap)))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(unit: u32, cycle: u32, setting: f64, sensor: f64) -> String {
+        let mut s = format!("{unit} {cycle} {setting} 0.0 100.0");
+        for k in 0..SENSORS {
+            s.push_str(&format!(" {}", if k == 1 { sensor } else { 5.0 }));
+        }
+        s
+    }
+
+    #[test]
+    fn parses_rows_and_names_the_bad_line() {
+        let text = format!("{}\n{}\n\n", line(1, 1, 0.0, 1.5), line(1, 2, 0.0, 1.6));
+        let rows = parse("train.txt", &text).expect("parse");
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[1].unit, rows[1].cycle), (1, 2));
+        assert_eq!(rows[1].sensors[1], 1.6);
+
+        let bad = format!(
+            "{}\n{}\n",
+            line(1, 1, 0.0, 1.5),
+            line(1, 2, 0.0, 1.6).replace("1.6", "x")
+        );
+        let e = parse("train.txt", &bad).expect_err("bad number");
+        assert!(
+            matches!(&e, RulError::Parse { file, line: 2, .. } if file == "train.txt"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("train.txt:2:"), "{e}");
+        let short = parse("t.txt", "1 2 3\n").expect_err("short row");
+        assert!(short.to_string().contains("t.txt:1: 3 fields"), "{short}");
+
+        assert_eq!(
+            parse_truth("RUL.txt", "112\n98 \n").expect("truth"),
+            vec![112.0, 98.0]
+        );
+        let e = parse_truth("RUL.txt", "112\n-3\n").expect_err("negative");
+        assert!(e.to_string().starts_with("RUL.txt:2:"), "{e}");
+    }
+
+    #[test]
+    fn conditions_are_found_from_the_settings() {
+        let mut rows = Vec::new();
+        for i in 0..300u32 {
+            // Three operating points with a little jitter.
+            let op = f64::from(i % 3) * 20.0 + f64::from((i * 37) % 101) * 1e-5;
+            let text = line(1, i + 1, op, 1.0);
+            rows.extend(parse("x", &text).expect("row"));
+        }
+        let c = Conditions::learn(&rows, 8, 0.01).expect("learn");
+        assert_eq!(c.len(), 3);
+        assert_ne!(c.of(&[0.0, 0.0, 100.0]), c.of(&[40.0, 0.0, 100.0]));
+        // Jitter alone is one condition.
+        let one: Vec<Row> = rows.iter().filter(|r| r.settings[0] < 1.0).cloned().collect();
+        assert_eq!(Conditions::learn(&one, 8, 0.01).expect("learn").len(), 1);
+    }
+
+    #[test]
+    fn window_features_see_the_trend() {
+        let z: Vec<Vec<f64>> = (0..40).map(|t| vec![2.0 * t as f64]).collect();
+        let cycles: Vec<u32> = (1..=40).collect();
+        let f = unit_features(&z, &cycles, &CmapssConfig::default());
+        let last = &f[39];
+        assert_eq!(last[0], 40.0);
+        assert_eq!(last[1], 78.0, "last value");
+        assert!(
+            (last[2] - (78.0 + 20.0) / 2.0).abs() < 1e-9,
+            "mean of the last 30"
+        );
+        assert!((last[3] - 2.0).abs() < 1e-9, "slope");
+        assert!(last[4] < 78.0 && last[4] > 50.0, "ewma lags");
+    }
+
+    #[test]
+    fn learns_synthetic_degradation() {
+        // 30 units, one sensor drifting up as failure nears, one constant.
+        let mut text = String::new();
+        for u in 1..=30u32 {
+            let life = 80 + (u * 7) % 50;
+            for c in 1..=life {
+                let rul = f64::from(life - c);
+                let wear = (-rul / 30.0).exp() * 10.0 + f64::from((c * 13 + u) % 5) * 0.05;
+                text.push_str(&line(u, c, 0.0, wear));
+                text.push('\n');
+            }
+        }
+        let rows = parse("synthetic", &text).expect("parse");
+        let cfg = CmapssConfig {
+            gbm: GbmConfig {
+                trees: 150,
+                learning_rate: 0.1,
+                min_leaf: 10,
+                ..GbmConfig::default()
+            },
+            ..CmapssConfig::default()
+        };
+        let model = CmapssModel::train(&rows, &cfg, &mut |_, _| {}).expect("train");
+        assert_eq!(model.normaliser.kept, vec![1], "constant sensors dropped");
+        // Cut one unit 20 cycles before failure.
+        let cut: Vec<Row> = rows
+            .iter()
+            .filter(|r| r.unit == 5 && r.cycle <= 95)
+            .cloned()
+            .collect();
+        let life = 80 + 35;
+        let p = model.predict_last(&cut);
+        assert_eq!(p.len(), 1);
+        let truth = f64::from(life - 95);
+        assert!((p[0].1 - truth).abs() < 8.0, "{p:?} vs {truth}");
+    }
+}

@@ -1,0 +1,304 @@
+//! `wearline rul-eval`: remaining-useful-life models of
+//! `wearline_models::rul` scored on public run-to-failure data by their
+//! protocols (C-MAPSS: one prediction at each test unit's last cycle; air
+//! filter: one prediction at each test's cut-off), with simple baselines.
+//!
+//! All the logic lives in `models`; this file reads files, turns flags into
+//! settings, reports progress on stderr and prints. The last stdout line is
+//! always one JSON object with the figures.
+
+use anyhow::{Context, Result};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use wearline_models::rul::cmapss::{self, CmapssConfig, CmapssModel};
+use wearline_models::rul::filter::{self, FilterEval};
+use wearline_models::rul::metrics::{self, Scores};
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    dataset: Dataset,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Dataset {
+    /// NASA C-MAPSS: train on a training file, predict at each test unit's last cycle.
+    Cmapss {
+        /// `train_FD00x.txt`.
+        #[arg(long)]
+        train: PathBuf,
+        /// `test_FD00x.txt`.
+        #[arg(long)]
+        test: PathBuf,
+        /// `RUL_FD00x.txt`: the true remaining life of each test unit.
+        #[arg(long)]
+        truth: PathBuf,
+        /// Also print `unit predicted true` for every test unit.
+        #[arg(long)]
+        predictions: bool,
+        /// First score a held-out fifth of the training units (cut at random
+        /// cycles, like the test units), trained on the other four fifths.
+        #[arg(long)]
+        validate: bool,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Air-filter clogging: trend + fleet prior against linear and mean-life baselines.
+    Filter {
+        /// `Train_Data_CSV.csv` (run-to-failure tests).
+        #[arg(long)]
+        train: PathBuf,
+        /// `Test_Data_CSV.csv` (tests cut before failure; true RUL on the last row).
+        #[arg(long)]
+        test: PathBuf,
+        /// Also print `test predicted true` for every test.
+        #[arg(long)]
+        predictions: bool,
+    },
+}
+
+pub fn run_eval(args: EvalArgs) -> Result<()> {
+    match args.dataset {
+        Dataset::Cmapss {
+            train,
+            test,
+            truth,
+            predictions,
+            validate,
+            tuning,
+        } => eval_cmapss(&train, &test, &truth, predictions, validate, &tuning),
+        Dataset::Filter {
+            train,
+            test,
+            predictions,
+        } => eval_filter(&train, &test, predictions),
+    }
+}
+
+/// Overrides of the C-MAPSS settings, for validation experiments only: the
+/// defaults are the settings used for every data set.
+#[derive(Debug, clap::Args)]
+struct Tuning {
+    #[arg(long, hide = true)]
+    trees: Option<usize>,
+    #[arg(long, hide = true)]
+    learning_rate: Option<f64>,
+    #[arg(long, hide = true)]
+    depth: Option<usize>,
+    #[arg(long, hide = true)]
+    window: Option<usize>,
+    #[arg(long, hide = true)]
+    min_leaf: Option<usize>,
+}
+
+impl Tuning {
+    fn apply(&self, mut cfg: CmapssConfig) -> CmapssConfig {
+        cfg.gbm.trees = self.trees.unwrap_or(cfg.gbm.trees);
+        cfg.gbm.learning_rate = self.learning_rate.unwrap_or(cfg.gbm.learning_rate);
+        cfg.gbm.max_depth = self.depth.unwrap_or(cfg.gbm.max_depth);
+        cfg.gbm.min_leaf = self.min_leaf.unwrap_or(cfg.gbm.min_leaf);
+        cfg.window = self.window.unwrap_or(cfg.window);
+        cfg
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// A one-line progress report on stderr, redrawn in place on a terminal.
+struct Progress {
+    label: &'static str,
+    tty: bool,
+    last_pct: usize,
+}
+
+impl Progress {
+    fn new(label: &'static str) -> Progress {
+        Progress {
+            label,
+            tty: std::io::stderr().is_terminal(),
+            last_pct: usize::MAX,
+        }
+    }
+
+    fn update(&mut self, done: usize, total: usize) {
+        let pct = 100 * done / total.max(1);
+        let step = if self.tty { 1 } else { 25 };
+        if pct == self.last_pct || (!pct.is_multiple_of(step) && done != total) {
+            return;
+        }
+        self.last_pct = pct;
+        let mut err = std::io::stderr();
+        let end = if done == total { "\n" } else { "" };
+        if self.tty {
+            let _ = write!(err, "\r{}: {done}/{total} ({pct} %){end}", self.label);
+        } else {
+            let _ = writeln!(err, "{}: {done}/{total} ({pct} %)", self.label);
+        }
+        let _ = err.flush();
+    }
+}
+
+fn scores_json(s: &Scores) -> serde_json::Value {
+    serde_json::json!({"rmse": round3(s.rmse), "score": round3(s.score), "units": s.units})
+}
+
+/// Scores a model trained on four fifths of the training units on the other
+/// fifth, each held-out unit cut at a pseudo-random cycle; true lives are capped.
+fn validate_cmapss(rows: &[cmapss::Row], cfg: &CmapssConfig) -> Result<Scores> {
+    let held = |unit: u32| unit.is_multiple_of(5);
+    let fit: Vec<cmapss::Row> = rows.iter().filter(|r| !held(r.unit)).cloned().collect();
+    let mut val = Vec::new();
+    let mut truth = Vec::new();
+    for unit in cmapss::units(rows)
+        .iter()
+        .filter(|u| u.first().is_some_and(|r| held(r.unit)))
+    {
+        let life = unit.len() as u64;
+        // Keep between 10 % and 90 % of the life, by a fixed hash of the unit.
+        let h = u64::from(unit[0].unit).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+        let keep = ((life / 10) + h % (life * 8 / 10).max(1)).clamp(1, life) as usize;
+        val.extend(unit[..keep].iter().map(|r| (*r).clone()));
+        // Capped like the training targets: beyond the cap no model can tell.
+        truth.push(((life as usize - keep) as f64).min(cfg.cap));
+    }
+    let mut progress = Progress::new("validation trees");
+    let model = CmapssModel::train(&fit, cfg, &mut |d, t| progress.update(d, t))?;
+    let preds = model.predict_last(&val);
+    let pairs: Vec<(f64, f64)> = preds.iter().zip(&truth).map(|(p, t)| (p.1, *t)).collect();
+    Ok(metrics::score(&pairs))
+}
+
+fn eval_cmapss(
+    train: &Path,
+    test: &Path,
+    truth: &Path,
+    predictions: bool,
+    validate: bool,
+    tuning: &Tuning,
+) -> Result<()> {
+    let train_rows = cmapss::parse(&train.display().to_string(), &read(train)?)?;
+    let test_rows = cmapss::parse(&test.display().to_string(), &read(test)?)?;
+    let truth_v = cmapss::parse_truth(&truth.display().to_string(), &read(truth)?)?;
+    let cfg = tuning.apply(CmapssConfig::default());
+    if validate {
+        let v = validate_cmapss(&train_rows, &cfg)?;
+        eprintln!(
+            "validation on a fifth of {}'s units: RMSE {:.2}, PHM08 score {:.1}, bias {:+.2} over {} units",
+            train.display(),
+            v.rmse,
+            v.score,
+            v.bias,
+            v.units
+        );
+    }
+    let started = Instant::now();
+    let mut progress = Progress::new("training trees");
+    let model = CmapssModel::train(&train_rows, &cfg, &mut |d, t| progress.update(d, t))
+        .with_context(|| format!("training on {}", train.display()))?;
+    let sensors: Vec<String> = model
+        .normaliser
+        .kept
+        .iter()
+        .map(|s| format!("s{}", s + 1))
+        .collect();
+    eprintln!(
+        "trained on {} rows of {} in {:.1} s: {} operating condition(s), sensors kept: {}",
+        model.rows,
+        train.display(),
+        started.elapsed().as_secs_f64(),
+        model.normaliser.conditions.len(),
+        sensors.join(" ")
+    );
+    let preds = model.predict_last(&test_rows);
+    anyhow::ensure!(
+        preds.len() == truth_v.len(),
+        "{} has {} units but {} lists {} remaining lives",
+        test.display(),
+        preds.len(),
+        truth.display(),
+        truth_v.len()
+    );
+    let pairs: Vec<(f64, f64)> = preds.iter().zip(&truth_v).map(|(p, t)| (p.1, *t)).collect();
+    if predictions {
+        println!("unit predicted true");
+        for ((unit, p), t) in preds.iter().zip(&truth_v) {
+            println!("{unit} {p:.1} {t}");
+        }
+    }
+    let s = metrics::score(&pairs);
+    println!(
+        "cmapss {}: RMSE {:.2}, PHM08 score {:.1}, bias {:+.2} over {} units",
+        test.display(),
+        s.rmse,
+        s.score,
+        s.bias,
+        s.units
+    );
+    println!("{}", scores_json(&s));
+    Ok(())
+}
+
+fn eval_filter(train: &Path, test: &Path, predictions: bool) -> Result<()> {
+    let train_data = filter::parse(&train.display().to_string(), &read(train)?)?;
+    let test_data = filter::parse(&test.display().to_string(), &read(test)?)?;
+    for (path, d) in [(train, &train_data), (test, &test_data)] {
+        if d.swapped {
+            eprintln!(
+                "{}: the column headed `RUL` holds the dust feed and `Dust_feed` counts down to 0 at failure; \
+                 read them the other way round",
+                path.display()
+            );
+        }
+    }
+    let eval = FilterEval::run(&train_data, &test_data)?;
+    let c = &eval.choice;
+    eprintln!(
+        "chosen by leave-one-life-out cross-validation on {}: usage {}, shape {}, half-life {} s, \
+         trend sd x{}, threshold margin {} sd (CV RMSE {:.2}; mean-life baseline {:.2})",
+        train.display(),
+        c.usage.name(),
+        c.shape.map_or("most likely", |s| s.name()),
+        c.half_life_s,
+        c.trend_sd_scale,
+        c.margin,
+        c.cv_rmse,
+        c.cv_mean_life_rmse
+    );
+    if predictions {
+        println!("test predicted linear mean_life true model");
+        for p in &eval.per_test {
+            println!(
+                "{} {:.1} {:.1} {:.1} {:.1} {}",
+                p.test, p.predicted, p.linear, p.mean_life, p.truth, p.explanation
+            );
+        }
+    }
+    let line = |name: &str, s: &Scores| {
+        println!(
+            "filter {name:<22} RMSE {:6.2}  PHM08 score {:8.2}  bias {:+6.2}  ({} tests)",
+            s.rmse, s.score, s.bias, s.units
+        );
+    };
+    line("trend + fleet prior", &eval.model);
+    line("linear extrapolation", &eval.linear);
+    line("mean life", &eval.mean_life);
+    let best = eval.linear.rmse.min(eval.mean_life.rmse);
+    println!(
+        "improvement over the better baseline: {:.1} %",
+        100.0 * (1.0 - eval.model.rmse / best)
+    );
+    let mut json = scores_json(&eval.model);
+    json["baseline_linear_rmse"] = serde_json::json!(round3(eval.linear.rmse));
+    json["baseline_linear_score"] = serde_json::json!(round3(eval.linear.score));
+    json["baseline_mean_life_rmse"] = serde_json::json!(round3(eval.mean_life.rmse));
+    json["baseline_mean_life_score"] = serde_json::json!(round3(eval.mean_life.score));
+    println!("{json}");
+    Ok(())
+}

@@ -375,6 +375,51 @@ mod tests {
         assert!(d.push(&[1.0]).unwrap().trained);
     }
 
+    /// The `toml file=DETECTOR.toml` example in `docs/detection.md` parses to
+    /// the defaults, and the page names every key in backticks.
+    #[test]
+    fn detection_doc_example_parses() {
+        let doc = include_str!("../../../docs/detection.md");
+        let mut lines = doc.lines();
+        let mut examples = 0;
+        while let Some(line) = lines.next() {
+            if line.trim() != "```toml file=DETECTOR.toml" {
+                continue;
+            }
+            let body: String = lines
+                .by_ref()
+                .take_while(|l| l.trim() != "```")
+                .collect::<Vec<_>>()
+                .join("\n");
+            let cfg: DetectorConfig =
+                crate::config::parse_toml("DETECTOR.toml", &body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+            cfg.validate().unwrap();
+            assert_eq!(cfg, DetectorConfig::default());
+            examples += 1;
+        }
+        assert_eq!(
+            examples, 1,
+            "docs/detection.md should hold one DETECTOR.toml example"
+        );
+        let json = serde_json::to_value(DetectorConfig::default()).unwrap();
+        let mut keys: Vec<String> = Vec::new();
+        if let Some(top) = json.as_object() {
+            for (k, v) in top {
+                keys.push(k.clone());
+                if let Some(inner) = v.as_object() {
+                    keys.extend(inner.keys().cloned());
+                }
+            }
+        }
+        assert!(keys.len() > 10, "{keys:?}");
+        for k in keys {
+            assert!(
+                doc.contains(&format!("`{k}`")),
+                "docs/detection.md does not name `{k}`"
+            );
+        }
+    }
+
     #[test]
     fn config_is_validated_and_parsed() {
         let cfg: DetectorConfig =

@@ -408,20 +408,25 @@ fn load_skab(dir: &Path, names: &[String]) -> Result<Vec<SkabFile>> {
 }
 
 /// Changepoint flags of the scored rows of one file, from the changepoint
-/// detector alone (what [`RowDetector`] reports as `changepoint`).
-fn skab_changepoints(file: &SkabFile, config: &ChangeConfig) -> Result<Vec<bool>> {
-    let train = SKAB_TRAIN.min(file.rows.len());
+/// detector alone, fitted on the first `train` rows: the same flags as
+/// [`RowDetector`] reports as `changepoint` with `train_rows = train`.
+fn skab_changepoints(file: &SkabFile, config: &ChangeConfig, train: usize) -> Result<Vec<bool>> {
+    let train = train.min(file.rows.len());
     let mut det = ChangeDetector::fit(config, &file.rows[..train])?;
-    file.rows[train..]
-        .iter()
-        .map(|r| Ok(det.push(r)?.changepoint))
-        .collect()
+    let mut flags = Vec::with_capacity(file.times.len());
+    for (i, r) in file.rows.iter().enumerate() {
+        let cp = i >= train && det.push(r)?.changepoint;
+        if i >= SKAB_TRAIN {
+            flags.push(cp);
+        }
+    }
+    Ok(flags)
 }
 
-fn skab_nab(files: &[&SkabFile], config: &ChangeConfig) -> Result<Tally> {
+fn skab_nab(files: &[&SkabFile], config: &ChangeConfig, train: usize) -> Result<Tally> {
     let mut tally = Tally::default();
     for f in files {
-        let flags = skab_changepoints(f, config)?;
+        let flags = skab_changepoints(f, config, train)?;
         tally.add(&nab::score_file(&f.times, &flags, &f.windows, Variant::Skab, 0));
     }
     Ok(tally)
@@ -464,11 +469,15 @@ fn skab_hours(files: &[&SkabFile]) -> f64 {
 /// The grid setting with the best NAB standard score on `files` among those
 /// with at most `max_fp_per_hour` false changepoints per hour of data (the
 /// first one on a tie); `None` when no setting keeps to the budget.
-fn select_change(files: &[&SkabFile], max_fp_per_hour: f64) -> Result<Option<(ChangeConfig, f64)>> {
+fn select_change(
+    files: &[&SkabFile],
+    train: usize,
+    max_fp_per_hour: f64,
+) -> Result<Option<(ChangeConfig, f64)>> {
     let hours = skab_hours(files).max(1e-9);
     let mut best: Option<(ChangeConfig, f64)> = None;
     for c in change_grid() {
-        let t = skab_nab(files, &c)?;
+        let t = skab_nab(files, &c, train)?;
         if t.false_positives as f64 / hours > max_fp_per_hour {
             continue;
         }
@@ -518,8 +527,9 @@ fn eval_skab(
     let in_group = |g: &str, inside: bool| -> Vec<&SkabFile> {
         files.iter().filter(|f| (f.group == g) == inside).collect()
     };
+    let train = config.train_rows;
     let budget = |files: &[&SkabFile]| -> Result<(ChangeConfig, f64)> {
-        select_change(files, max_fp_per_hour)?.ok_or_else(|| {
+        select_change(files, train, max_fp_per_hour)?.ok_or_else(|| {
             anyhow!("no setting in the grid keeps to {max_fp_per_hour} false changepoints per hour")
         })
     };
@@ -530,7 +540,7 @@ fn eval_skab(
             let mut held = Tally::default();
             for g in &groups {
                 let (chosen, s) = budget(&in_group(g, false))?;
-                let t = skab_nab(&in_group(g, true), &chosen)?;
+                let t = skab_nab(&in_group(g, true), &chosen, train)?;
                 println!("select on all but {g} (standard {s:.2}): {chosen:?}");
                 println!("  {}", nab_line(&format!("held-out {g}"), &t));
                 held.add(&t);
@@ -556,7 +566,7 @@ fn eval_skab(
                 "{}",
                 nab_line(
                     &format!("changepoint, held out (all but {g})"),
-                    &skab_nab(&in_group(g, false), &chosen)?
+                    &skab_nab(&in_group(g, false), &chosen, train)?
                 )
             );
             config.changepoint = chosen;
@@ -603,7 +613,7 @@ fn eval_skab(
             "{}",
             nab_line(
                 &format!("changepoint, {g}"),
-                &skab_nab(&in_group(g, true), &config.changepoint)?
+                &skab_nab(&in_group(g, true), &config.changepoint, train)?
             )
         );
     }

@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use wearline_models::detect::features::{self, BearingGeometry, Spectrum};
 use wearline_models::detect::nab::{self, Tally, Variant};
-use wearline_models::detect::{DetectorConfig, Novelty, RowDetector};
+use wearline_models::detect::{ChangeConfig, ChangeDetector, DetectorConfig, Novelty, RowDetector};
 
 #[derive(Debug, clap::Args)]
 pub struct DetectArgs {
@@ -55,6 +55,15 @@ enum Dataset {
         /// Sensor columns to use (default: all eight).
         #[arg(long, value_delimiter = ',')]
         columns: Vec<String>,
+        /// Choose the changepoint settings from a fixed grid on one group
+        /// (`valve1`, `valve2`, `other`) and report the other groups as held
+        /// out; `logo` reports leave-one-group-out instead.
+        #[arg(long)]
+        select_on: Option<String>,
+        /// With `--select-on`: only settings with at most this many false
+        /// changepoints per hour of data are eligible (`inf`: no limit).
+        #[arg(long, default_value_t = 5.0)]
+        max_fp_per_hour: f64,
     },
     /// IMS test 2 (averaged): when bearing 1 is first flagged, false alarms before.
     Ims {
@@ -231,7 +240,15 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             data,
             config,
             columns,
-        } => eval_skab(&data, config.as_deref(), &columns),
+            select_on,
+            max_fp_per_hour,
+        } => eval_skab(
+            &data,
+            config.as_deref(),
+            &columns,
+            select_on.as_deref(),
+            max_fp_per_hour,
+        ),
         Dataset::Ims { data, train_rows } => eval_ims(&data, train_rows),
         Dataset::Cwru { data } => eval_cwru(&data),
     }
@@ -319,14 +336,175 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn eval_skab(dir: &Path, config: Option<&Path>, columns: &[String]) -> Result<()> {
-    let mut files = Vec::new();
-    csv_files(dir, &mut files)?;
-    files.retain(|p| !p.to_string_lossy().contains("anomaly-free"));
-    if files.is_empty() {
+/// One SKAB run: every row (training included) and, for the scored rows
+/// after the first [`SKAB_TRAIN`], times, labels and changepoint indices.
+struct SkabFile {
+    /// Group folder (`valve1`, `valve2`, `other`).
+    group: String,
+    /// Path below the data folder.
+    name: String,
+    rows: Vec<Vec<f64>>,
+    times: Vec<i64>,
+    truth: Vec<bool>,
+    windows: Vec<nab::Window>,
+}
+
+fn load_skab(dir: &Path, names: &[String]) -> Result<Vec<SkabFile>> {
+    let mut paths = Vec::new();
+    csv_files(dir, &mut paths)?;
+    paths.retain(|p| !p.to_string_lossy().contains("anomaly-free"));
+    if paths.is_empty() {
         bail!("no SKAB csv files under {}", dir.display());
     }
-    let config = match config {
+    let mut files = Vec::with_capacity(paths.len());
+    for path in &paths {
+        let t = read_table(path, ';')?;
+        let ts = column(&t.header, "datetime", path)?;
+        let cols = names
+            .iter()
+            .map(|n| column(&t.header, n, path))
+            .collect::<Result<Vec<_>>>()?;
+        let (an, cp) = (
+            column(&t.header, "anomaly", path)?,
+            column(&t.header, "changepoint", path)?,
+        );
+        let mut file = SkabFile {
+            group: path
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|g| g.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            name: path.strip_prefix(dir).unwrap_or(path).display().to_string(),
+            rows: Vec::with_capacity(t.rows.len()),
+            times: Vec::new(),
+            truth: Vec::new(),
+            windows: Vec::new(),
+        };
+        let mut cps = Vec::new();
+        for (i, (line, f)) in t.rows.iter().enumerate() {
+            let row = cols
+                .iter()
+                .zip(names)
+                .map(|(&c, name)| number(f, c, name, path, *line))
+                .collect::<Result<Vec<_>>>()?;
+            file.rows.push(row);
+            if i < SKAB_TRAIN {
+                continue;
+            }
+            let time = f
+                .get(ts)
+                .and_then(|s| parse_datetime(s))
+                .ok_or_else(|| anyhow!("{}:{line}: bad datetime", path.display()))?;
+            file.times.push(time);
+            file.truth.push(number(f, an, "anomaly", path, *line)? >= 0.5);
+            if number(f, cp, "changepoint", path, *line)? >= 0.5 {
+                cps.push(file.times.len() - 1);
+            }
+        }
+        file.windows = nab::right_windows(&file.times, &cps, SKAB_WINDOW_S);
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// Changepoint flags of the scored rows of one file, from the changepoint
+/// detector alone, fitted on the first `train` rows: the same flags as
+/// [`RowDetector`] reports as `changepoint` with `train_rows = train`.
+fn skab_changepoints(file: &SkabFile, config: &ChangeConfig, train: usize) -> Result<Vec<bool>> {
+    let train = train.min(file.rows.len());
+    let mut det = ChangeDetector::fit(config, &file.rows[..train])?;
+    let mut flags = Vec::with_capacity(file.times.len());
+    for (i, r) in file.rows.iter().enumerate() {
+        let cp = i >= train && det.push(r)?.changepoint;
+        if i >= SKAB_TRAIN {
+            flags.push(cp);
+        }
+    }
+    Ok(flags)
+}
+
+fn skab_nab(files: &[&SkabFile], config: &ChangeConfig, train: usize) -> Result<Tally> {
+    let mut tally = Tally::default();
+    for f in files {
+        let flags = skab_changepoints(f, config, train)?;
+        tally.add(&nab::score_file(&f.times, &flags, &f.windows, Variant::Skab, 0));
+    }
+    Ok(tally)
+}
+
+/// The candidate changepoint settings that `--select-on` chooses among.
+fn change_grid() -> Vec<ChangeConfig> {
+    let mut grid = Vec::new();
+    for slow_inflation in [true, false] {
+        for allowance in [0.5, 1.0, 2.0, 3.0, 4.0] {
+            for threshold in [8.0, 16.0, 32.0, 48.0, 64.0] {
+                for refractory in [20, 30, 60] {
+                    for clip in [5.0, 8.0] {
+                        grid.push(ChangeConfig {
+                            allowance,
+                            threshold,
+                            refractory,
+                            clip,
+                            slow_inflation,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    grid
+}
+
+/// Hours of scored data in `files`.
+fn skab_hours(files: &[&SkabFile]) -> f64 {
+    files
+        .iter()
+        .map(|f| match (f.times.first(), f.times.last()) {
+            (Some(a), Some(b)) => (b - a) as f64 / 3600.0,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// The grid setting with the best NAB standard score on `files` among those
+/// with at most `max_fp_per_hour` false changepoints per hour of data (the
+/// first one on a tie); `None` when no setting keeps to the budget.
+fn select_change(
+    files: &[&SkabFile],
+    train: usize,
+    max_fp_per_hour: f64,
+) -> Result<Option<(ChangeConfig, f64)>> {
+    let hours = skab_hours(files).max(1e-9);
+    let mut best: Option<(ChangeConfig, f64)> = None;
+    for c in change_grid() {
+        let t = skab_nab(files, &c, train)?;
+        if t.false_positives as f64 / hours > max_fp_per_hour {
+            continue;
+        }
+        let s = t.normalised()[0];
+        if best.as_ref().is_none_or(|(_, b)| s > *b) {
+            best = Some((c, s));
+        }
+    }
+    Ok(best)
+}
+
+fn nab_line(label: &str, t: &Tally) -> String {
+    let [std, low_fp, low_fn] = t.normalised();
+    format!(
+        "{label}: standard {std:.2}  low FP {low_fp:.2}  low FN {low_fn:.2}  (windows {}, missed {}, FP {})",
+        t.perfect[0] as usize, t.missed, t.false_positives
+    )
+}
+
+fn eval_skab(
+    dir: &Path,
+    config: Option<&Path>,
+    columns: &[String],
+    select_on: Option<&str>,
+    max_fp_per_hour: f64,
+) -> Result<()> {
+    let mut config = match config {
         Some(_) => load_config(config)?,
         None => DetectorConfig {
             train_rows: SKAB_TRAIN,
@@ -338,66 +516,154 @@ fn eval_skab(dir: &Path, config: Option<&Path>, columns: &[String]) -> Result<()
     } else {
         columns.to_vec()
     };
+    let files = load_skab(dir, &names)?;
+    let groups: Vec<String> = {
+        let mut g: Vec<String> = files.iter().map(|f| f.group.clone()).collect();
+        g.sort();
+        g.dedup();
+        g
+    };
+    let all: Vec<&SkabFile> = files.iter().collect();
+    let in_group = |g: &str, inside: bool| -> Vec<&SkabFile> {
+        files.iter().filter(|f| (f.group == g) == inside).collect()
+    };
+    let train = config.train_rows;
+    let budget = |files: &[&SkabFile]| -> Result<(ChangeConfig, f64)> {
+        select_change(files, train, max_fp_per_hour)?.ok_or_else(|| {
+            anyhow!("no setting in the grid keeps to {max_fp_per_hour} false changepoints per hour")
+        })
+    };
+    match select_on {
+        None => {}
+        Some("logo") => {
+            // Leave one group out: choose on the other groups, score the one left out.
+            let mut held = Tally::default();
+            for g in &groups {
+                let (chosen, s) = budget(&in_group(g, false))?;
+                let t = skab_nab(&in_group(g, true), &chosen, train)?;
+                println!("select on all but {g} (standard {s:.2}): {chosen:?}");
+                println!("  {}", nab_line(&format!("held-out {g}"), &t));
+                held.add(&t);
+            }
+            println!(
+                "{}",
+                nab_line("changepoint, leave-one-group-out, all held-out files", &held)
+            );
+        }
+        Some(g) => {
+            if !groups.iter().any(|x| x == g) {
+                bail!(
+                    "--select-on {g}: no such group (groups: {}, or logo)",
+                    groups.join(", ")
+                );
+            }
+            let (chosen, s) = budget(&in_group(g, true))?;
+            println!(
+                "selected on {g} (standard {s:.2}, at most {max_fp_per_hour} FP/h) from {} settings: {chosen:?}",
+                change_grid().len()
+            );
+            println!(
+                "{}",
+                nab_line(
+                    &format!("changepoint, held out (all but {g})"),
+                    &skab_nab(&in_group(g, false), &chosen, train)?
+                )
+            );
+            config.changepoint = chosen;
+        }
+    }
     println!(
         "skab: {} files, first {SKAB_TRAIN} rows of each to train, detector {config:?}",
         files.len()
     );
     let mut total = Confusion::default();
     let mut tally = Tally::default();
-    for path in &files {
-        let t = read_table(path, ';')?;
-        let ts = column(&t.header, "datetime", path)?;
-        let cols = names
-            .iter()
-            .map(|n| column(&t.header, n, path))
-            .collect::<Result<Vec<_>>>()?;
-        let (an, cp) = (
-            column(&t.header, "anomaly", path)?,
-            column(&t.header, "changepoint", path)?,
-        );
-        let mut det = RowDetector::new(config.clone(), cols.len())?;
-        let mut times = Vec::new();
-        let mut pred = Vec::new();
-        let mut truth = Vec::new();
-        let mut cps = Vec::new();
-        let mut row = vec![0.0; cols.len()];
-        for (i, (line, f)) in t.rows.iter().enumerate() {
-            for (v, (&c, name)) in row.iter_mut().zip(cols.iter().zip(&names)) {
-                *v = number(f, c, name, path, *line)?;
-            }
-            let s = det.push(&row)?;
-            if i < SKAB_TRAIN {
-                continue;
-            }
-            let time = f
-                .get(ts)
-                .and_then(|s| parse_datetime(s))
-                .ok_or_else(|| anyhow!("{}:{line}: bad datetime", path.display()))?;
-            times.push(time);
-            pred.push(s.is_anomaly);
-            truth.push(number(f, an, "anomaly", path, *line)? >= 0.5);
-            if number(f, cp, "changepoint", path, *line)? >= 0.5 {
-                cps.push(times.len() - 1);
+    for file in &all {
+        let mut det = RowDetector::new(config.clone(), names.len())?;
+        let mut pred = Vec::with_capacity(file.truth.len());
+        let mut cps = Vec::with_capacity(file.truth.len());
+        for (i, r) in file.rows.iter().enumerate() {
+            let s = det.push(r)?;
+            if i >= SKAB_TRAIN {
+                pred.push(s.is_anomaly);
+                cps.push(s.changepoint);
             }
         }
         let mut c = Confusion::default();
-        for (&y, &p) in truth.iter().zip(&pred) {
+        for (&y, &p) in file.truth.iter().zip(&pred) {
             c.add(y, p);
             total.add(y, p);
         }
-        let windows = nab::right_windows(&times, &cps, SKAB_WINDOW_S);
-        let ft = nab::score_file(&times, &nab::transitions(&pred), &windows, Variant::Skab, 0);
+        let ft = nab::score_file(&file.times, &cps, &file.windows, Variant::Skab, 0);
         tally.add(&ft);
-        let name = path.strip_prefix(dir).unwrap_or(path).display().to_string();
         println!(
-            "{name:<16} rows {:>5}  f1 {:.2}  far {:>6.2} %  mar {:>6.2} %  cp missed {}/{} fp {}",
-            truth.len(),
+            "{:<16} rows {:>5}  f1 {:.2}  far {:>6.2} %  mar {:>6.2} %  cp missed {}/{} fp {}",
+            file.name,
+            file.truth.len(),
             c.f1(),
             c.far(),
             c.mar(),
             ft.missed,
-            windows.len(),
+            file.windows.len(),
             ft.false_positives
+        );
+    }
+    for g in &groups {
+        println!(
+            "{}",
+            nab_line(
+                &format!("changepoint, {g}"),
+                &skab_nab(&in_group(g, true), &config.changepoint, train)?
+            )
+        );
+    }
+    // For scale: SKAB's own way of deriving changepoints, the transitions of
+    // the outlier alarm.
+    let mut from_alarm = Tally::default();
+    for file in &all {
+        let mut det = RowDetector::new(config.clone(), names.len())?;
+        let mut pred = Vec::new();
+        for (i, r) in file.rows.iter().enumerate() {
+            let s = det.push(r)?;
+            if i >= SKAB_TRAIN {
+                pred.push(s.is_anomaly);
+            }
+        }
+        from_alarm.add(&nab::score_file(
+            &file.times,
+            &nab::transitions(&pred),
+            &file.windows,
+            Variant::Skab,
+            0,
+        ));
+    }
+    println!(
+        "{}",
+        nab_line(
+            "changepoint from outlier-alarm transitions (for comparison)",
+            &from_alarm
+        )
+    );
+    // For scale: a detector that looks at no data and flags every n-th row,
+    // as often as the changepoint detector flags, and once a minute.
+    let rows: usize = all.iter().map(|f| f.times.len()).sum();
+    let flags = tally.false_positives + (tally.perfect[0] as usize - tally.missed);
+    for every in [rows / flags.max(1), 60] {
+        let every = every.max(1);
+        let mut blind = Tally::default();
+        for file in &all {
+            let flags: Vec<bool> = (0..file.times.len()).map(|i| i % every == every - 1).collect();
+            blind.add(&nab::score_file(
+                &file.times,
+                &flags,
+                &file.windows,
+                Variant::Skab,
+                0,
+            ));
+        }
+        println!(
+            "{}",
+            nab_line(&format!("blind flag every {every} rows (for scale)"), &blind)
         );
     }
     let [std, low_fp, low_fn] = tally.normalised();
@@ -412,8 +678,11 @@ fn eval_skab(dir: &Path, config: Option<&Path>, columns: &[String]) -> Result<()
         total.fn_
     );
     println!(
-        "changepoint (NAB, {SKAB_WINDOW_S} s right windows): standard {std:.2}  low FP {low_fp:.2}  low FN {low_fn:.2}  (missed {}, FP {})",
-        tally.missed, tally.false_positives
+        "{}",
+        nab_line(
+            &format!("changepoint (NAB, {SKAB_WINDOW_S} s right windows), all files"),
+            &tally
+        )
     );
     let json = serde_json::json!({
         "outlier": {"f1": round2(total.f1()), "far": round2(total.far()), "mar": round2(total.mar())},

@@ -13,6 +13,7 @@
 // Negated comparisons (`!(x > 0.0)`) are deliberate here: they also reject NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+use super::change::{ChangeConfig, ChangeDetector};
 use super::{Alert, AlertEvent, DetectError, Novelty, ratio_score};
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,9 @@ pub struct DetectorConfig {
     /// Consecutive rows below `close_at` needed to clear.
     #[serde(default = "default_close_after")]
     pub close_after: usize,
+    /// The changepoint detector (`[changepoint]` table).
+    #[serde(default)]
+    pub changepoint: ChangeConfig,
 }
 
 const fn default_train_rows() -> usize {
@@ -106,6 +110,7 @@ impl Default for DetectorConfig {
             close_at: default_close_at(),
             open_after: default_open_after(),
             close_after: default_close_after(),
+            changepoint: ChangeConfig::default(),
         }
     }
 }
@@ -138,7 +143,8 @@ impl DetectorConfig {
         if !(self.ridge >= 0.0 && self.ridge.is_finite()) {
             return bad("ridge", format!("{} is not ≥ 0", self.ridge));
         }
-        Alert::new(self.open_at, self.close_at, self.open_after, self.close_after).map(|_| ())
+        Alert::new(self.open_at, self.close_at, self.open_after, self.close_after)?;
+        self.changepoint.validate()
     }
 }
 
@@ -153,6 +159,9 @@ pub struct RowScore {
     pub event: Option<AlertEvent>,
     /// False while still in the healthy (training) period.
     pub trained: bool,
+    /// This row is the onset of a sustained shift in some channel's level
+    /// (see [`super::change`]); independent of the alert.
+    pub changepoint: bool,
 }
 
 /// The default streaming detector over rows of `width` values.
@@ -168,6 +177,7 @@ pub struct RowDetector {
 #[derive(Debug, Clone)]
 struct Fitted {
     novelty: Novelty,
+    change: ChangeDetector,
     threshold: f64,
     smoothed: f64,
 }
@@ -210,7 +220,12 @@ impl RowDetector {
         let Some(model) = self.model.as_mut() else {
             self.training.push(row.to_vec());
             if self.training.len() >= self.config.train_rows {
-                self.model = Some(fit(&self.config, &self.training)?);
+                // A healthy period that cannot be fitted is reported once and
+                // dropped; the next `train_rows` rows make a new one (rather
+                // than refitting a growing set on every row).
+                let fitted = fit(&self.config, &self.training);
+                self.training.clear();
+                self.model = Some(fitted?);
                 self.training = Vec::new();
             }
             return Ok(RowScore {
@@ -218,8 +233,10 @@ impl RowDetector {
                 is_anomaly: false,
                 event: None,
                 trained: false,
+                changepoint: false,
             });
         };
+        let change = model.change.push(row)?;
         let t2 = model.novelty.t2(row)?;
         let a = self.config.smoothing;
         model.smoothed = (1.0 - a) * model.smoothed + a * t2.min(1e12);
@@ -233,6 +250,7 @@ impl RowDetector {
             is_anomaly: self.alert.is_open(),
             event,
             trained: true,
+            changepoint: change.changepoint,
         })
     }
 }
@@ -258,6 +276,7 @@ fn fit(config: &DetectorConfig, rows: &[Vec<f64>]) -> Result<Fitted, DetectError
     let threshold = (config.threshold_factor * q).max(d);
     Ok(Fitted {
         novelty,
+        change: ChangeDetector::fit(&config.changepoint, rows)?,
         threshold,
         smoothed: smoothed.unwrap_or(d),
     })
@@ -302,7 +321,7 @@ mod tests {
         };
         let mut d = RowDetector::new(cfg.clone(), 2).unwrap();
         let quiet = run(&mut d, &rows(5000, 1, usize::MAX, 0.0));
-        assert!(quiet.iter().all(|r| !r.is_anomaly));
+        assert!(quiet.iter().all(|r| !r.is_anomaly && !r.changepoint));
         let mut d = RowDetector::new(cfg, 2).unwrap();
         let out = run(&mut d, &rows(1000, 2, 600, 3.0));
         let opened: Vec<usize> = out
@@ -313,6 +332,10 @@ mod tests {
             .collect();
         assert_eq!(opened.len(), 1, "{opened:?}");
         assert!((600..620).contains(&opened[0]), "{opened:?}");
+        // The changepoint output marks the shift once, soon after it.
+        let cps: Vec<usize> = (0..out.len()).filter(|&i| out[i].changepoint).collect();
+        assert_eq!(cps.len(), 1, "{cps:?}");
+        assert!((600..620).contains(&cps[0]), "{cps:?}");
         assert!(out[..200].iter().all(|r| !r.trained && r.score == 0.0));
     }
 
@@ -329,6 +352,71 @@ mod tests {
         for cut in [299, 300, 301, 950] {
             let mut d = RowDetector::new(cfg.clone(), 2).unwrap();
             assert_eq!(run(&mut d, &data[..cut]), all[..cut]);
+        }
+    }
+
+    #[test]
+    fn an_unfittable_healthy_period_is_dropped_and_collected_anew() {
+        let cfg = DetectorConfig {
+            train_rows: 10,
+            ..DetectorConfig::default()
+        };
+        let mut d = RowDetector::new(cfg, 1).unwrap();
+        // One value so far out that the covariance overflows.
+        let wild: Vec<f64> = (0..10).map(|i| if i == 5 { 1e300 } else { i as f64 }).collect();
+        let out: Vec<_> = wild.iter().map(|&x| d.push(&[x])).collect();
+        assert!(out[..9].iter().all(|r| r.as_ref().is_ok_and(|s| !s.trained)));
+        assert!(out[9].is_err(), "{:?}", out[9]);
+        // The next ten rows are a new healthy period; then scoring starts.
+        for i in 0..10 {
+            let s = d.push(&[(i % 3) as f64]).unwrap();
+            assert!(!s.trained);
+        }
+        assert!(d.push(&[1.0]).unwrap().trained);
+    }
+
+    /// The `toml file=DETECTOR.toml` example in `docs/detection.md` parses to
+    /// the defaults, and the page names every key in backticks.
+    #[test]
+    fn detection_doc_example_parses() {
+        let doc = include_str!("../../../docs/detection.md");
+        let mut lines = doc.lines();
+        let mut examples = 0;
+        while let Some(line) = lines.next() {
+            if line.trim() != "```toml file=DETECTOR.toml" {
+                continue;
+            }
+            let body: String = lines
+                .by_ref()
+                .take_while(|l| l.trim() != "```")
+                .collect::<Vec<_>>()
+                .join("\n");
+            let cfg: DetectorConfig =
+                crate::config::parse_toml("DETECTOR.toml", &body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+            cfg.validate().unwrap();
+            assert_eq!(cfg, DetectorConfig::default());
+            examples += 1;
+        }
+        assert_eq!(
+            examples, 1,
+            "docs/detection.md should hold one DETECTOR.toml example"
+        );
+        let json = serde_json::to_value(DetectorConfig::default()).unwrap();
+        let mut keys: Vec<String> = Vec::new();
+        if let Some(top) = json.as_object() {
+            for (k, v) in top {
+                keys.push(k.clone());
+                if let Some(inner) = v.as_object() {
+                    keys.extend(inner.keys().cloned());
+                }
+            }
+        }
+        assert!(keys.len() > 10, "{keys:?}");
+        for k in keys {
+            assert!(
+                doc.contains(&format!("`{k}`")),
+                "docs/detection.md does not name `{k}`"
+            );
         }
     }
 

@@ -251,17 +251,51 @@ impl Spectrum {
     /// Mean-square energy of `x` in each band `[low, high)` Hz. The bands of a
     /// partition of `[0, fs/2]` sum to the variance of `x`.
     pub fn band_energies(&mut self, x: &[f64], bands: &[(f64, f64)]) -> Result<Vec<f64>, DetectError> {
+        let mut out = vec![0.0; bands.len()];
+        self.band_energies_into(x, bands, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Spectrum::band_energies`] into a caller's buffer of one value per
+    /// band, so that window after window allocates nothing.
+    pub fn band_energies_into(
+        &mut self,
+        x: &[f64],
+        bands: &[(f64, f64)],
+        out: &mut [f64],
+    ) -> Result<(), DetectError> {
+        if out.len() != bands.len() {
+            return Err(DetectError::Window(format!(
+                "{} bands but room for {} energies",
+                bands.len(),
+                out.len()
+            )));
+        }
         self.forward(x)?;
+        for (o, &(lo, hi)) in out.iter_mut().zip(bands) {
+            let (first, end) = (self.first_bin_at(lo), self.first_bin_at(hi));
+            *o = (first..end).map(|k| self.bin_power(k)).sum();
+        }
+        Ok(())
+    }
+
+    /// The first bin whose frequency `k · resolution` is at or above `f`
+    /// (the number of bins when none is).
+    fn first_bin_at(&self, f: f64) -> usize {
+        let bins = self.spec.len();
+        if !(f > 0.0) {
+            return if f.is_nan() { bins } else { 0 };
+        }
         let df = self.resolution();
-        Ok(bands
-            .iter()
-            .map(|&(lo, hi)| {
-                (0..self.spec.len())
-                    .filter(|&k| (k as f64 * df) >= lo && (k as f64 * df) < hi)
-                    .map(|k| self.bin_power(k))
-                    .sum()
-            })
-            .collect())
+        let mut k = ((f / df).ceil() as usize).min(bins);
+        // The same comparison as `k as f64 * df >= f`, whatever the rounding of `f / df`.
+        while k > 0 && (k - 1) as f64 * df >= f {
+            k -= 1;
+        }
+        while k < bins && (k as f64 * df) < f {
+            k += 1;
+        }
+        k
     }
 
     /// Broadband velocity RMS in mm/s, ISO 10816 style (10–1000 Hz), of an
@@ -411,6 +445,37 @@ mod tests {
         assert!(e[1].abs() < 1e-9);
         assert!((e[2] - 2.0).abs() < 1e-9);
         assert!(s.band_energies(&x[..10], &[]).is_err());
+    }
+
+    #[test]
+    fn band_edges_select_the_same_bins_as_a_scan() {
+        // Edges on bin frequencies, between them, outside [0, fs/2] and NaN:
+        // each band sums exactly the bins with `lo ≤ k·df < hi`.
+        let fs = 1000.0;
+        let x = crate::detect::stream::tests::noise(100, 21);
+        let mut s = Spectrum::new(100, fs).unwrap();
+        let bands = [
+            (0.0, 10.0),
+            (10.0, 30.0),
+            (25.0, 35.5),
+            (-5.0, 5.0),
+            (490.0, 600.0),
+            (600.0, 700.0),
+            (f64::NAN, 50.0),
+            (40.0, 40.0),
+        ];
+        let got = s.band_energies(&x, &bands).unwrap();
+        let df = s.resolution();
+        for (g, &(lo, hi)) in got.iter().zip(&bands) {
+            let scan: f64 = (0..s.spec.len())
+                .filter(|&k| k as f64 * df >= lo && (k as f64 * df) < hi)
+                .map(|k| s.bin_power(k))
+                .sum();
+            assert_eq!(*g, scan, "band {lo}..{hi}");
+        }
+        assert!(got[0] > 0.0 && got[5] == 0.0 && got[6] == 0.0 && got[7] == 0.0);
+        let mut short = [0.0; 2];
+        assert!(s.band_energies_into(&x, &bands, &mut short).is_err());
     }
 
     #[test]

@@ -27,16 +27,20 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod alert;
+pub mod change;
 pub mod channel;
 pub mod combined;
 pub mod features;
 pub mod linalg;
 pub mod nab;
 pub mod novelty;
+#[cfg(test)]
+mod properties;
 pub mod stream;
 pub mod waveform;
 
 pub use alert::{Alert, AlertEvent, AlertState};
+pub use change::{ChangeConfig, ChangeDetector, ChangeScore};
 pub use channel::{ChannelDetector, ChannelEvent, DetectorSpec, DetectorType};
 pub use combined::{DetectorConfig, RowDetector, RowScore};
 pub use novelty::Novelty;

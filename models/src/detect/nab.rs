@@ -70,6 +70,21 @@ pub struct Window {
     pub start: usize,
     /// Last row in the window (inclusive).
     pub end: usize,
+    /// The window's bounds in time, when it is defined in time (SKAB): the
+    /// position of a detection is measured between these, which need not be
+    /// the times of the first and last rows inside.
+    pub span: Option<(i64, i64)>,
+}
+
+impl Window {
+    /// A window of rows only.
+    pub const fn rows(start: usize, end: usize) -> Self {
+        Window {
+            start,
+            end,
+            span: None,
+        }
+    }
 }
 
 /// Raw, null and perfect scores per profile; add files together, then
@@ -131,10 +146,7 @@ pub fn numenta_windows(n: usize, anomalies: &[usize]) -> Vec<Window> {
     let half = size / 2;
     let mut out: Vec<Window> = Vec::new();
     for &a in anomalies {
-        let w = Window {
-            start: a.saturating_sub(half),
-            end: (a + half).min(n - 1),
-        };
+        let w = Window::rows(a.saturating_sub(half), (a + half).min(n - 1));
         match out.last_mut() {
             Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
             _ => out.push(w),
@@ -161,7 +173,11 @@ pub fn right_windows(times: &[i64], changepoints: &[usize], width: i64) -> Vec<W
         .filter_map(|&(t0, t1)| {
             let start = times.partition_point(|&t| t < t0);
             let end = times.partition_point(|&t| t <= t1);
-            (end > start).then(|| Window { start, end: end - 1 })
+            (end > start).then_some(Window {
+                start,
+                end: end - 1,
+                span: Some((t0, t1)),
+            })
         })
         .collect()
 }
@@ -243,9 +259,11 @@ pub fn score_file(
 
 fn skab_scale(times: &[i64], w: &Window, i: usize, prof: &Profile) -> f64 {
     const DETAIL: usize = 1000;
-    let (t0, t1, t) = (times.get(w.start), times.get(w.end), times.get(i));
-    let frac = match (t0, t1, t) {
-        (Some(&t0), Some(&t1), Some(&t)) if t1 > t0 => (t - t0) as f64 / (t1 - t0) as f64,
+    let bounds = w
+        .span
+        .or_else(|| Some((*times.get(w.start)?, *times.get(w.end)?)));
+    let frac = match (bounds, times.get(i)) {
+        (Some((t0, t1)), Some(&t)) if t1 > t0 => (t - t0) as f64 / (t1 - t0) as f64,
         _ => 0.0,
     };
     let event = ((frac * DETAIL as f64) as usize).min(DETAIL - 1);
@@ -293,7 +311,7 @@ mod tests {
         }
     }
 
-    const W: [Window; 1] = [Window { start: 4, end: 6 }];
+    const W: [Window; 1] = [Window::rows(4, 6)];
 
     #[test]
     fn numenta_hand_made_cases() {
@@ -340,7 +358,14 @@ mod tests {
         let n = 200;
         let t = secs(n);
         let w = right_windows(&t, &[50], 60);
-        assert_eq!(w, vec![Window { start: 50, end: 110 }]);
+        assert_eq!(
+            w,
+            vec![Window {
+                start: 50,
+                end: 110,
+                span: Some((50, 110))
+            }]
+        );
         check(
             score_file(&t, &flags(n, &[50]), &w, Variant::Skab, 0),
             [100.0, 100.0, 100.0],
@@ -367,12 +392,48 @@ mod tests {
     }
 
     #[test]
+    fn skab_position_is_measured_against_the_window_in_time() {
+        // Rows every second from 0 to 158, then 161 onwards: the window of
+        // the changepoint at 100 s is [100, 160] in time, but its last row
+        // is at 158. tsad measures a detection at 129 s as 29/60 of the way
+        // (event 483), not 29/58 (event 500): x = π(483/999 − 1/2) =
+        // −0.0519, y = 0.555·(1 + tanh(0.0519)/tanh(π/2)) − 0.11 = 0.476371
+        // → 100·1.476371/2 = 73.82; low FP 0.61·1.057437 − 0.22 = 0.42448 →
+        // 71.22; low FN (0.476371 + 2)/3 → 82.55.
+        let t: Vec<i64> = (0..159).chain(161..300).collect();
+        let w = right_windows(&t, &[100], 60);
+        assert_eq!(
+            w,
+            vec![Window {
+                start: 100,
+                end: 158,
+                span: Some((100, 160))
+            }]
+        );
+        check(
+            score_file(&t, &flags(t.len(), &[129]), &w, Variant::Skab, 0),
+            [73.82, 71.22, 82.55],
+        );
+    }
+
+    #[test]
     fn overlapping_skab_windows_are_cut_and_share_a_row() {
         let t = secs(300);
         let w = right_windows(&t, &[10, 40], 60);
         assert_eq!(
             w,
-            vec![Window { start: 10, end: 70 }, Window { start: 70, end: 100 }]
+            vec![
+                Window {
+                    start: 10,
+                    end: 70,
+                    span: Some((10, 70))
+                },
+                Window {
+                    start: 70,
+                    end: 100,
+                    span: Some((70, 100))
+                }
+            ]
         );
         // A detection on the shared row counts for both windows.
         let tally = score_file(&t, &flags(300, &[70]), &w, Variant::Skab, 0);
@@ -382,14 +443,8 @@ mod tests {
 
     #[test]
     fn numenta_windows_and_probation() {
-        assert_eq!(
-            numenta_windows(1000, &[500]),
-            vec![Window { start: 450, end: 550 }]
-        );
-        assert_eq!(
-            numenta_windows(1000, &[10, 30]),
-            vec![Window { start: 0, end: 55 }]
-        );
+        assert_eq!(numenta_windows(1000, &[500]), vec![Window::rows(450, 550)]);
+        assert_eq!(numenta_windows(1000, &[10, 30]), vec![Window::rows(0, 55)]);
         assert_eq!(numenta_probation(1000), 150);
         assert_eq!(numenta_probation(100_000), 750);
     }

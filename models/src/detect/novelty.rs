@@ -182,7 +182,7 @@ impl Novelty {
     }
 }
 
-fn lag1_autocorrelation(x: impl Iterator<Item = f64> + Clone) -> f64 {
+pub(crate) fn lag1_autocorrelation(x: impl Iterator<Item = f64> + Clone) -> f64 {
     let n = x.clone().count();
     if n < 3 {
         return 0.0;

@@ -47,7 +47,7 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let profile = Profile::parse("air-purifier.toml (built in)", PROFILE)?;
+    let profile = std::sync::Arc::new(Profile::parse("air-purifier.toml (built in)", PROFILE)?);
     let tmp = tempfile::tempdir().context("creating a temporary folder")?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
 
@@ -61,7 +61,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         http: HttpConfig { listen: args.http },
         sqlite: data_dir.join("hub.db"),
-        profiles: BTreeMap::from([(profile.name.clone(), profile.clone())]),
+        profiles: BTreeMap::from([(profile.name.clone(), (*profile).clone())]),
     };
     let hub = Hub::start(hub_config).await?;
     let mut events = hub.subscribe();

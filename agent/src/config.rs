@@ -12,6 +12,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use wearline_models::config::{ConfigError, host_port, parse_toml};
 use wearline_models::detect::waveform::WaveformSpec;
@@ -342,7 +343,8 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceConfig {
     pub id: String,
-    pub profile: Profile,
+    /// Shared by every device of the profile.
+    pub profile: Arc<Profile>,
     pub endpoint: Endpoint,
     pub unit: u8,
     pub interval: Duration,
@@ -405,7 +407,7 @@ impl AgentConfig {
             return Err(invalid("uplink.broker", "expected `host:port`".into()));
         }
         let profiles_dir = base.join(&raw.profiles_dir);
-        let mut profiles: BTreeMap<String, Profile> = BTreeMap::new();
+        let mut profiles: BTreeMap<String, Arc<Profile>> = BTreeMap::new();
         for (name, text) in inline {
             let origin = format!("{origin}: profile {name}");
             let profile = Profile::parse(&origin, text)?;
@@ -413,7 +415,7 @@ impl AgentConfig {
                 let msg = format!("profile `{name}` is named `{}` inside", profile.name);
                 return Err(ConfigError::invalid(&origin, text, "name", msg).into());
             }
-            profiles.insert(name.clone(), profile);
+            profiles.insert(name.clone(), Arc::new(profile));
         }
         let mut devices = Vec::with_capacity(raw.devices.len());
         for (i, d) in raw.devices.iter().enumerate() {
@@ -577,8 +579,8 @@ impl AgentConfig {
             })?;
             mqtt_devices.push(MqttDevice {
                 id: d.id.clone(),
-                detectors: profile.detectors,
-                profile: profile.name,
+                detectors: profile.detectors.clone(),
+                profile: profile.name.clone(),
                 topic: d.topic.clone(),
                 map: PayloadMap {
                     metrics: d.metrics.clone(),
@@ -698,8 +700,8 @@ pub fn restart_key_changed(old: &str, new: &str) -> Option<&'static str> {
 fn resolve_profile(
     dir: &Path,
     name: &str,
-    cache: &mut BTreeMap<String, Profile>,
-) -> Result<Profile, Option<LoadError>> {
+    cache: &mut BTreeMap<String, Arc<Profile>>,
+) -> Result<Arc<Profile>, Option<LoadError>> {
     if let Some(p) = cache.get(name) {
         return Ok(p.clone());
     }
@@ -714,6 +716,7 @@ fn resolve_profile(
         let msg = format!("profile file for `{name}` is named `{}`", profile.name);
         return Err(Some(ConfigError::invalid(&origin, &text, "name", msg).into()));
     }
+    let profile = Arc::new(profile);
     cache.insert(name.to_string(), profile.clone());
     Ok(profile)
 }

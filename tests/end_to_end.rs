@@ -106,6 +106,30 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
         consumable["remaining_days"].as_f64().expect("days") > 30.0,
         "{consumable}"
     );
+    // The same prediction on the device's consumables endpoint, with its
+    // interval, confidence and model; an unknown device is a 404.
+    let listed = get_json(&format!("{fresh_url}/consumables"));
+    let filter = &listed.as_array().expect("array")[0];
+    assert_eq!(filter["name"], "filter", "{listed}");
+    assert!(
+        filter["model"].as_str().is_some_and(|m| !m.is_empty()),
+        "{listed}"
+    );
+    assert_eq!(filter["confidence"], 0.9, "{listed}");
+    let (low, high) = (
+        filter["remaining_days_interval"][0].as_f64(),
+        filter["remaining_days_interval"][1].as_f64(),
+    );
+    let mid = filter["remaining_days"].as_f64().expect("days");
+    assert!(
+        low.is_none_or(|l| l <= mid) && high.is_none_or(|h| h >= mid),
+        "{listed}"
+    );
+    let missing = ureq::get(&format!("{}/api/v1/devices/nope/consumables", hub.api)).call();
+    assert!(
+        matches!(missing, Err(ureq::Error::StatusCode(404))),
+        "{missing:?}"
+    );
     let all = get_json(&work_orders);
     let all = all.as_array().expect("array");
     assert!(

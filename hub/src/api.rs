@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/devices/{id}", get(device))
+        .route("/api/v1/devices/{id}/consumables", get(device_consumables))
         .route("/api/v1/work-orders", get(work_orders))
         .route("/api/v1/work-orders/{id}", get(work_order))
         .with_state(state)
@@ -102,19 +103,29 @@ struct ConsumableView {
     row: ConsumableRow,
     remaining_days: Option<f64>,
     predicted_end_of_life: Option<String>,
+    /// Predicted end of life, low and high ends of the interval.
     interval: (Option<String>, Option<String>),
+    /// The same interval as remaining days from the prediction's time.
+    remaining_days_interval: (Option<f64>, Option<f64>),
+    /// Coverage of the interval.
+    confidence: f64,
 }
+
+/// Coverage of the prediction intervals the hub reports.
+const INTERVAL_COVERAGE: f64 = 0.9;
 
 impl From<ConsumableRow> for ConsumableView {
     fn from(row: ConsumableRow) -> Self {
-        let remaining_days = match (row.end_of_life_ms, row.as_of_ms) {
+        let days = |end: Option<i64>| match (end, row.as_of_ms) {
             (Some(e), Some(a)) => Some((e - a) as f64 / 86_400_000.0),
             _ => None,
         };
         ConsumableView {
-            remaining_days,
+            remaining_days: days(row.end_of_life_ms),
             predicted_end_of_life: row.end_of_life_ms.map(rfc3339),
             interval: (row.eol_low_ms.map(rfc3339), row.eol_high_ms.map(rfc3339)),
+            remaining_days_interval: (days(row.eol_low_ms), days(row.eol_high_ms)),
+            confidence: INTERVAL_COVERAGE,
             row,
         }
     }
@@ -179,6 +190,25 @@ async fn device(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
         m.insert("latest".into(), latest.unwrap_or(Value::Null));
     }
     Ok(Json(v))
+}
+
+/// The consumables of one device: remaining life, interval, predicted end of
+/// life, confidence and the model behind each prediction.
+async fn device_consumables(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<ConsumableView>> {
+    if s.store.device(&id).await?.is_none() {
+        return Err(AppError::NotFound(format!("no device `{id}`")));
+    }
+    Ok(Json(
+        s.store
+            .consumables(&id)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 async fn work_orders(State(s): State<AppState>) -> ApiResult<Vec<WorkOrderView>> {

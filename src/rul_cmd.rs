@@ -45,7 +45,7 @@ enum Dataset {
         #[command(flatten)]
         tuning: Tuning,
     },
-    /// Air-filter clogging: trend + fleet prior against linear and mean-life baselines.
+    /// Air-filter clogging: direct regressor or trend + fleet prior (by CV) against linear and mean-life baselines.
     Filter {
         /// `Train_Data_CSV.csv` (run-to-failure tests).
         #[arg(long)]

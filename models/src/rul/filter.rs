@@ -10,6 +10,8 @@
 //! fits [`RulTrend`] to the pressure (drop-outs at 0 Pa ignored, a short
 //! half-life so the fit follows changes of the dust feed) and blends it with a
 //! [`FleetPrior`] of the training lives against the early dust load and flow.
+//! A direct regressor ([`cut_features`] → time left, gradient boosting trained
+//! on cuts of the training lives) replaces it when it cross-validates better.
 
 use super::gbm::{Gbm, GbmConfig, matrix};
 use super::metrics::{self, Scores};

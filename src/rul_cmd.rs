@@ -37,14 +37,15 @@ enum Dataset {
         /// Also print `unit predicted true` for every test unit.
         #[arg(long)]
         predictions: bool,
-        /// First score a held-out fifth of the training units (cut at random
-        /// cycles, like the test units), trained on the other four fifths.
+        /// First cross-validate on the training file like the test: 5 folds of
+        /// whole units, each held-out unit cut 4 times after as many cycles as
+        /// test units have, true RUL uncapped.
         #[arg(long)]
         validate: bool,
         #[command(flatten)]
         tuning: Tuning,
     },
-    /// Air-filter clogging: trend + fleet prior against linear and mean-life baselines.
+    /// Air-filter clogging: direct regressor or trend + fleet prior (by CV) against linear and mean-life baselines.
     Filter {
         /// `Train_Data_CSV.csv` (run-to-failure tests).
         #[arg(long)]
@@ -90,6 +91,10 @@ struct Tuning {
     window: Option<usize>,
     #[arg(long, hide = true)]
     min_leaf: Option<usize>,
+    #[arg(long, hide = true)]
+    cap: Option<f64>,
+    #[arg(long, hide = true)]
+    members: Option<usize>,
 }
 
 impl Tuning {
@@ -99,6 +104,8 @@ impl Tuning {
         cfg.gbm.max_depth = self.depth.unwrap_or(cfg.gbm.max_depth);
         cfg.gbm.min_leaf = self.min_leaf.unwrap_or(cfg.gbm.min_leaf);
         cfg.window = self.window.unwrap_or(cfg.window);
+        cfg.cap = self.cap.unwrap_or(cfg.cap);
+        cfg.members = self.members.unwrap_or(cfg.members);
         cfg
     }
 }
@@ -149,30 +156,60 @@ fn scores_json(s: &Scores) -> serde_json::Value {
     serde_json::json!({"rmse": round3(s.rmse), "score": round3(s.score), "units": s.units})
 }
 
-/// Scores a model trained on four fifths of the training units on the other
-/// fifth, each held-out unit cut at a pseudo-random cycle; true lives are capped.
-fn validate_cmapss(rows: &[cmapss::Row], cfg: &CmapssConfig) -> Result<Scores> {
-    let held = |unit: u32| unit.is_multiple_of(5);
-    let fit: Vec<cmapss::Row> = rows.iter().filter(|r| !held(r.unit)).cloned().collect();
-    let mut val = Vec::new();
-    let mut truth = Vec::new();
-    for unit in cmapss::units(rows)
-        .iter()
-        .filter(|u| u.first().is_some_and(|r| held(r.unit)))
-    {
-        let life = unit.len() as u64;
-        // Keep between 10 % and 90 % of the life, by a fixed hash of the unit.
-        let h = u64::from(unit[0].unit).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-        let keep = ((life / 10) + h % (life * 8 / 10).max(1)).clamp(1, life) as usize;
-        val.extend(unit[..keep].iter().map(|r| (*r).clone()));
-        // Capped like the training targets: beyond the cap no model can tell.
-        truth.push(((life as usize - keep) as f64).min(cfg.cap));
+/// Folds of the C-MAPSS validation.
+const FOLDS: u32 = 5;
+/// Cut points per held-out unit.
+const CUTS: u64 = 4;
+
+/// Mimics the test protocol on the training file: in each of [`FOLDS`] folds a
+/// model is trained on the other units, and every held-out unit is cut
+/// [`CUTS`] times, each time after as many cycles as a test unit has been
+/// observed for (drawn from `test_lengths`, the test file's inputs only; a
+/// length at or beyond the unit's life is redrawn), and predicted once at the
+/// cut. Scored against the true, uncapped remaining life, as the test is, and
+/// (second) against the life capped like the training targets.
+fn validate_cmapss(
+    rows: &[cmapss::Row],
+    test_lengths: &[usize],
+    cfg: &CmapssConfig,
+) -> Result<(Scores, Scores)> {
+    anyhow::ensure!(!test_lengths.is_empty(), "the test file has no units");
+    let all = cmapss::units(rows);
+    let mut pairs = Vec::new();
+    let mut progress = Progress::new("validation folds");
+    for fold in 0..FOLDS {
+        let held = |unit: u32| unit % FOLDS == fold;
+        let fit: Vec<cmapss::Row> = rows.iter().filter(|r| !held(r.unit)).cloned().collect();
+        let mut val = Vec::new();
+        let mut truth = Vec::new();
+        for unit in all.iter().filter(|u| u.first().is_some_and(|r| held(r.unit))) {
+            let life = unit.len();
+            for cut in 0..CUTS {
+                // A fixed hash of (unit, cut, draw): reproducible.
+                let keep = (0..64u64).find_map(|draw| {
+                    let h = ((u64::from(unit[0].unit) * CUTS + cut) * 64 + draw)
+                        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                        >> 32;
+                    let len = test_lengths[(h % test_lengths.len() as u64) as usize];
+                    (len < life).then_some(len)
+                });
+                let Some(keep) = keep else { continue };
+                // A distinct id per cut, so each cut is predicted on its own.
+                let id = u32::try_from(pairs.len() + truth.len())?;
+                val.extend(unit[..keep].iter().map(|r| cmapss::Row {
+                    unit: id,
+                    ..(*r).clone()
+                }));
+                truth.push((life - keep) as f64);
+            }
+        }
+        let model = CmapssModel::train(&fit, cfg, &mut |_, _| {})?;
+        let preds = model.predict_last(&val);
+        pairs.extend(preds.iter().zip(&truth).map(|(p, t)| (p.1, *t)));
+        progress.update(fold as usize + 1, FOLDS as usize);
     }
-    let mut progress = Progress::new("validation trees");
-    let model = CmapssModel::train(&fit, cfg, &mut |d, t| progress.update(d, t))?;
-    let preds = model.predict_last(&val);
-    let pairs: Vec<(f64, f64)> = preds.iter().zip(&truth).map(|(p, t)| (p.1, *t)).collect();
-    Ok(metrics::score(&pairs))
+    let capped: Vec<(f64, f64)> = pairs.iter().map(|&(p, t)| (p, t.min(cfg.cap))).collect();
+    Ok((metrics::score(&pairs), metrics::score(&capped)))
 }
 
 fn eval_cmapss(
@@ -188,14 +225,16 @@ fn eval_cmapss(
     let truth_v = cmapss::parse_truth(&truth.display().to_string(), &read(truth)?)?;
     let cfg = tuning.apply(CmapssConfig::default());
     if validate {
-        let v = validate_cmapss(&train_rows, &cfg)?;
+        let lengths: Vec<usize> = cmapss::units(&test_rows).iter().map(Vec::len).collect();
+        let (v, vc) = validate_cmapss(&train_rows, &lengths, &cfg)?;
         eprintln!(
-            "validation on a fifth of {}'s units: RMSE {:.2}, PHM08 score {:.1}, bias {:+.2} over {} units",
+            "5-fold validation on {} (held-out units cut like the test units): RMSE {:.2}, PHM08 score {:.1}, bias {:+.2} over {} cuts; against the capped life RMSE {:.2}",
             train.display(),
             v.rmse,
             v.score,
             v.bias,
-            v.units
+            v.units,
+            vc.rmse
         );
     }
     let started = Instant::now();
@@ -271,6 +310,16 @@ fn eval_filter(train: &Path, test: &Path, predictions: bool) -> Result<()> {
         c.cv_rmse,
         c.cv_mean_life_rmse
     );
+    eprintln!(
+        "direct regressor (gradient boosting on windowed features at the cut), same cuts in 5 folds of lives: \
+         CV RMSE {:.2}; model used: {}",
+        eval.direct_cv_rmse,
+        if eval.direct {
+            "direct regressor"
+        } else {
+            "trend + fleet prior"
+        }
+    );
     if predictions {
         println!("test predicted linear mean_life true model");
         for p in &eval.per_test {
@@ -286,7 +335,14 @@ fn eval_filter(train: &Path, test: &Path, predictions: bool) -> Result<()> {
             s.rmse, s.score, s.bias, s.units
         );
     };
-    line("trend + fleet prior", &eval.model);
+    line(
+        if eval.direct {
+            "direct regressor"
+        } else {
+            "trend + fleet prior"
+        },
+        &eval.model,
+    );
     line("linear extrapolation", &eval.linear);
     line("mean life", &eval.mean_life);
     let best = eval.linear.rmse.min(eval.mean_life.rmse);

@@ -130,6 +130,8 @@ pub struct CmapssConfig {
     pub max_conditions: usize,
     /// Clusters must leave at most this fraction of the settings' spread.
     pub cluster_residual: f64,
+    /// Ensembles averaged, each boosted with its own row-subsampling seed.
+    pub members: usize,
     pub gbm: GbmConfig,
 }
 
@@ -141,6 +143,7 @@ impl Default for CmapssConfig {
             ewma_alpha: 0.1,
             max_conditions: 8,
             cluster_residual: 1e-3,
+            members: 3,
             gbm: GbmConfig {
                 trees: 500,
                 learning_rate: 0.03,
@@ -384,7 +387,8 @@ pub fn unit_features(z: &[Vec<f64>], cycles: &[u32], cfg: &CmapssConfig) -> Vec<
 pub struct CmapssModel {
     pub cfg: CmapssConfig,
     pub normaliser: Normaliser,
-    pub gbm: Gbm,
+    /// Boosted ensembles whose predictions are averaged.
+    pub members: Vec<Gbm>,
     /// Training rows used.
     pub rows: usize,
 }
@@ -409,11 +413,24 @@ impl CmapssModel {
             }
         }
         let x = matrix(&x)?;
-        let gbm = Gbm::fit(x.view(), Array1::from(y).view(), &cfg.gbm, progress)?;
+        let y = Array1::from(y);
+        let k = cfg.members.max(1);
+        let total = k * cfg.gbm.trees;
+        let mut members = Vec::with_capacity(k);
+        for m in 0..k {
+            let gcfg = GbmConfig {
+                seed: cfg.gbm.seed.wrapping_add(m as u64 * 0x9E37_79B9),
+                ..cfg.gbm
+            };
+            let done = m * cfg.gbm.trees;
+            members.push(Gbm::fit(x.view(), y.view(), &gcfg, &mut |d, _| {
+                progress(done + d, total)
+            })?);
+        }
         Ok(CmapssModel {
             cfg: *cfg,
             normaliser,
-            gbm,
+            members,
             rows: x.nrows(),
         })
     }
@@ -425,7 +442,9 @@ impl CmapssModel {
             .filter_map(|unit| {
                 let f = features_of(unit, &self.normaliser, &self.cfg);
                 let id = unit.first()?.unit;
-                let p = self.gbm.predict(f.last()?);
+                let last = f.last()?;
+                let p = self.members.iter().map(|g| g.predict(last)).sum::<f64>()
+                    / self.members.len().max(1) as f64;
                 Some((id, p.clamp(0.0, self.cfg.cap)))
             })
             .collect()

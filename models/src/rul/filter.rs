@@ -10,11 +10,15 @@
 //! fits [`RulTrend`] to the pressure (drop-outs at 0 Pa ignored, a short
 //! half-life so the fit follows changes of the dust feed) and blends it with a
 //! [`FleetPrior`] of the training lives against the early dust load and flow.
+//! A direct regressor ([`cut_features`] → time left, gradient boosting trained
+//! on cuts of the training lives) replaces it when it cross-validates better.
 
+use super::gbm::{Gbm, GbmConfig, matrix};
 use super::metrics::{self, Scores};
 use super::prior::{CompletedLife, FleetPrior, blend_with};
 use super::trend::{Estimate, RulTrend, Shape, TrendConfig};
 use super::{Result, RulError};
+use ndarray::Array1;
 
 /// Pressure at which a filter is spent, in Pa.
 pub const THRESHOLD_PA: f64 = 600.0;
@@ -231,6 +235,10 @@ pub struct FilterEval {
     pub linear: Scores,
     pub mean_life: Scores,
     pub choice: Choice,
+    /// Cross-validated RMSE of the direct regressor on the same cuts.
+    pub direct_cv_rmse: f64,
+    /// The direct regressor won the cross-validation and made `model`.
+    pub direct: bool,
     pub per_test: Vec<TestResult>,
 }
 
@@ -408,6 +416,126 @@ pub fn choose(train: &[&FilterTest], cfg: &FilterConfig) -> Result<Choice> {
     best.ok_or_else(|| RulError::Data("no candidate settings".into()))
 }
 
+/// Seconds over which the direct regressor takes pressure slopes.
+const SLOPE_WINDOWS_S: [f64; 3] = [3.0, 10.0, 30.0];
+/// Rows between two training cuts of the direct regressor.
+const DIRECT_STRIDE: usize = 5;
+/// Folds of the direct regressor's cross-validation (whole lives held out).
+const DIRECT_FOLDS: usize = 5;
+
+/// Least-squares slope of the pressure (drop-outs at or below 0 Pa ignored)
+/// over the last `window` seconds of the first `n` rows, and its mean.
+fn recent_slope(t: &FilterTest, n: usize, window: f64) -> (f64, f64) {
+    let now = t.time[n - 1];
+    let pts: Vec<(f64, f64)> = (0..n)
+        .rev()
+        .take_while(|&i| now - t.time[i] <= window)
+        .filter(|&i| t.dp[i] > 0.0)
+        .map(|i| (t.time[i], t.dp[i]))
+        .collect();
+    if pts.is_empty() {
+        return (0.0, 0.0);
+    }
+    let k = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / k;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / k;
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    (b, my + b * (now - mx))
+}
+
+/// Features of a test's first `n` rows, seen at its last row: age, pressure
+/// now, its slopes over 3, 10 and 30 s, their linear time to 600 Pa, dust feed
+/// now and on average, flow now, and the dust fed so far.
+pub fn cut_features(t: &FilterTest, n: usize) -> Vec<f64> {
+    let n = n.clamp(1, t.time.len());
+    let start = t.time[0];
+    let age = t.time[n - 1] - start;
+    let (_, dp_now) = recent_slope(t, n, 1.0);
+    let mut f = vec![age, dp_now];
+    for w in SLOPE_WINDOWS_S {
+        let (b, level) = recent_slope(t, n, w);
+        f.push(b);
+        f.push(if b > 0.0 {
+            ((THRESHOLD_PA - level) / b).clamp(0.0, 1000.0)
+        } else {
+            1000.0
+        });
+    }
+    let dust = *usage_of(t, n, Usage::Dust).last().unwrap_or(&0.0);
+    f.push(t.feed[n - 1]);
+    f.push(if age > 0.0 { dust / age } else { t.feed[n - 1] });
+    f.push(t.flow[n - 1]);
+    f.push(dust);
+    f
+}
+
+/// Training rows of the direct regressor: cuts every few rows of each
+/// run-to-failure life (after its first 5 s), target the time left.
+fn direct_samples(lives: &[&FilterTest]) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for t in lives {
+        let Some(&end) = t.time.last() else { continue };
+        let first = t.time.iter().position(|&s| s - t.time[0] >= 5.0).unwrap_or(0);
+        for n in (first.max(1)..=t.time.len()).step_by(DIRECT_STRIDE) {
+            x.push(cut_features(t, n));
+            y.push(end - t.time[n - 1]);
+        }
+    }
+    (x, y)
+}
+
+/// Settings of the direct regressor's boosting.
+pub fn direct_gbm_config() -> GbmConfig {
+    GbmConfig {
+        trees: 300,
+        learning_rate: 0.05,
+        max_depth: 4,
+        min_leaf: 20,
+        lambda: 1.0,
+        bins: 64,
+        subsample: 0.8,
+        seed: 7,
+    }
+}
+
+/// A gradient-boosted regressor from [`cut_features`] to the time left.
+pub fn train_direct(lives: &[&FilterTest]) -> Result<Gbm> {
+    let (x, y) = direct_samples(lives);
+    let x = matrix(&x)?;
+    Gbm::fit(
+        x.view(),
+        Array1::from(y).view(),
+        &direct_gbm_config(),
+        &mut |_, _| {},
+    )
+}
+
+/// Cross-validated RMSE of the direct regressor: lives held out in
+/// [`DIRECT_FOLDS`] folds, each cut at `cfg.cv_cuts` like the trend's CV.
+pub fn direct_cv(train: &[&FilterTest], cfg: &FilterConfig) -> Result<f64> {
+    let mut pairs = Vec::new();
+    for fold in 0..DIRECT_FOLDS {
+        let fit: Vec<&FilterTest> = train
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % DIRECT_FOLDS != fold)
+            .map(|(_, t)| *t)
+            .collect();
+        let gbm = train_direct(&fit)?;
+        for t in train.iter().skip(fold).step_by(DIRECT_FOLDS) {
+            let end = t.time.last().copied().unwrap_or(0.0);
+            for &cut in &cfg.cv_cuts {
+                let n = ((t.time.len() as f64 * cut) as usize).clamp(1, t.time.len());
+                let p = gbm.predict(&cut_features(t, n)).max(0.0);
+                pairs.push((p, end - t.time[n - 1]));
+            }
+        }
+    }
+    Ok(metrics::score(&pairs).rmse)
+}
+
 impl FilterEval {
     pub fn run(train: &FilterData, test: &FilterData) -> Result<FilterEval> {
         Self::run_with(train, test, &FilterConfig::default())
@@ -436,6 +564,11 @@ impl FilterEval {
             .filter_map(|t| completed(t, cfg, choice.usage))
             .collect();
         let prior = FleetPrior::learn(&prior_lives, cfg.ridge)?;
+        // The direct regressor replaces the trend + prior when it
+        // cross-validates better on the training lives.
+        let direct_cv_rmse = direct_cv(&done, cfg)?;
+        let direct = direct_cv_rmse < choice.cv_rmse;
+        let gbm = if direct { Some(train_direct(&done)?) } else { None };
         let mut per_test = Vec::new();
         for t in &test.tests {
             let (Some(&age), Some(&truth)) = (t.time.last(), t.rul.last()) else {
@@ -444,6 +577,13 @@ impl FilterEval {
             let (e, seconds) = estimate(t, t.time.len(), &prior, &choice, cfg)?;
             let mean_b = (mean_life - age).max(0.0);
             let linear = linear_baseline(t, cfg.linear_window_s).unwrap_or(mean_b);
+            let (seconds, source) = match &gbm {
+                Some(g) => (
+                    g.predict(&cut_features(t, t.time.len())).max(0.0),
+                    "direct regressor".to_string(),
+                ),
+                None => (seconds, e.source.to_string()),
+            };
             per_test.push(TestResult {
                 test: t.id.clone(),
                 predicted: seconds,
@@ -451,8 +591,8 @@ impl FilterEval {
                 mean_life: mean_b,
                 truth,
                 explanation: format!(
-                    "{} on {}: {} readings, usage {:.1}..{:.1} (effective {:.0}); prior from {} lives",
-                    e.source,
+                    "{} (trend on {}: {} readings, usage {:.1}..{:.1} (effective {:.0}); prior from {} lives)",
+                    source,
                     choice.usage.name(),
                     e.basis.points,
                     e.basis.usage_window.0,
@@ -471,6 +611,8 @@ impl FilterEval {
             linear: sc(|r| r.linear),
             mean_life: sc(|r| r.mean_life),
             choice,
+            direct_cv_rmse,
+            direct,
             per_test,
         })
     }
@@ -548,5 +690,33 @@ mod tests {
             assert!((r.predicted - r.truth).abs() < 5.0, "{r:?}");
         }
         assert!(eval.model.rmse < eval.mean_life.rmse, "{eval:?}");
+    }
+
+    #[test]
+    fn cut_features_see_the_pressure_ramp() {
+        // 10 Pa/s from 100 Pa, a drop-out every 50 rows, constant feed 2 and flow 80.
+        let n = 600;
+        let t = FilterTest {
+            id: "r".into(),
+            time: (1..=n).map(|i| f64::from(i) / 10.0).collect(),
+            dp: (1..=n)
+                .map(|i| if i % 50 == 0 { 0.0 } else { 100.0 + f64::from(i) })
+                .collect(),
+            flow: vec![80.0; n as usize],
+            feed: vec![2.0; n as usize],
+            rul: vec![0.0; n as usize],
+        };
+        let f = cut_features(&t, 400);
+        assert!((f[0] - 39.9).abs() < 1e-9, "age {}", f[0]);
+        assert!((f[1] - 500.0).abs() < 1e-6, "pressure now {}", f[1]);
+        for k in 0..3 {
+            assert!((f[2 + 2 * k] - 10.0).abs() < 1e-6, "slope {}", f[2 + 2 * k]);
+            assert!(
+                (f[3 + 2 * k] - 10.0).abs() < 1e-6,
+                "time to 600 Pa {}",
+                f[3 + 2 * k]
+            );
+        }
+        assert_eq!((f[8], f[10]), (2.0, 80.0));
     }
 }

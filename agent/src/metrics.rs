@@ -145,10 +145,7 @@ pub fn render(stats: &AgentStats, now_ms: i64) -> String {
     );
     let mut polls = Vec::new();
     let mut last = Vec::new();
-    let devices = match stats.devices.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let devices = crate::run::lock(&stats.devices);
     for (id, d) in devices.iter() {
         polls.push((
             format!("{{device=\"{id}\",result=\"ok\"}}"),

@@ -7,7 +7,7 @@ pub mod modbus;
 pub mod mqtt;
 
 use crate::detection::Detectors;
-use crate::run::{AgentStats, Outgoing};
+use crate::run::{AgentStats, Outgoing, lock};
 use crate::sequence::Sequences;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -35,13 +35,7 @@ impl SampleSink {
         values: BTreeMap<String, f64>,
         text: BTreeMap<String, String>,
     ) -> bool {
-        let seq = {
-            let mut seqs = match self.sequences.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            seqs.next(device)
-        };
+        let seq = lock(&self.sequences).next(device);
         let seq = match seq {
             Ok(s) => s,
             Err(e) => {
@@ -52,13 +46,7 @@ impl SampleSink {
             }
         };
         self.stats.samples.fetch_add(1, Ordering::Relaxed);
-        let alerts = {
-            let mut d = match self.detectors.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            d.observe(device, ts_ms, &values)
-        };
+        let alerts = lock(&self.detectors).observe(device, ts_ms, &values);
         for a in alerts {
             tracing::info!(device, kind = %a.kind, metric = %a.metric, state = ?a.state, value = a.value, baseline = a.baseline, "edge alert");
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);

@@ -15,7 +15,7 @@ use crate::buffer::{DiskQueue, Lane};
 use crate::clock::Clock;
 use crate::config::UplinkConfig;
 use crate::health::HostProbe;
-use crate::run::{AgentStats, Control, Outgoing};
+use crate::run::{AgentStats, Control, Outgoing, lock};
 use crate::sources::modbus::poller::backoff;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -409,10 +409,7 @@ impl Uplink {
         };
         let host = self.probe.sample();
         let q = self.queue.stats();
-        let devices = match self.stats.devices.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let devices = lock(&self.stats.devices);
         let device_polls = devices
             .iter()
             .map(|(id, d)| DevicePolls {

@@ -191,11 +191,7 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
                     Some(LinkEvent::Closed(r)) => r,
                     _ => "event loop ended".to_string(),
                 };
-                if let Some(c) = conn.take() {
-                    c.driver.abort();
-                }
-                up.queue.rewind();
-                up.stats.uplink_connected.store(false, Ordering::Relaxed);
+                up.drop_link(&mut conn);
                 failures = failures.saturating_add(1);
                 let wait = backoff(failures, &up.gateway);
                 retry_at = Instant::now() + wait;
@@ -362,11 +358,7 @@ impl Uplink {
                     // this connection. Drop it, so that everything unconfirmed
                     // is handed out again on the next one, at once.
                     tracing::warn!(error = %e, "cannot publish; reconnecting");
-                    if let Some(c) = conn.take() {
-                        c.driver.abort();
-                    }
-                    self.queue.rewind();
-                    self.stats.uplink_connected.store(false, Ordering::Relaxed);
+                    self.drop_link(conn);
                     return;
                 }
             }
@@ -374,6 +366,16 @@ impl Uplink {
                 return;
             }
         }
+    }
+
+    /// Ends the connection: everything handed out and not confirmed goes
+    /// back to the queue, to be handed out again on the next connection.
+    fn drop_link(&mut self, conn: &mut Option<Conn>) {
+        if let Some(c) = conn.take() {
+            c.driver.abort();
+        }
+        self.queue.rewind();
+        self.stats.uplink_connected.store(false, Ordering::Relaxed);
     }
 
     fn confirm(&mut self, entries: &[(Lane, u64)], samples: usize) {

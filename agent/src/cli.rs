@@ -72,8 +72,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             let path = args
                 .config
                 .context("`wearline agent` needs --config FILE (or a subcommand; see --help)")?;
-            let config = crate::AgentConfig::load(&path)?;
+            // Read once: the text is both the config and what pushed configs are checked against.
             let origin = ConfigOrigin::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let config = crate::AgentConfig::parse(&path.display().to_string(), &origin.text, &origin.base)?;
             let agent = crate::Agent::new(config, Clock::scaled(args.time_scale))
                 .with_origin(origin)
                 .start()

@@ -118,13 +118,7 @@ impl Hub {
 #[test]
 fn pushed_configs_apply_live_refuse_bad_revisions_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let _broker = start_mosquitto(
-        dir.path(),
-        "mosquitto",
-        &format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-        &[port],
-    );
+    let (_broker, port) = start_plain_mosquitto(dir.path());
     let sim = Proc::start(
         dir.path(),
         "sim",

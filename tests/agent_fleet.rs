@@ -11,11 +11,6 @@ use support::*;
 
 const DEVICES: usize = 100;
 
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 #[test]
 fn a_hundred_devices_drain_through_the_queue() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -48,14 +43,13 @@ fn a_hundred_devices_drain_through_the_queue() {
     );
     let metrics = agent.expect_line("metrics:", Duration::from_secs(10));
     let url = metrics.trim().to_string();
-    let scrape = || -> Option<String> { ureq::get(&url).call().ok()?.body_mut().read_to_string().ok() };
 
     // Wait for 20 polls of every device to be confirmed.
     let text = eventually(Duration::from_secs(60), "2000 confirmed samples", || {
-        let t = scrape()?;
-        (metric(&t, "wearline_agent_samples_confirmed_total")? >= (20 * DEVICES) as f64).then_some(t)
+        let t = scrape(&url)?;
+        (prom_value(&t, "wearline_agent_samples_confirmed_total")? >= (20 * DEVICES) as f64).then_some(t)
     });
-    let get = |name: &str| metric(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+    let get = |name: &str| prom_value(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"));
     let unconfirmed = get("wearline_agent_samples_total") - get("wearline_agent_samples_confirmed_total")
         + get("wearline_agent_alerts_total");
     // The depth gauge is refreshed once a second: allow one second of polls.

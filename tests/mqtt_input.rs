@@ -12,13 +12,7 @@ use support::*;
 #[test]
 fn json_payloads_from_a_local_broker_become_telemetry() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let _local = start_mosquitto(
-        dir.path(),
-        "mosquitto",
-        &format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-        &[port],
-    );
+    let (_local, port) = start_plain_mosquitto(dir.path());
 
     let hub = start_hub(dir.path());
     let cfg = dir.path().join("agent.toml");

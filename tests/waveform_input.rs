@@ -47,13 +47,7 @@ fn window(faulty: bool) -> String {
 #[test]
 fn waveform_windows_become_features_and_impacts_raise_an_alert() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let _broker = start_mosquitto(
-        dir.path(),
-        "mosquitto",
-        &format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-        &[port],
-    );
+    let (_broker, port) = start_plain_mosquitto(dir.path());
     std::fs::create_dir_all(dir.path().join("profiles")).expect("mkdir");
     std::fs::write(dir.path().join("profiles/vib-motor.toml"), PROFILE).expect("profile");
     let cfg = dir.path().join("agent.toml");

@@ -219,3 +219,22 @@ pub fn start_mosquitto(dir: &Path, name: &str, conf: &str, ports: &[u16]) -> Pro
     }
     p
 }
+
+/// Starts mosquitto with one anonymous plain listener on a free loopback
+/// port; returns it and the port.
+pub fn start_plain_mosquitto(dir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let conf = format!("listener {port} 127.0.0.1\nallow_anonymous true\n");
+    (start_mosquitto(dir, "mosquitto", &conf, &[port]), port)
+}
+
+/// GETs a Prometheus text page (`/metrics`); `None` while it does not answer.
+pub fn scrape(url: &str) -> Option<String> {
+    ureq::get(url).call().ok()?.body_mut().read_to_string().ok()
+}
+
+/// The value of an unlabelled metric in a Prometheus text page.
+pub fn prom_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -53,25 +53,25 @@ motor_temp = "/motor/temp"
     let (client, mut connection) = Client::new(MqttOptions::new("fridge-01", "127.0.0.1", port), 16);
     std::thread::spawn(move || for _ in connection.iter() {});
     let url = format!("{}/api/v1/devices/fridge-01", hub.api);
-    // The agent subscribes shortly after it starts: publish until a sample lands.
+    // Publish once the agent has subscribed (a message before that is not kept).
+    eventually(
+        Duration::from_secs(30),
+        "the agent's MQTT input to subscribe",
+        || agent.stderr().contains("MQTT input subscribed").then_some(()),
+    );
+    let publish = |payload: &[u8]| {
+        client
+            .publish(
+                "appliances/fridge-01/state",
+                QoS::AtLeastOnce,
+                false,
+                payload.to_vec(),
+            )
+            .expect("publish");
+    };
+    publish(b"not json");
+    publish(br#"{"time":"2026-11-23T10:00:00Z","filter":{"dp":123.5},"motor":{"temp":"41.5"}}"#);
     let latest = eventually(Duration::from_secs(30), "the fridge's sample at the hub", || {
-        client
-            .publish(
-                "appliances/fridge-01/state",
-                QoS::AtLeastOnce,
-                false,
-                b"not json".to_vec(),
-            )
-            .expect("publish");
-        client
-            .publish(
-                "appliances/fridge-01/state",
-                QoS::AtLeastOnce,
-                false,
-                br#"{"time":"2026-11-23T10:00:00Z","filter":{"dp":123.5},"motor":{"temp":"41.5"}}"#.to_vec(),
-            )
-            .expect("publish");
-        std::thread::sleep(Duration::from_millis(200));
         let v = ureq::get(&url)
             .call()
             .ok()?
@@ -83,15 +83,7 @@ motor_temp = "/motor/temp"
     assert_eq!(latest["ts"], "2026-11-23T10:00:00Z", "{latest}");
     assert_eq!(latest["values"]["filter_dp"], 123.5, "{latest}");
     assert_eq!(latest["values"]["motor_temp"], 41.5, "{latest}");
-    // Now subscribed for sure: a payload that does not map is logged and skipped.
-    client
-        .publish(
-            "appliances/fridge-01/state",
-            QoS::AtLeastOnce,
-            false,
-            b"not json".to_vec(),
-        )
-        .expect("publish");
+    // The payload that did not map was logged and skipped; the good one after it went through.
     eventually(Duration::from_secs(10), "the bad payload to be logged", || {
         agent.stderr().contains("MQTT payload ignored").then_some(())
     });

@@ -6,7 +6,7 @@
 mod support;
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 use wearline_models::wire::{Alert, AlertState, Telemetry, decode};
 
@@ -108,15 +108,19 @@ velocity = true
             .expect("publish");
     };
 
-    // Healthy windows until one comes back as telemetry (the agent subscribes
-    // shortly after it starts).
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // A healthy window once the agent's MQTT input has subscribed; it comes
+    // back as telemetry.
+    eventually(
+        Duration::from_secs(30),
+        "the agent's MQTT input to subscribe",
+        || agent.stderr().contains("MQTT input subscribed").then_some(()),
+    );
+    publish(false);
     let healthy = loop {
-        assert!(Instant::now() < deadline, "no telemetry from the healthy windows");
-        publish(false);
-        if let Ok((topic, payload)) = seen.recv_timeout(Duration::from_millis(300))
-            && topic.contains("/telemetry/motor-7")
-        {
+        let (topic, payload) = seen
+            .recv_timeout(Duration::from_secs(30))
+            .expect("telemetry from the healthy window");
+        if topic.contains("/telemetry/motor-7") {
             let t: Telemetry = decode(&payload).expect("telemetry");
             break t.samples[0].values.clone();
         }

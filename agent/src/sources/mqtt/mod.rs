@@ -77,6 +77,9 @@ pub async fn run(
                     tracing::error!(error = %e, "cannot subscribe to the MQTT input topics");
                 }
             }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                tracing::info!(broker = %input.broker, topics = devices.len(), "MQTT input subscribed");
+            }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let arrived = clock.now_ms();
                 for d in devices.iter().filter(|d| rumqttc::matches(&p.topic, &d.topic)) {

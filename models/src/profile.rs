@@ -101,23 +101,49 @@ impl Field {
     }
 }
 
-/// A part that wears out: its wear signal, when it is spent, and how much
-/// notice a replacement visit needs.
+/// A part that wears out: what shows its wear (a signal rising to a
+/// threshold, a usage counter against a rated life, a calendar limit, or
+/// several of these; the first one reached ends the life), how a replacement
+/// shows in the data, and how much notice a replacement visit needs.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Consumable {
     /// Name, unique within the profile, e.g. `filter`.
     pub name: String,
     /// The metric that rises as the part wears, e.g. `filter_dp`.
-    pub signal: String,
-    /// Signal value at which the part is spent.
-    pub threshold: f64,
+    #[serde(default)]
+    pub signal: Option<String>,
+    /// Signal value at which the part is spent (with `signal`).
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// Level of the signal on a new part, below every reading (the log
+    /// shapes' baseline); default 0.
+    #[serde(default)]
+    pub baseline: Option<f64>,
+    /// A counter of use (run hours, litres) the life is measured in; without
+    /// it, usage is operating time in hours since the part was fitted.
+    #[serde(default)]
+    pub usage: Option<String>,
+    /// The usage counter counts this part only and restarts at a
+    /// replacement (a fall of the counter then starts a new life).
+    #[serde(default)]
+    pub usage_resets: bool,
+    /// Rated life in usage units: the part is spent when it has been used this much.
+    #[serde(default)]
+    pub rated_life: Option<f64>,
+    /// The part is spent this many days after it was fitted, whatever its wear.
+    #[serde(default)]
+    pub calendar_limit_days: Option<f64>,
     /// How long before the predicted end of life a work order must open.
     pub lead_time_days: f64,
     /// A replacement shows as the signal falling by at least this fraction of
     /// its rise since the last replacement.
     #[serde(default = "default_reset_fraction")]
     pub reset_fraction: f64,
+    /// Metrics whose mean over a life explains how long it lasts (dust load,
+    /// fan speed): the fleet prior learns life against them.
+    #[serde(default)]
+    pub covariates: Vec<String>,
 }
 
 const fn default_reset_fraction() -> f64 {
@@ -217,11 +243,48 @@ impl Profile {
             if self.consumables[..i].iter().any(|d| d.name == c.name) {
                 return Err((key("name"), format!("consumable `{}` is defined twice", c.name)));
             }
-            if !self.has_metric(&c.signal) {
-                return Err((key("signal"), format!("no field or metric yields `{}`", c.signal)));
+            let metric = |k: &str, m: &str| {
+                if self.has_metric(m) {
+                    Ok(())
+                } else {
+                    Err((key(k), format!("no field or metric yields `{m}`")))
+                }
+            };
+            match (&c.signal, c.threshold) {
+                (Some(s), Some(t)) => {
+                    metric("signal", s)?;
+                    if !t.is_finite() {
+                        return Err((key("threshold"), "must be a finite number".into()));
+                    }
+                    if let Some(b) = c.baseline.filter(|b| !(b.is_finite() && *b < t)) {
+                        return Err((key("baseline"), format!("{b} is not below the threshold {t}")));
+                    }
+                }
+                (Some(_), None) => {
+                    return Err((key("threshold"), "a wear `signal` needs the `threshold` at which the part is spent".into()));
+                }
+                (None, Some(_)) => return Err((key("signal"), "`threshold` needs the wear `signal` it applies to".into())),
+                (None, None) if c.rated_life.is_none() && c.calendar_limit_days.is_none() => {
+                    return Err((
+                        key("signal"),
+                        "say what ends the part's life: a wear `signal` with its `threshold`, a `rated_life`, or `calendar_limit_days`".into(),
+                    ));
+                }
+                (None, None) => {}
             }
-            if !c.threshold.is_finite() {
-                return Err((key("threshold"), "must be a finite number".into()));
+            if let Some(u) = &c.usage {
+                metric("usage", u)?;
+            } else if c.usage_resets {
+                return Err((key("usage_resets"), "applies only with a `usage` counter".into()));
+            }
+            if c.rated_life.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+                return Err((key("rated_life"), "must be a positive number".into()));
+            }
+            if c.calendar_limit_days.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
+                return Err((key("calendar_limit_days"), "must be a positive number of days".into()));
+            }
+            for (j, m) in c.covariates.iter().enumerate() {
+                metric(&format!("covariates[{j}]"), m)?;
             }
             if !(c.lead_time_days.is_finite() && c.lead_time_days >= 0.0) {
                 return Err((key("lead_time_days"), "must be ≥ 0".into()));
@@ -315,6 +378,31 @@ lead_time_days = 7
             &GOOD.replace("signal = \"temp\"", "signal = \"dp\""),
             "consumables[0].signal",
             16,
+        );
+    }
+
+    #[test]
+    fn consumables_by_usage_counter_and_calendar() {
+        let counter = GOOD.replace(
+            "signal = \"temp\"\nthreshold = 90.0\n",
+            "usage = \"hours\"\nusage_resets = true\nrated_life = 4000.0\ncalendar_limit_days = 365\n",
+        );
+        let p = Profile::parse("p.toml", &counter).expect("valid");
+        let c = &p.consumables[0];
+        assert_eq!((c.signal.as_deref(), c.usage.as_deref()), (None, Some("hours")));
+        assert_eq!((c.rated_life, c.calendar_limit_days, c.usage_resets), (Some(4000.0), Some(365.0), true));
+        check_invalid(&counter.replace("rated_life = 4000.0", "rated_life = -1.0"), "consumables[0].rated_life", 18);
+        check_invalid(&GOOD.replace("threshold = 90.0\n", ""), "consumables[0].threshold", 14);
+        check_invalid(&GOOD.replace("signal = \"temp\"\n", ""), "consumables[0].signal", 14);
+        check_invalid(
+            &GOOD.replace("threshold = 90.0\n", "threshold = 90.0\ncovariates = [\"temp\", \"dust\"]\n"),
+            "consumables[0].covariates[1]",
+            18,
+        );
+        check_invalid(
+            &GOOD.replace("signal = \"temp\"\nthreshold = 90.0\n", ""),
+            "consumables[0].signal",
+            14,
         );
     }
 

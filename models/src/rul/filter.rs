@@ -295,6 +295,7 @@ fn estimate(
     tc.half_life = Some(choice.half_life_s * choice.usage_per_s);
     tc.rate_half_life_ms = 5_000.0;
     tc.threshold_margin = choice.margin;
+    tc.reading_interval = true;
     let mut trend = RulTrend::new(tc)?;
     let usage = usage_of(t, n, choice.usage);
     for ((x, u), y) in t.time.iter().zip(&usage).zip(&t.dp) {

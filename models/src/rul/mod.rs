@@ -5,7 +5,8 @@
 //! - [`trend`]: a robust, incremental fit of one degradation signal (linear,
 //!   exponential or power-law shape, chosen by likelihood), extrapolated to a
 //!   threshold; [`prior`]: a fleet prior learned from completed lives, blended
-//!   with the trend by their uncertainties. This is what runs per device.
+//!   with the trend by their uncertainties; [`tracker`]: one consumable's life
+//!   sample by sample (usage, replacements, every limit). This is what runs per device.
 //! - [`gbm`] with [`cmapss`]: a learned regressor on windowed features of many
 //!   sensors, trained offline on run-to-failure fleets (C-MAPSS turbofans).
 //!
@@ -17,6 +18,7 @@ pub mod filter;
 pub mod gbm;
 pub mod metrics;
 pub mod prior;
+pub mod tracker;
 pub mod trend;
 
 /// What went wrong in RUL estimation or in reading its data sets.

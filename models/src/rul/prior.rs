@@ -3,7 +3,9 @@
 //!
 //! The log of the total life (in usage units) is a ridge regression on
 //! standardised covariates (dust load, fan speed, …), with a Gaussian residual:
-//! a log-normal life. Given the usage an item has already survived, the prior
+//! a log-normal life. A covariate that is positive in every completed life
+//! enters as its logarithm, so life may scale as a power of it (a filter's
+//! life goes as one over its dust load). Given the usage an item has already survived, the prior
 //! of its remaining life is that log-normal truncated below at the current
 //! usage. [`blend`] weights the item's own trend against it by their
 //! variances, so a new item starts at the fleet's figure and moves to its own
@@ -25,6 +27,8 @@ pub struct CompletedLife {
 /// The learned prior.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetPrior {
+    /// Per covariate: taken as its logarithm.
+    log: Vec<bool>,
     mean: Array1<f64>,
     scale: Array1<f64>,
     /// Intercept first.
@@ -69,7 +73,10 @@ impl FleetPrior {
                 "a completed life is not positive or a covariate not finite".into(),
             ));
         }
-        let raw = Array2::from_shape_fn((n, p), |(i, j)| lives[i].covariates[j]);
+        let log: Vec<bool> = (0..p)
+            .map(|j| lives.iter().all(|l| l.covariates[j] > 0.0))
+            .collect();
+        let raw = Array2::from_shape_fn((n, p), |(i, j)| transform(log[j], lives[i].covariates[j]));
         let mean = raw.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(p));
         let scale = raw.std_axis(Axis(0), 0.0).mapv(|s| if s > 0.0 { s } else { 1.0 });
         let mut x = Array2::ones((n, p + 1));
@@ -88,6 +95,7 @@ impl FleetPrior {
         let dof = (n as f64 - (p + 1) as f64).max(1.0);
         let sigma = (resid.dot(&resid) / dof).sqrt().max(1e-6);
         Ok(FleetPrior {
+            log,
             mean,
             scale,
             beta,
@@ -108,7 +116,10 @@ impl FleetPrior {
         let p = self.mean.len();
         let mut x = Array1::ones(p + 1);
         for j in 0..p {
-            let c = covariates.get(j).copied().unwrap_or(self.mean[j]);
+            let c = covariates
+                .get(j)
+                .filter(|c| c.is_finite() && (!self.log[j] || **c > 0.0))
+                .map_or(self.mean[j], |c| transform(self.log[j], *c));
             x[j + 1] = (c - self.mean[j]) / self.scale[j];
         }
         let mu = x.dot(&self.beta);
@@ -163,13 +174,28 @@ pub fn blend_with(
     coverage: f64,
     trend_sd_scale: f64,
 ) -> Estimate {
-    let prior_var = (prior.sd * prior.sd).max(1e-12);
     let estimate = match shape {
         Some(s) => trend.predict_shape(s),
         None => trend.predict(),
     };
-    if let Some(e) = estimate {
-        let tsd = e.sd_usage(coverage) * trend_sd_scale.max(0.0);
+    let with_sd = estimate.map(|e| {
+        let sd = e.sd_usage(coverage) * trend_sd_scale.max(0.0);
+        (e, sd)
+    });
+    blend_estimate(trend, with_sd, prior, coverage)
+}
+
+/// Blends a trend estimate whose standard deviation the caller has settled
+/// (`None`: the trend shows no wear yet) with the prior, by precision.
+pub fn blend_estimate(
+    trend: &RulTrend,
+    estimate: Option<(Estimate, f64)>,
+    prior: &PriorEstimate,
+    coverage: f64,
+) -> Estimate {
+    let prior_var = (prior.sd * prior.sd).max(1e-12);
+    let z = normal_quantile(0.5 + coverage / 2.0);
+    if let Some((e, tsd)) = estimate {
         let shape = match e.source {
             Source::Trend(s) | Source::Blend { shape: s, .. } => s,
             Source::Prior => return e,
@@ -186,7 +212,6 @@ pub fn blend_with(
         } else {
             prior.sd
         };
-        let z = normal_quantile(0.5 + coverage / 2.0);
         return Estimate {
             source: Source::Blend {
                 shape,
@@ -198,7 +223,6 @@ pub fn blend_with(
         };
     }
     let (basis, rate, _, as_of) = trend.context();
-    let z = normal_quantile(0.5 + coverage / 2.0);
     Estimate {
         source: Source::Prior,
         basis,
@@ -210,6 +234,10 @@ pub fn blend_with(
         usage_rate_per_ms: rate,
         as_of_ms: as_of,
     }
+}
+
+fn transform(log: bool, c: f64) -> f64 {
+    if log { c.ln() } else { c }
 }
 
 fn normal_pdf(x: f64) -> f64 {
@@ -327,7 +355,9 @@ mod tests {
                 last = Some((u, e));
             }
         }
-        assert!(weights[1] > 0.5, "a clear trend counts early: {weights:?}");
+        // The prior is tight (life goes exactly as 1/dust in the fleet), so the
+        // trend takes over once its own spread is smaller: by 200 points.
+        assert!(weights[1] > 0.1 && weights[2] > 0.5, "a clear trend counts early: {weights:?}");
         assert!(weights[weights.len() - 1] > 0.95, "{weights:?}");
         let (u, e) = last.expect("estimate");
         let truth = 1180.0 - u;

@@ -17,9 +17,11 @@
 // Negated comparisons (`!(x > 0.0)`) are deliberate: they also reject NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 use super::{Result, RulError};
+use serde::{Deserialize, Serialize};
 
 /// Trend shapes, each linear in transformed coordinates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Shape {
     Linear,
     Exponential,
@@ -39,7 +41,7 @@ impl Shape {
 }
 
 /// Settings of a trend.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TrendConfig {
     /// The signal is spent when it reaches this value (it rises towards it).
     pub threshold: f64,
@@ -60,6 +62,9 @@ pub struct TrendConfig {
     /// The item is spent at the first reading past the threshold; with
     /// reading noise σ that comes when the trend is about `margin·σ` below it.
     pub threshold_margin: f64,
+    /// The interval is for the first single reading past the threshold
+    /// (reading noise included) rather than for the wear itself crossing it.
+    pub reading_interval: bool,
 }
 
 impl TrendConfig {
@@ -75,6 +80,7 @@ impl TrendConfig {
             coverage: 0.9,
             rate_half_life_ms: 86_400_000.0,
             threshold_margin: 0.0,
+            reading_interval: false,
         }
     }
 
@@ -103,7 +109,7 @@ impl TrendConfig {
 }
 
 /// Weighted moments of `(x, z)` for one shape (West's update), with forgetting.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 struct Moments {
     w: f64,
     w2: f64,
@@ -153,6 +159,13 @@ impl Moments {
         }
     }
 
+    /// [`Self::resid_var`] made consistent for normal noise: Huber weights
+    /// shrink the largest residuals, so the weighted variance reads low by
+    /// `factor` (see [`huber_consistency`]).
+    fn noise_var(&self, factor: f64) -> f64 {
+        self.resid_var() / factor
+    }
+
     fn n_eff(&self) -> f64 {
         if self.w2 > 0.0 {
             self.w * self.w / self.w2
@@ -178,7 +191,8 @@ impl Moments {
 }
 
 /// Which model produced an estimate and from what data, so a work order can explain itself.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The item's own trend.
     Trend(Shape),
@@ -204,7 +218,7 @@ impl std::fmt::Display for Source {
 }
 
 /// The data behind an estimate.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Basis {
     /// Points of the current life used by the fit.
     pub points: usize,
@@ -217,7 +231,7 @@ pub struct Basis {
 }
 
 /// A remaining-life estimate.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     pub source: Source,
     pub basis: Basis,
@@ -254,9 +268,11 @@ impl Estimate {
 }
 
 /// Incremental robust trend of one item's life.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RulTrend {
     cfg: TrendConfig,
+    /// `huber_consistency(cfg.huber_k)`.
+    consistency: f64,
     fits: [Moments; 3],
     start_usage: f64,
     start_ms: i64,
@@ -271,11 +287,12 @@ impl RulTrend {
     pub fn new(cfg: TrendConfig) -> Result<RulTrend> {
         cfg.check()?;
         Ok(RulTrend {
+            consistency: huber_consistency(cfg.huber_k),
             cfg,
             fits: [Moments::default(); 3],
-            start_usage: f64::NAN,
+            start_usage: 0.0,
             start_ms: 0,
-            last_usage: f64::NAN,
+            last_usage: 0.0,
             last_ms: i64::MIN,
             points: 0,
             rate_du: 0.0,
@@ -392,7 +409,7 @@ impl RulTrend {
         let to_rel = |x: f64| if shape == Shape::Power { x.exp() } else { x };
         let x_now = to_x(rel_now);
         let n_eff = m.n_eff();
-        let var = m.resid_var()
+        let var = m.noise_var(self.consistency)
             * if n_eff > 2.0 {
                 n_eff / (n_eff - 2.0)
             } else {
@@ -402,7 +419,8 @@ impl RulTrend {
         let var_slope = var * (m.w / n_eff.max(1.0)) / m.sxx;
         let k = student_t_quantile(0.5 + self.cfg.coverage / 2.0, (n_eff - 2.0).max(1.0));
         let level = |x: f64| m.mz + b * (x - m.mx);
-        let se = |x: f64| (var + var_mean + var_slope * (x - m.mx).powi(2)).sqrt();
+        let var_reading = if self.cfg.reading_interval { var } else { 0.0 };
+        let se = |x: f64| (var_reading + var_mean + var_slope * (x - m.mx).powi(2)).sqrt();
         // Crossing of the trend, and of its band's upper (early) and lower (late) edges.
         let x_mid = (m.mx + (z_thr - m.mz) / b).max(x_now);
         let early = crossing(|x| level(x) + k * se(x) - z_thr, x_now, b);
@@ -433,6 +451,28 @@ impl RulTrend {
         let usage = if self.points > 0 { self.last_usage } else { 0.0 };
         (self.basis(self.best_shape()), self.rate(), usage, self.last_ms)
     }
+}
+
+/// For standard normal residuals `Z` and Huber weights `w = min(1, k/|Z|)`:
+/// `E[w Z²] / E[w]`, the factor by which the weighted residual variance
+/// underestimates the noise variance. `E[w Z²] = 2Φ(k) − 1` in closed form;
+/// `E[w]` adds `2k ∫ₖ^∞ φ(z)/z dz`, integrated numerically.
+pub fn huber_consistency(k: f64) -> f64 {
+    if !(k > 0.0) || k > 8.0 {
+        return 1.0;
+    }
+    let inner = 2.0 * super::prior::normal_cdf(k) - 1.0;
+    let (hi, steps) = (k + 10.0, 2000);
+    let h = (hi - k) / f64::from(steps);
+    let f = |z: f64| (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt() / z;
+    // Simpson's rule.
+    let mut tail = f(k) + f(hi);
+    for i in 1..steps {
+        let z = k + f64::from(i) * h;
+        tail += if i % 2 == 1 { 4.0 } else { 2.0 } * f(z);
+    }
+    tail *= h / 3.0;
+    inner / (inner + 2.0 * k * tail)
 }
 
 /// Smallest `x ≥ x0` where the increasing function `f` is `≥ 0` (bisection
@@ -657,6 +697,21 @@ mod tests {
         );
         assert_eq!(e.basis.points, 120);
         assert_eq!(e.basis.usage_window, (0.0, 119.0));
+    }
+
+    #[test]
+    fn huber_consistency_matches_a_simulation() {
+        // Weighted residual variance of N(0,1) draws with Huber weights at k = 1.345.
+        let k = 1.345;
+        let (mut wz2, mut w) = (0.0, 0.0);
+        for i in 1..200_000u32 {
+            let z = normal_quantile(f64::from(i) / 200_000.0);
+            let wi = if z.abs() <= k { 1.0 } else { k / z.abs() };
+            wz2 += wi * z * z;
+            w += wi;
+        }
+        assert!((huber_consistency(k) - wz2 / w).abs() < 2e-3, "{} vs {}", huber_consistency(k), wz2 / w);
+        assert_eq!(huber_consistency(1e9), 1.0);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod detect_cmd;
+mod fleet_eval;
 mod push_config;
 mod rul_cmd;
 mod sim;

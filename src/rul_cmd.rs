@@ -57,6 +57,9 @@ enum Dataset {
         #[arg(long)]
         predictions: bool,
     },
+    /// The simulated air-purifier fleet: filters predicted at half their life (by default)
+    /// by the hub's model, against the simulator's truth.
+    Fleet(crate::fleet_eval::FleetArgs),
 }
 
 pub fn run_eval(args: EvalArgs) -> Result<()> {
@@ -74,6 +77,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             test,
             predictions,
         } => eval_filter(&train, &test, predictions),
+        Dataset::Fleet(f) => crate::fleet_eval::run_eval(&f),
     }
 }
 

@@ -86,12 +86,22 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
     assert_eq!(wo["kind"], "preventive");
     assert_eq!(wo["cause"], "consumable:filter");
     assert_eq!(wo["status"], "open");
+    // The order explains itself: the rule, and the prediction with its model and data.
+    let why = &wo["explanation"];
+    assert!(why["remaining_days"].as_f64().expect("remaining") <= 14.0, "{wo}");
+    assert_eq!(why["prediction"]["limit"], "wear", "{wo}");
     assert!(
-        wo["explanation"]["remaining_days"].as_f64().expect("remaining") <= 14.0,
+        why["prediction"]["model"]
+            .as_str()
+            .is_some_and(|m| m.contains("trend")),
         "{wo}"
     );
     assert!(
-        wo["explanation"]["slope_per_day"].as_f64().expect("slope") > 0.0,
+        why["prediction"]["usage_per_day"].as_f64().expect("usage rate") > 0.0,
+        "{wo}"
+    );
+    assert!(
+        why["prediction"]["basis"]["points"].as_u64().expect("points") >= 5,
         "{wo}"
     );
 
@@ -115,7 +125,15 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
         filter["model"].as_str().is_some_and(|m| !m.is_empty()),
         "{listed}"
     );
-    assert_eq!(filter["confidence"], 0.9, "{listed}");
+    assert_eq!(filter["coverage"], 0.9, "{listed}");
+    assert!(
+        ["high", "medium", "low"].contains(&filter["confidence"].as_str().unwrap_or("")),
+        "{listed}"
+    );
+    assert!(
+        filter["used"].as_f64().is_some() && filter["usage_per_day"].as_f64().is_some(),
+        "{listed}"
+    );
     let (low, high) = (
         filter["remaining_days_interval"][0].as_f64(),
         filter["remaining_days_interval"][1].as_f64(),

@@ -101,31 +101,49 @@ impl From<DeviceRow> for DeviceView {
 struct ConsumableView {
     #[serde(flatten)]
     row: ConsumableRow,
+    life_start: String,
+    as_of: String,
     remaining_days: Option<f64>,
     predicted_end_of_life: Option<String>,
-    /// Predicted end of life, low and high ends of the interval.
+    /// Predicted end of life, low and high ends of the interval (`coverage` two-sided).
     interval: (Option<String>, Option<String>),
     /// The same interval as remaining days from the prediction's time.
     remaining_days_interval: (Option<f64>, Option<f64>),
-    /// Coverage of the interval.
-    confidence: f64,
+    /// How sure the figure is: `high` when the interval spans at most ±15 %
+    /// of the remaining life, `medium` up to ±40 %, else `low`.
+    confidence: Option<&'static str>,
+    /// The prediction and the data behind it.
+    explanation: Value,
 }
-
-/// Coverage of the prediction intervals the hub reports.
-const INTERVAL_COVERAGE: f64 = 0.9;
 
 impl From<ConsumableRow> for ConsumableView {
     fn from(row: ConsumableRow) -> Self {
-        let days = |end: Option<i64>| match (end, row.as_of_ms) {
-            (Some(e), Some(a)) => Some((e - a) as f64 / 86_400_000.0),
-            _ => None,
-        };
+        let days = |end: Option<i64>| end.map(|e| (e - row.as_of_ms) as f64 / 86_400_000.0);
+        let remaining = days(row.end_of_life_ms);
+        let (lo, hi) = (days(row.eol_low_ms), days(row.eol_high_ms));
+        let confidence = remaining.map(|r| match hi {
+            Some(h) if r > 0.0 => {
+                let half = (h - lo.unwrap_or(0.0)) / 2.0 / r;
+                if half <= 0.15 {
+                    "high"
+                } else if half <= 0.4 {
+                    "medium"
+                } else {
+                    "low"
+                }
+            }
+            Some(_) => "high",
+            None => "low",
+        });
         ConsumableView {
-            remaining_days: days(row.end_of_life_ms),
+            life_start: rfc3339(row.life_start_ms),
+            as_of: rfc3339(row.as_of_ms),
+            remaining_days: remaining,
             predicted_end_of_life: row.end_of_life_ms.map(rfc3339),
             interval: (row.eol_low_ms.map(rfc3339), row.eol_high_ms.map(rfc3339)),
-            remaining_days_interval: (days(row.eol_low_ms), days(row.eol_high_ms)),
-            confidence: INTERVAL_COVERAGE,
+            remaining_days_interval: (lo, hi),
+            confidence,
+            explanation: serde_json::from_str(&row.explanation).unwrap_or(Value::Null),
             row,
         }
     }

@@ -1,68 +1,138 @@
 //! Remaining-life state of every consumable in the fleet, updated sample by
 //! sample as telemetry arrives (no refit of the history per point).
 //!
-//! Holds one `Trend` per (device, consumable) in memory; the store keeps the
-//! latest prediction of each, and at start the hub replays recent history to
-//! rebuild the trends.
+//! One `LifeTracker` per (device, consumable) holds the current life; what
+//! the fleet has learned from ended lives (`FleetKnowledge`: the prior and
+//! the trend calibration) is kept per (profile, consumable) and relearned
+//! when a life ends and is stored. The ingest task stores each tracker's state with its
+//! prediction, so a restart resumes every life where it was.
 
 use std::collections::HashMap;
-use wearline_models::life::{Prediction, Trend, TrendConfig, Update};
 use wearline_models::profile::{Consumable, Profile};
+use wearline_models::rul::tracker::{
+    EndedLife, FleetKnowledge, LifeEstimate, LifeState, LifeTracker, Observed,
+};
 use wearline_models::wire::Sample;
 
-/// Name of the model behind predictions, recorded with each one.
-pub const MODEL: &str = "ewls-linear-v1";
+/// Coverage of the prediction intervals the hub reports.
+pub const COVERAGE: f64 = 0.9;
+/// Version of the model behind predictions, recorded with each one.
+pub const MODEL_VERSION: &str = "wearline-rul/2";
 
 /// What a batch of samples did to one consumable.
 #[derive(Debug, Clone)]
 pub struct ConsumableUpdate {
     pub consumable: Consumable,
-    pub prediction: Option<Prediction>,
-    /// A replacement was seen in this batch.
-    pub replaced: bool,
+    pub estimate: Option<LifeEstimate>,
+    /// Lives ended by replacements seen in this batch.
+    pub ended: Vec<EndedLife>,
     /// Samples in the current life.
-    pub samples: u32,
+    pub samples: u64,
+    pub state: LifeState,
+}
+
+#[derive(Debug, Default)]
+struct Kind {
+    lives: Vec<EndedLife>,
+    knowledge: FleetKnowledge,
 }
 
 #[derive(Debug, Default)]
 pub struct Predictor {
-    cfg: TrendConfig,
-    trends: HashMap<(String, String), Trend>,
+    trackers: HashMap<(String, String), LifeTracker>,
+    fleet: HashMap<(String, String), Kind>,
 }
 
 impl Predictor {
-    pub fn new(cfg: TrendConfig) -> Predictor {
-        Predictor {
-            cfg,
-            trends: HashMap::new(),
+    pub fn new() -> Predictor {
+        Predictor::default()
+    }
+
+    /// Resumes a consumable's life from a saved state; a state that does not
+    /// fit the profile any more is dropped (the life restarts from the data).
+    pub fn resume(&mut self, device: &str, consumable: &Consumable, state: LifeState) -> bool {
+        match LifeTracker::resume(consumable, state) {
+            Ok(t) => {
+                self.trackers
+                    .insert((device.to_string(), consumable.name.clone()), t);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(device, consumable = %consumable.name, error = %e, "saved life state dropped");
+                false
+            }
         }
     }
 
-    /// Feeds a device's new samples through the trends of its profile's
-    /// consumables; returns one update per consumable whose signal appeared.
+    /// Time stamp of the latest sample a consumable's tracker has taken.
+    pub fn last_ms(&self, device: &str, consumable: &str) -> Option<i64> {
+        self.trackers
+            .get(&(device.to_string(), consumable.to_string()))
+            .and_then(|t| t.state().last_ms())
+    }
+
+    /// Adds ended lives learned elsewhere (the store, at start) and relearns.
+    pub fn add_lives(&mut self, profile: &str, consumable: &str, lives: Vec<EndedLife>) {
+        let kind = self
+            .fleet
+            .entry((profile.to_string(), consumable.to_string()))
+            .or_default();
+        kind.lives.extend(lives);
+        kind.knowledge = FleetKnowledge::learn(&kind.lives);
+    }
+
+    /// What the fleet knows about a consumable of a profile.
+    pub fn knowledge(&self, profile: &str, consumable: &str) -> Option<&FleetKnowledge> {
+        self.fleet
+            .get(&(profile.to_string(), consumable.to_string()))
+            .map(|k| &k.knowledge)
+    }
+
+    /// Feeds a device's new samples (in time order) through the trackers of
+    /// its profile's consumables; returns one update per consumable that took
+    /// a sample.
     pub fn observe(&mut self, device: &str, profile: &Profile, samples: &[Sample]) -> Vec<ConsumableUpdate> {
         let mut out = Vec::new();
         for c in &profile.consumables {
-            let trend = self
-                .trends
-                .entry((device.to_string(), c.name.clone()))
-                .or_insert_with(|| Trend::new(self.cfg, c.threshold, c.reset_fraction));
-            let mut seen = false;
-            let mut replaced = false;
+            let key = (device.to_string(), c.name.clone());
+            let tracker = match self.trackers.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => match LifeTracker::new(c) {
+                    Ok(t) => v.insert(t),
+                    Err(e) => {
+                        tracing::warn!(device, consumable = %c.name, error = %e, "consumable cannot be tracked");
+                        continue;
+                    }
+                },
+            };
+            let mut ended = Vec::new();
+            let mut took = false;
             for s in samples {
-                if let Some(&v) = s.values.get(&c.signal) {
-                    seen = true;
-                    replaced |= trend.update(s.ts_ms, v) == Update::Replaced;
+                match tracker.observe(s.ts_ms, &s.values) {
+                    Observed::Ignored => {}
+                    Observed::Updated => took = true,
+                    Observed::Replaced(life) => {
+                        took = true;
+                        ended.push(life);
+                    }
                 }
             }
-            if seen {
-                out.push(ConsumableUpdate {
-                    consumable: c.clone(),
-                    prediction: trend.predict(),
-                    replaced,
-                    samples: trend.samples(),
-                });
+            if !took {
+                continue;
             }
+            // Ended lives join the fleet's knowledge once stored (`add_lives`),
+            // so one seen again after a restart is not learned twice.
+            let knowledge = self
+                .fleet
+                .get(&(profile.name.clone(), c.name.clone()))
+                .map(|k| &k.knowledge);
+            out.push(ConsumableUpdate {
+                consumable: c.clone(),
+                estimate: tracker.estimate(knowledge, COVERAGE),
+                ended,
+                samples: tracker.points(),
+                state: tracker.state().clone(),
+            });
         }
         out
     }

@@ -14,7 +14,6 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wearline_models::config::host_port;
-use wearline_models::life::TrendConfig;
 
 /// How long start-up waits for the ingest subscription.
 const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -65,7 +64,7 @@ impl Hub {
         let mut ingest = Ingest {
             store: store.clone(),
             profiles: Arc::new(config.profiles.clone()),
-            predictor: Predictor::new(TrendConfig::default()),
+            predictor: Predictor::new(),
             stats: stats.clone(),
             events: events.clone(),
             subscribed,

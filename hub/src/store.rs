@@ -40,23 +40,52 @@ pub struct DeviceRow {
     pub attributes: String,
 }
 
-/// The latest prediction of one consumable.
+/// One consumable of one device: its current life and latest prediction.
 #[derive(Debug, Clone, Serialize, FromRow)]
 pub struct ConsumableRow {
     pub device_id: String,
     pub name: String,
-    pub signal: String,
-    pub threshold: f64,
+    pub profile: String,
     pub lead_time_days: f64,
+    pub life_start_ms: i64,
+    pub as_of_ms: i64,
+    /// Samples in the current life.
+    pub samples: i64,
+    /// Usage in the current life (the consumable's usage units).
+    pub used: f64,
     pub last_value: Option<f64>,
-    pub life_start_ms: Option<i64>,
-    pub as_of_ms: Option<i64>,
+    /// The limit expected to end the life: `wear`, `rated_life` or `calendar`.
+    #[sqlx(rename = "limit_kind")]
+    #[serde(rename = "limit")]
+    pub limit_kind: Option<String>,
+    pub remaining_usage: Option<f64>,
+    pub usage_per_day: Option<f64>,
     pub end_of_life_ms: Option<i64>,
     pub eol_low_ms: Option<i64>,
     pub eol_high_ms: Option<i64>,
-    pub slope_per_day: Option<f64>,
-    pub samples: Option<f64>,
-    pub model: String,
+    /// Two-sided coverage of the interval.
+    pub coverage: Option<f64>,
+    pub model: Option<String>,
+    /// JSON text: the estimate and the data behind it (served parsed).
+    #[serde(skip)]
+    pub explanation: String,
+    /// JSON text: the life tracker's state (not served).
+    #[serde(skip)]
+    pub state: String,
+}
+
+/// A life ended by a replacement, as stored.
+#[derive(Debug, Clone)]
+pub struct LifeRow {
+    pub device_id: String,
+    pub name: String,
+    pub profile: String,
+    pub started_ms: i64,
+    pub ended_ms: i64,
+    pub life: Option<f64>,
+    pub used: f64,
+    /// JSON of the whole record.
+    pub body: String,
 }
 
 /// A work order.
@@ -188,18 +217,6 @@ impl Store {
         Ok(fresh)
     }
 
-    /// Samples of `device` in time order, the newest `limit`.
-    pub async fn recent_samples(&self, device: &str, limit: i64) -> Result<Vec<(i64, String)>> {
-        let mut rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT ts_ms, body FROM samples WHERE device_id = ? ORDER BY ts_ms DESC LIMIT ?")
-                .bind(device)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.reverse();
-        Ok(rows)
-    }
-
     /// The newest sample of `device`: its time and values.
     pub async fn latest_sample(&self, device: &str) -> Result<Option<(i64, serde_json::Value)>> {
         let row: Option<(i64, String)> = sqlx::query_as(
@@ -211,36 +228,93 @@ impl Store {
         Ok(row.map(|(ts, body)| (ts, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))))
     }
 
-    /// Records the latest prediction of a consumable.
+    /// Records a consumable's state and latest prediction.
     pub async fn upsert_consumable(&self, row: &ConsumableRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO consumables (device_id, name, signal, threshold, lead_time_days, last_value, life_start_ms,
-                as_of_ms, end_of_life_ms, eol_low_ms, eol_high_ms, slope_per_day, samples, model)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (device_id, name) DO UPDATE SET signal = excluded.signal, threshold = excluded.threshold,
-                lead_time_days = excluded.lead_time_days, last_value = excluded.last_value,
-                life_start_ms = excluded.life_start_ms, as_of_ms = excluded.as_of_ms,
+            "INSERT INTO consumables (device_id, name, profile, lead_time_days, life_start_ms, as_of_ms, samples,
+                used, last_value, limit_kind, remaining_usage, usage_per_day, end_of_life_ms, eol_low_ms,
+                eol_high_ms, coverage, model, explanation, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (device_id, name) DO UPDATE SET profile = excluded.profile,
+                lead_time_days = excluded.lead_time_days, life_start_ms = excluded.life_start_ms,
+                as_of_ms = excluded.as_of_ms, samples = excluded.samples, used = excluded.used,
+                last_value = excluded.last_value, limit_kind = excluded.limit_kind,
+                remaining_usage = excluded.remaining_usage, usage_per_day = excluded.usage_per_day,
                 end_of_life_ms = excluded.end_of_life_ms, eol_low_ms = excluded.eol_low_ms,
-                eol_high_ms = excluded.eol_high_ms, slope_per_day = excluded.slope_per_day,
-                samples = excluded.samples, model = excluded.model",
+                eol_high_ms = excluded.eol_high_ms, coverage = excluded.coverage, model = excluded.model,
+                explanation = excluded.explanation, state = excluded.state",
         )
         .bind(&row.device_id)
         .bind(&row.name)
-        .bind(&row.signal)
-        .bind(row.threshold)
+        .bind(&row.profile)
         .bind(row.lead_time_days)
-        .bind(row.last_value)
         .bind(row.life_start_ms)
         .bind(row.as_of_ms)
+        .bind(row.samples)
+        .bind(row.used)
+        .bind(row.last_value)
+        .bind(&row.limit_kind)
+        .bind(row.remaining_usage)
+        .bind(row.usage_per_day)
         .bind(row.end_of_life_ms)
         .bind(row.eol_low_ms)
         .bind(row.eol_high_ms)
-        .bind(row.slope_per_day)
-        .bind(row.samples)
+        .bind(row.coverage)
         .bind(&row.model)
+        .bind(&row.explanation)
+        .bind(&row.state)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records an ended life; recording the same one again changes nothing.
+    pub async fn insert_life(&self, row: &LifeRow) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO consumable_lives (device_id, name, profile, started_ms, ended_ms, life, used, body)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&row.device_id)
+        .bind(&row.name)
+        .bind(&row.profile)
+        .bind(row.started_ms)
+        .bind(row.ended_ms)
+        .bind(row.life)
+        .bind(row.used)
+        .bind(&row.body)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every ended life, as `(profile, consumable, body)`, oldest first.
+    pub async fn lives(&self) -> Result<Vec<(String, String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT profile, name, body FROM consumable_lives ORDER BY ended_ms")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Every consumable of every device (for resuming at start).
+    pub async fn all_consumables(&self) -> Result<Vec<ConsumableRow>> {
+        Ok(sqlx::query_as("SELECT * FROM consumables")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Samples of `device` newer than `after_ms`, oldest first, at most the newest `limit`.
+    pub async fn samples_after(&self, device: &str, after_ms: i64, limit: i64) -> Result<Vec<(i64, String)>> {
+        let mut rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT ts_ms, body FROM samples WHERE device_id = ? AND ts_ms > ? ORDER BY ts_ms DESC, seq DESC LIMIT ?",
+        )
+        .bind(device)
+        .bind(after_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.reverse();
+        Ok(rows)
     }
 
     /// Opens a work order unless one is already open for the same device and

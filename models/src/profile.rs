@@ -261,9 +261,17 @@ impl Profile {
                     }
                 }
                 (Some(_), None) => {
-                    return Err((key("threshold"), "a wear `signal` needs the `threshold` at which the part is spent".into()));
+                    return Err((
+                        key("threshold"),
+                        "a wear `signal` needs the `threshold` at which the part is spent".into(),
+                    ));
                 }
-                (None, Some(_)) => return Err((key("signal"), "`threshold` needs the wear `signal` it applies to".into())),
+                (None, Some(_)) => {
+                    return Err((
+                        key("signal"),
+                        "`threshold` needs the wear `signal` it applies to".into(),
+                    ));
+                }
                 (None, None) if c.rated_life.is_none() && c.calendar_limit_days.is_none() => {
                     return Err((
                         key("signal"),
@@ -281,7 +289,10 @@ impl Profile {
                 return Err((key("rated_life"), "must be a positive number".into()));
             }
             if c.calendar_limit_days.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
-                return Err((key("calendar_limit_days"), "must be a positive number of days".into()));
+                return Err((
+                    key("calendar_limit_days"),
+                    "must be a positive number of days".into(),
+                ));
             }
             for (j, m) in c.covariates.iter().enumerate() {
                 metric(&format!("covariates[{j}]"), m)?;
@@ -390,12 +401,30 @@ lead_time_days = 7
         let p = Profile::parse("p.toml", &counter).expect("valid");
         let c = &p.consumables[0];
         assert_eq!((c.signal.as_deref(), c.usage.as_deref()), (None, Some("hours")));
-        assert_eq!((c.rated_life, c.calendar_limit_days, c.usage_resets), (Some(4000.0), Some(365.0), true));
-        check_invalid(&counter.replace("rated_life = 4000.0", "rated_life = -1.0"), "consumables[0].rated_life", 18);
-        check_invalid(&GOOD.replace("threshold = 90.0\n", ""), "consumables[0].threshold", 14);
-        check_invalid(&GOOD.replace("signal = \"temp\"\n", ""), "consumables[0].signal", 14);
+        assert_eq!(
+            (c.rated_life, c.calendar_limit_days, c.usage_resets),
+            (Some(4000.0), Some(365.0), true)
+        );
         check_invalid(
-            &GOOD.replace("threshold = 90.0\n", "threshold = 90.0\ncovariates = [\"temp\", \"dust\"]\n"),
+            &counter.replace("rated_life = 4000.0", "rated_life = -1.0"),
+            "consumables[0].rated_life",
+            18,
+        );
+        check_invalid(
+            &GOOD.replace("threshold = 90.0\n", ""),
+            "consumables[0].threshold",
+            14,
+        );
+        check_invalid(
+            &GOOD.replace("signal = \"temp\"\n", ""),
+            "consumables[0].signal",
+            14,
+        );
+        check_invalid(
+            &GOOD.replace(
+                "threshold = 90.0\n",
+                "threshold = 90.0\ncovariates = [\"temp\", \"dust\"]\n",
+            ),
             "consumables[0].covariates[1]",
             18,
         );

@@ -1,10 +1,11 @@
 //! Ticket rules: when a prediction becomes a preventive work order, and how
 //! urgent it is.
 //!
-//! Pure: the caller passes the prediction and the consumable's lead time; the
+//! Pure: the caller passes the predicted remaining life and the consumable's lead time; the
 //! store enforces that at most one order per device and cause is open.
 
-use crate::life::Prediction;
+// Negated comparisons (`!(x <= y)`) are deliberate: they also reject NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 /// Priority of a work order; `P1` is the most urgent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,12 +33,11 @@ pub struct PreventiveOrder {
     pub remaining_days: f64,
 }
 
-/// Whether a preventive work order is due: the predicted end of life falls
-/// within the lead time. Priority: P1 when already spent, P2 within half the
-/// lead time, P3 otherwise.
-pub fn preventive_due(prediction: &Prediction, lead_time_days: f64) -> Option<PreventiveOrder> {
-    let remaining_days = prediction.remaining_days();
-    if remaining_days > lead_time_days {
+/// Whether a preventive work order is due: the predicted end of life
+/// (`remaining_days` from now) falls within the lead time. Priority: P1 when
+/// already spent, P2 within half the lead time, P3 otherwise.
+pub fn preventive_due(remaining_days: f64, lead_time_days: f64) -> Option<PreventiveOrder> {
+    if !(remaining_days <= lead_time_days) {
         return None;
     }
     let priority = if remaining_days <= 0.0 {
@@ -57,24 +57,10 @@ pub fn preventive_due(prediction: &Prediction, lead_time_days: f64) -> Option<Pr
 mod tests {
     use super::*;
 
-    const DAY: i64 = 86_400_000;
-
-    fn prediction(remaining_days: i64) -> Prediction {
-        Prediction {
-            as_of_ms: 100 * DAY,
-            end_of_life_ms: (100 + remaining_days) * DAY,
-            interval_ms: (0, None),
-            slope_per_day: 1.0,
-            last_value: 0.0,
-            samples: 10.0,
-            life_start_ms: 0,
-        }
-    }
-
     #[track_caller]
     fn check(remaining: i64, lead: f64, expected: Option<Priority>) {
         assert_eq!(
-            preventive_due(&prediction(remaining), lead).map(|o| o.priority),
+            preventive_due(remaining as f64, lead).map(|o| o.priority),
             expected
         );
     }
@@ -87,5 +73,6 @@ mod tests {
         check(7, 14.0, Some(Priority::P2));
         check(0, 14.0, Some(Priority::P1));
         check(0, 0.0, Some(Priority::P1));
+        assert_eq!(preventive_due(f64::NAN, 14.0), None, "no figure, no order");
     }
 }

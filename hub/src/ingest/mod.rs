@@ -9,9 +9,9 @@ mod stats;
 
 pub use stats::IngestStats;
 
-use crate::predict::{ConsumableUpdate, MODEL, Predictor};
+use crate::predict::{ConsumableUpdate, MODEL_VERSION, Predictor};
 use crate::run::HubEvent;
-use crate::store::{ConsumableRow, NewWorkOrder, Store};
+use crate::store::{ConsumableRow, LifeRow, NewWorkOrder, Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,13 +19,15 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use wearline_models::profile::Profile;
+use wearline_models::profile::{Consumable, Profile};
+use wearline_models::rul::tracker::{EndedLife, LifeEstimate, Limit};
 use wearline_models::rules::preventive_due;
 use wearline_models::time::date;
 use wearline_models::wire::{HUB_FILTERS, Telemetry, Uplink, decode_uplink};
 
-/// Samples per device replayed at start to rebuild the trends.
-const REPLAY: i64 = 5000;
+/// Most samples per device replayed at start: those stored after the saved
+/// life states (or, for a consumable without one, its recent history).
+const REPLAY: i64 = 20_000;
 
 /// Where and how the ingest task connects.
 #[derive(Debug, Clone)]
@@ -49,16 +51,55 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Rebuilds the trends from stored history.
+    /// Resumes every consumable's life from the store: the fleet's ended
+    /// lives, each tracker's saved state, then the samples stored after it
+    /// (those taken in before a crash but not yet in a saved state).
     pub async fn replay(&mut self) -> Result<(), crate::store::StoreError> {
-        for d in self.store.devices().await? {
-            let Some(profile) = self.profiles.get(&d.profile) else {
+        let mut lives: BTreeMap<(String, String), Vec<EndedLife>> = BTreeMap::new();
+        for (profile, name, body) in self.store.lives().await? {
+            match serde_json::from_str(&body) {
+                Ok(l) => lives.entry((profile, name)).or_default().push(l),
+                Err(e) => {
+                    tracing::warn!(%profile, consumable = %name, error = %e, "stored life unreadable; skipped")
+                }
+            }
+        }
+        for ((profile, name), l) in lives {
+            self.predictor.add_lives(&profile, &name, l);
+        }
+        for row in self.store.all_consumables().await? {
+            let Some(c) = self
+                .profiles
+                .get(&row.profile)
+                .and_then(|p| p.consumables.iter().find(|c| c.name == row.name))
+            else {
                 continue;
             };
-            if profile.consumables.is_empty() {
-                continue;
+            match serde_json::from_str(&row.state) {
+                Ok(state) => {
+                    self.predictor.resume(&row.device_id, c, state);
+                }
+                Err(e) => {
+                    tracing::warn!(device = %row.device_id, consumable = %row.name, error = %e, "stored life state unreadable; rebuilt from history")
+                }
             }
-            let rows = self.store.recent_samples(&d.id, REPLAY).await?;
+        }
+        let profiles = self.profiles.clone();
+        for d in self.store.devices().await? {
+            let Some(profile) = profiles.get(&d.profile) else {
+                continue;
+            };
+            // From the oldest state among the device's consumables (each tracker
+            // ignores what it has already taken).
+            let Some(after) = profile
+                .consumables
+                .iter()
+                .map(|c| self.predictor.last_ms(&d.id, &c.name).unwrap_or(i64::MIN))
+                .min()
+            else {
+                continue;
+            };
+            let rows = self.store.samples_after(&d.id, after, REPLAY).await?;
             let samples: Vec<_> = rows
                 .into_iter()
                 .filter_map(|(ts_ms, body)| {
@@ -71,7 +112,12 @@ impl Ingest {
                     })
                 })
                 .collect();
-            self.predictor.observe(&d.id, profile, &samples);
+            if samples.is_empty() {
+                continue;
+            }
+            for update in self.predictor.observe(&d.id, profile, &samples) {
+                self.apply(&d.id, profile, update).await?;
+            }
         }
         Ok(())
     }
@@ -186,57 +232,70 @@ impl Ingest {
             return Ok(());
         };
         for update in self.predictor.observe(&t.device, profile, &fresh) {
-            self.apply(&t.device, update).await?;
+            self.apply(&t.device, profile, update).await?;
         }
         Ok(())
     }
 
-    async fn apply(&mut self, device: &str, u: ConsumableUpdate) -> Result<(), crate::store::StoreError> {
+    async fn apply(
+        &mut self,
+        device: &str,
+        profile: &Profile,
+        u: ConsumableUpdate,
+    ) -> Result<(), crate::store::StoreError> {
         let c = &u.consumable;
-        let p = u.prediction;
-        if u.replaced {
-            tracing::info!(device, consumable = %c.name, "replacement detected; new life started");
-        } else if p.is_none() {
-            // Too little data in this life to predict (for instance right after a
-            // restart replayed a short history): keep the last stored prediction.
-            return Ok(());
+        for life in &u.ended {
+            tracing::info!(device, consumable = %c.name, used = life.used, life = ?life.life, "replacement detected; new life started");
+            let row = LifeRow {
+                device_id: device.to_string(),
+                name: c.name.clone(),
+                profile: profile.name.clone(),
+                started_ms: life.started_ms,
+                ended_ms: life.ended_ms,
+                life: life.life,
+                used: life.used,
+                body: serde_json::to_string(life).unwrap_or_default(),
+            };
+            if self.store.insert_life(&row).await? {
+                self.stats.lives_ended.fetch_add(1, Ordering::Relaxed);
+                self.predictor
+                    .add_lives(&profile.name, &c.name, vec![life.clone()]);
+            }
         }
+        let e = u.estimate.as_ref();
+        let explanation = e.map_or(serde_json::json!({}), |e| explain(c, e));
+        let (low, high) = e.map_or((None, None), |e| {
+            let (lo, hi) = e.end_interval_ms();
+            (Some(lo), hi)
+        });
+        let state = &u.state;
         self.store
             .upsert_consumable(&ConsumableRow {
                 device_id: device.to_string(),
                 name: c.name.clone(),
-                signal: c.signal.clone(),
-                threshold: c.threshold,
+                profile: profile.name.clone(),
                 lead_time_days: c.lead_time_days,
-                last_value: p.map(|p| p.last_value),
-                life_start_ms: p.map(|p| p.life_start_ms),
-                as_of_ms: p.map(|p| p.as_of_ms),
-                end_of_life_ms: p.map(|p| p.end_of_life_ms),
-                eol_low_ms: p.map(|p| p.interval_ms.0),
-                eol_high_ms: p.and_then(|p| p.interval_ms.1),
-                slope_per_day: p.map(|p| p.slope_per_day),
-                samples: p.map(|p| p.samples),
-                model: MODEL.to_string(),
+                life_start_ms: e.map_or(state.last_ms().unwrap_or(0), |e| e.life_start_ms),
+                as_of_ms: state.last_ms().unwrap_or(0),
+                samples: i64::try_from(u.samples).unwrap_or(i64::MAX),
+                used: e.map_or(0.0, |e| e.used),
+                last_value: e.and_then(|e| e.last_value),
+                limit_kind: e.map(|e| limit_name(e.limit).to_string()),
+                remaining_usage: e.and_then(|e| e.remaining_usage),
+                usage_per_day: e.and_then(|e| e.usage_per_day),
+                end_of_life_ms: e.map(LifeEstimate::end_ms),
+                eol_low_ms: low,
+                eol_high_ms: high,
+                coverage: e.map(|e| e.coverage),
+                model: e.map(|e| format!("{MODEL_VERSION}: {}", e.model)),
+                explanation: explanation.to_string(),
+                state: serde_json::to_string(state).unwrap_or_default(),
             })
             .await?;
-        let Some(p) = p else { return Ok(()) };
-        let Some(order) = preventive_due(&p, c.lead_time_days) else {
+        let Some(e) = e else { return Ok(()) };
+        let Some(order) = preventive_due(e.remaining_days(), c.lead_time_days) else {
             return Ok(());
         };
-        let explanation = serde_json::json!({
-            "rule": "predicted end of life within lead time",
-            "model": MODEL,
-            "signal": c.signal,
-            "threshold": c.threshold,
-            "last_value": p.last_value,
-            "slope_per_day": p.slope_per_day,
-            "remaining_days": order.remaining_days,
-            "lead_time_days": c.lead_time_days,
-            "predicted_end_of_life_ms": p.end_of_life_ms,
-            "interval_ms": [p.interval_ms.0, p.interval_ms.1],
-            "data_window_ms": [p.life_start_ms, p.as_of_ms],
-            "effective_samples": p.samples,
-        });
         let wo = NewWorkOrder {
             device_id: device.to_string(),
             kind: "preventive",
@@ -246,13 +305,18 @@ impl Ingest {
                 "Replace {} on {}: end of life predicted {} ({:.1} days left)",
                 c.name,
                 device,
-                date(p.end_of_life_ms),
+                date(e.end_ms()),
                 order.remaining_days.max(0.0)
             ),
             opened_at_ms: wall_ms(),
-            predicted_eol_ms: Some(p.end_of_life_ms),
+            predicted_eol_ms: Some(e.end_ms()),
             lead_time_days: Some(c.lead_time_days),
-            explanation,
+            explanation: serde_json::json!({
+                "rule": "predicted end of life within lead time",
+                "remaining_days": order.remaining_days,
+                "lead_time_days": c.lead_time_days,
+                "prediction": explanation,
+            }),
         };
         if let Some(row) = self.store.open_work_order(&wo).await? {
             self.stats.work_orders_opened.fetch_add(1, Ordering::Relaxed);
@@ -263,8 +327,50 @@ impl Ingest {
     }
 }
 
+fn limit_name(l: Limit) -> &'static str {
+    match l {
+        Limit::Wear => "wear",
+        Limit::RatedLife => "rated_life",
+        Limit::Calendar => "calendar",
+    }
+}
+
+/// The prediction and the data behind it, as a work order explains itself.
+fn explain(c: &Consumable, e: &LifeEstimate) -> serde_json::Value {
+    let (low, high) = e.end_interval_ms();
+    serde_json::json!({
+        "model": format!("{MODEL_VERSION}: {}", e.model),
+        "limit": limit_name(e.limit),
+        "signal": c.signal,
+        "threshold": c.threshold,
+        "usage": c.usage.as_deref().unwrap_or("operating hours"),
+        "rated_life": c.rated_life,
+        "calendar_limit_days": c.calendar_limit_days,
+        "last_value": e.last_value,
+        "used": e.used,
+        "remaining_usage": e.remaining_usage,
+        "usage_per_day": e.usage_per_day,
+        "remaining_days": e.remaining_days(),
+        "predicted_end_of_life_ms": e.end_ms(),
+        "interval_ms": [low, high],
+        "coverage": e.coverage,
+        "data_window_ms": [e.life_start_ms, e.as_of_ms],
+        "basis": e.basis.map(|b| serde_json::json!({
+            "points": b.points,
+            "effective_points": b.effective_points,
+            "usage_window": [b.usage_window.0, b.usage_window.1],
+        })),
+        "source": e.source,
+        "prior_lives": e.prior_lives,
+        "covariates": e.covariates,
+    })
+}
+
 fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests;

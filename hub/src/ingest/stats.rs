@@ -19,6 +19,8 @@ pub struct IngestStats {
     pub unknown_profile: AtomicU64,
     pub store_errors: AtomicU64,
     pub work_orders_opened: AtomicU64,
+    /// Consumable lives ended by a replacement.
+    pub lives_ended: AtomicU64,
     pub malformed_topic: AtomicU64,
     pub malformed_json: AtomicU64,
     pub malformed_version: AtomicU64,
@@ -38,6 +40,7 @@ pub struct IngestSnapshot {
     pub unknown_profile: u64,
     pub store_errors: u64,
     pub work_orders_opened: u64,
+    pub lives_ended: u64,
     pub malformed: MalformedSnapshot,
 }
 
@@ -84,6 +87,7 @@ impl IngestStats {
             unknown_profile: l(&self.unknown_profile),
             store_errors: l(&self.store_errors),
             work_orders_opened: l(&self.work_orders_opened),
+            lives_ended: l(&self.lives_ended),
             malformed: MalformedSnapshot {
                 topic: l(&self.malformed_topic),
                 json: l(&self.malformed_json),

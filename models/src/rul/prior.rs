@@ -357,7 +357,10 @@ mod tests {
         }
         // The prior is tight (life goes exactly as 1/dust in the fleet), so the
         // trend takes over once its own spread is smaller: by 200 points.
-        assert!(weights[1] > 0.1 && weights[2] > 0.5, "a clear trend counts early: {weights:?}");
+        assert!(
+            weights[1] > 0.1 && weights[2] > 0.5,
+            "a clear trend counts early: {weights:?}"
+        );
         assert!(weights[weights.len() - 1] > 0.95, "{weights:?}");
         let (u, e) = last.expect("estimate");
         let truth = 1180.0 - u;

@@ -80,10 +80,13 @@ impl EndedLife {
     /// The life as the fleet prior learns it, when it is known.
     pub fn completed(&self) -> Option<CompletedLife> {
         let life = self.life.filter(|l| *l > 0.0)?;
-        self.covariates.iter().all(|c| c.is_finite()).then(|| CompletedLife {
-            covariates: self.covariates.clone(),
-            life,
-        })
+        self.covariates
+            .iter()
+            .all(|c| c.is_finite())
+            .then(|| CompletedLife {
+                covariates: self.covariates.clone(),
+                life,
+            })
     }
 }
 
@@ -353,7 +356,9 @@ impl LifeTracker {
             (Some(v), Some(t)) => {
                 let rise = s.peak - s.base;
                 // Only a real rise can fall back; noise on a flat signal is not a replacement.
-                rise > 0.0 && rise >= 0.2 * (t - s.base).abs() && v <= s.peak - self.spec.reset_fraction * rise
+                rise > 0.0
+                    && rise >= 0.2 * (t - s.base).abs()
+                    && v <= s.peak - self.spec.reset_fraction * rise
             }
             _ => false,
         };
@@ -431,13 +436,16 @@ impl LifeTracker {
             .checkpoints
             .last()
             .is_none_or(|c| used >= CHECKPOINT_GROWTH * c.usage);
-        if due && used > 0.0 && s.checkpoints.len() < MAX_CHECKPOINTS && s.crossed_at.is_none() {
-            if let Some(e) = trend.predict() {
-                s.checkpoints.push(Checkpoint {
-                    usage: used,
-                    predicted_life: used + e.remaining_usage,
-                });
-            }
+        if due
+            && used > 0.0
+            && s.checkpoints.len() < MAX_CHECKPOINTS
+            && s.crossed_at.is_none()
+            && let Some(e) = trend.predict()
+        {
+            s.checkpoints.push(Checkpoint {
+                usage: used,
+                predicted_life: used + e.remaining_usage,
+            });
         }
     }
 
@@ -518,7 +526,7 @@ impl LifeTracker {
             return None;
         }
         let rate = self.rate_per_ms();
-        let mut best: Option<(Limit, f64, (f64, Option<f64>), Option<f64>)> = None;
+        let mut best: Option<Candidate> = None;
         let mut consider = |limit, rem_ms: f64, interval: (f64, Option<f64>), rem_usage| {
             if rem_ms.is_finite() && best.as_ref().is_none_or(|b| rem_ms < b.1) {
                 best = Some((limit, rem_ms, interval, rem_usage));
@@ -596,6 +604,9 @@ impl LifeTracker {
     }
 }
 
+/// A limit's remaining time, its interval and remaining usage.
+type Candidate = (Limit, f64, (f64, Option<f64>), Option<f64>);
+
 /// The model in words, recorded with each prediction.
 fn describe(limit: Limit, source: Option<Source>, prior_lives: usize) -> String {
     match (limit, source) {
@@ -651,14 +662,20 @@ mod tests {
         let mut t = LifeTracker::new(&spec("signal = \"dp\"\nthreshold = 250.0\n")).expect("spec");
         for i in 0..=50u64 {
             let v = 50.0 + 2.0 * i as f64 + noise(1, i);
-            assert_eq!(t.observe(i as i64 * HOUR, &sample(&[("dp", v)])), Observed::Updated);
+            assert_eq!(
+                t.observe(i as i64 * HOUR, &sample(&[("dp", v)])),
+                Observed::Updated
+            );
         }
         let e = t.estimate(None, 0.9).expect("estimate");
         assert_eq!(e.limit, Limit::Wear);
         assert!((e.remaining_ms / HOUR as f64 - 50.0).abs() < 3.0, "{e:?}");
         assert!((e.used - 50.0).abs() < 1e-9);
         let (lo, hi) = e.interval_ms;
-        assert!(lo <= 50.0 * HOUR as f64 && hi.expect("clear wear") >= 50.0 * HOUR as f64, "{e:?}");
+        assert!(
+            lo <= 50.0 * HOUR as f64 && hi.expect("clear wear") >= 50.0 * HOUR as f64,
+            "{e:?}"
+        );
         assert_eq!(e.usage_per_day, Some(24.0));
         assert!(e.model.contains("linear trend"), "{}", e.model);
         assert_eq!(e.end_ms(), e.as_of_ms + e.remaining_ms as i64);
@@ -668,7 +685,8 @@ mod tests {
     fn exponential_wear_with_outliers_on_a_usage_counter() {
         // 10·e^{u/40} reaches 200 at u = 40 ln 20 ≈ 119.8 run hours; the
         // counter runs at half speed (0.5 h per hour), every 13th reading is wild.
-        let mut t = LifeTracker::new(&spec("signal = \"dp\"\nthreshold = 200.0\nusage = \"hours\"\n")).expect("spec");
+        let mut t =
+            LifeTracker::new(&spec("signal = \"dp\"\nthreshold = 200.0\nusage = \"hours\"\n")).expect("spec");
         for i in 0..=120u64 {
             let u = 1000.0 + 0.5 * i as f64;
             let mut v = 10.0 * ((u - 1000.0) / 40.0).exp() * (1.0 + 0.01 * noise(2, i));
@@ -681,7 +699,10 @@ mod tests {
         let truth = 40.0 * 20f64.ln() - 60.0;
         let rem = e.remaining_usage.expect("usage");
         assert!((rem - truth).abs() < 0.1 * truth, "{rem} vs {truth}: {e:?}");
-        assert!((e.remaining_ms / HOUR as f64 - 2.0 * rem).abs() < 0.05 * rem, "half an hour of use per hour");
+        assert!(
+            (e.remaining_ms / HOUR as f64 - 2.0 * rem).abs() < 0.05 * rem,
+            "half an hour of use per hour"
+        );
         assert!(e.model.contains("exponential"), "{}", e.model);
     }
 
@@ -691,7 +712,10 @@ mod tests {
         // Flat, noisy: no replacement however it wobbles.
         for i in 0..20u64 {
             let v = 80.0 + 3.0 * noise(3, i);
-            assert_eq!(t.observe(i as i64 * HOUR, &sample(&[("dp", v)])), Observed::Updated);
+            assert_eq!(
+                t.observe(i as i64 * HOUR, &sample(&[("dp", v)])),
+                Observed::Updated
+            );
         }
         // Wear up to and past the threshold.
         let mut ts = 20;
@@ -710,15 +734,23 @@ mod tests {
         assert_eq!((life.started_ms, life.ended_ms), (0, 119 * HOUR));
         assert!(!life.checkpoints.is_empty());
         assert_eq!(t.points(), 1, "the new life starts with the replacement's sample");
-        assert_eq!(t.estimate(None, 0.9), None, "nothing known yet about the new part");
+        assert_eq!(
+            t.estimate(None, 0.9),
+            None,
+            "nothing known yet about the new part"
+        );
         // Out of order and missing values are ignored.
         assert_eq!(t.observe(ts * HOUR, &sample(&[("dp", 82.0)])), Observed::Ignored);
-        assert_eq!(t.observe((ts + 1) * HOUR, &sample(&[("x", 82.0)])), Observed::Ignored);
+        assert_eq!(
+            t.observe((ts + 1) * HOUR, &sample(&[("x", 82.0)])),
+            Observed::Ignored
+        );
     }
 
     #[test]
     fn usage_counter_with_rated_life_and_calendar_limit() {
-        let resets = spec("usage = \"hours\"\nusage_resets = true\nrated_life = 100.0\ncalendar_limit_days = 30\n");
+        let resets =
+            spec("usage = \"hours\"\nusage_resets = true\nrated_life = 100.0\ncalendar_limit_days = 30\n");
         let mut t = LifeTracker::new(&resets).expect("spec");
         for i in 0..=10i64 {
             // 2 run hours per hour: 80 of 100 used after 10 h (wait: 20 used).
@@ -736,14 +768,21 @@ mod tests {
         assert_eq!((life.used, life.life), (20.0, None));
 
         // A device-wide counter going back is not a replacement: usage stays continuous.
-        let mut t = LifeTracker::new(&spec("usage = \"hours\"\nrated_life = 1000.0\ncalendar_limit_days = 2\n")).expect("spec");
+        let mut t = LifeTracker::new(&spec(
+            "usage = \"hours\"\nrated_life = 1000.0\ncalendar_limit_days = 2\n",
+        ))
+        .expect("spec");
         t.observe(0, &sample(&[("hours", 500.0)]));
         t.observe(HOUR, &sample(&[("hours", 501.0)]));
         assert_eq!(t.observe(2 * HOUR, &sample(&[("hours", 3.0)])), Observed::Updated);
         t.observe(3 * HOUR, &sample(&[("hours", 4.0)]));
         let e = t.estimate(None, 0.9).expect("estimate");
         assert_eq!(e.used, 2.0, "the jump back is bridged");
-        assert_eq!(e.limit, Limit::Calendar, "45 h of calendar left before 998 run hours");
+        assert_eq!(
+            e.limit,
+            Limit::Calendar,
+            "45 h of calendar left before 998 run hours"
+        );
         assert_eq!(e.remaining_ms, 45.0 * HOUR as f64);
     }
 
@@ -754,7 +793,13 @@ mod tests {
         while (h as f64) < until_fraction * life {
             let x = h as f64 / life;
             let v = 80.0 + 85.0 * x + 85.0 * x * x + 0.5 * noise(seed, h as u64);
-            t.observe((start_h + h) * HOUR, &sample(&[("dp", v), ("dust", dust * (1.0 + 0.02 * noise(seed + 7, h as u64)))]));
+            t.observe(
+                (start_h + h) * HOUR,
+                &sample(&[
+                    ("dp", v),
+                    ("dust", dust * (1.0 + 0.02 * noise(seed + 7, h as u64))),
+                ]),
+            );
             h += 1;
         }
         life
@@ -770,7 +815,8 @@ mod tests {
             let mut t = LifeTracker::new(&fleet_spec()).expect("spec");
             let dust = 5.0 + (k as f64 * 7.3) % 15.0;
             run_life(&mut t, 100 + k, dust, 0, 1.05);
-            let Observed::Replaced(l) = t.observe(100_000 * HOUR, &sample(&[("dp", 80.0), ("dust", dust)])) else {
+            let Observed::Replaced(l) = t.observe(100_000 * HOUR, &sample(&[("dp", 80.0), ("dust", dust)]))
+            else {
                 panic!("no replacement");
             };
             lives.push(l);
@@ -795,7 +841,10 @@ mod tests {
         let truth = run_life(&mut t, 10, 12.0, 0, 0.5);
         let half = t.estimate(Some(&fleet), 0.9).expect("estimate");
         let total = half.used + half.remaining_usage.expect("usage");
-        assert!((total - truth).abs() < 0.1 * truth, "{total} vs {truth}: {half:?}");
+        assert!(
+            (total - truth).abs() < 0.1 * truth,
+            "{total} vs {truth}: {half:?}"
+        );
         assert_eq!(half.covariates.keys().collect::<Vec<_>>(), ["dust"]);
     }
 
@@ -826,16 +875,25 @@ mod tests {
         let s = spec("signal = \"dp\"\nthreshold = 250.0\n");
         let mut t = LifeTracker::new(&s).expect("spec");
         for i in 0..30u64 {
-            t.observe(i as i64 * HOUR, &sample(&[("dp", 50.0 + 3.0 * i as f64 + noise(4, i))]));
+            t.observe(
+                i as i64 * HOUR,
+                &sample(&[("dp", 50.0 + 3.0 * i as f64 + noise(4, i))]),
+            );
         }
         let json = serde_json::to_string(t.state()).expect("serialise");
         let state: LifeState = serde_json::from_str(&json).expect("parse");
         let resumed = LifeTracker::resume(&s, state).expect("resume");
-        let (a, b) = (resumed.estimate(None, 0.9).expect("a"), t.estimate(None, 0.9).expect("b"));
+        let (a, b) = (
+            resumed.estimate(None, 0.9).expect("a"),
+            t.estimate(None, 0.9).expect("b"),
+        );
         // JSON keeps floats to within an ulp.
         assert!((a.remaining_ms - b.remaining_ms).abs() < 1e-6 * b.remaining_ms);
         assert!((a.interval_ms.0 - b.interval_ms.0).abs() < 1e-6 * b.remaining_ms);
-        assert_eq!((a.used, a.basis.map(|b| b.points)), (b.used, b.basis.map(|b| b.points)));
+        assert_eq!(
+            (a.used, a.basis.map(|b| b.points)),
+            (b.used, b.basis.map(|b| b.points))
+        );
         let other = spec("signal = \"dp\"\nthreshold = 300.0\n");
         let state: LifeState = serde_json::from_str(&json).expect("parse");
         assert!(LifeTracker::resume(&other, state).is_err(), "profile changed");

@@ -710,7 +710,12 @@ mod tests {
             wz2 += wi * z * z;
             w += wi;
         }
-        assert!((huber_consistency(k) - wz2 / w).abs() < 2e-3, "{} vs {}", huber_consistency(k), wz2 / w);
+        assert!(
+            (huber_consistency(k) - wz2 / w).abs() < 2e-3,
+            "{} vs {}",
+            huber_consistency(k),
+            wz2 / w
+        );
         assert_eq!(huber_consistency(1e9), 1.0);
     }
 

@@ -224,7 +224,9 @@ fn eval_cmapss(
     validate: bool,
     tuning: &Tuning,
 ) -> Result<()> {
-    let train_rows = cmapss::parse(&train.display().to_string(), &read(train)?)?;
+    let train_text = read(train)?;
+    let train_rows = cmapss::parse(&train.display().to_string(), &train_text)?;
+    cmapss::check_training(&train.display().to_string(), &train_text, &train_rows)?;
     let test_rows = cmapss::parse(&test.display().to_string(), &read(test)?)?;
     let truth_v = cmapss::parse_truth(&truth.display().to_string(), &read(truth)?)?;
     let cfg = tuning.apply(CmapssConfig::default());

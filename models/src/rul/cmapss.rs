@@ -117,6 +117,29 @@ pub fn units(rows: &[Row]) -> Vec<Vec<&Row>> {
         .collect()
 }
 
+/// Checks a run-to-failure file: every unit needs at least two cycles (one
+/// cycle shows no degradation and has no history to learn from). The error
+/// names the line of the offending unit's row.
+pub fn check_training(file: &str, text: &str, rows: &[Row]) -> Result<()> {
+    for unit in units(rows) {
+        if let [only] = unit.as_slice() {
+            let line = text
+                .lines()
+                .position(|l| l.split_whitespace().next() == Some(only.unit.to_string().as_str()))
+                .map_or(0, |i| i + 1);
+            return Err(RulError::Parse {
+                file: file.to_string(),
+                line,
+                reason: format!(
+                    "unit {} has a single cycle; a run to failure needs at least 2",
+                    only.unit
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Settings of the pipeline; the same for every data set.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CmapssConfig {

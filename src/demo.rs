@@ -137,19 +137,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tokio::select! {
             () = &mut stop => break,
             ev = events.recv() => match ev {
-                Ok(HubEvent::WorkOrderOpened(wo)) => {
-                    let eol = wo.predicted_eol_ms.map_or_else(|| "unknown".to_string(), date);
-                    println!(
-                        "work order #{} {}: {} {} ({}), predicted end of life {}, lead time {} days",
-                        wo.id,
-                        wo.priority,
-                        wo.device_id,
-                        wo.cause.trim_start_matches("consumable:"),
-                        wo.kind,
-                        eol,
-                        wo.lead_time_days.unwrap_or(0.0)
-                    );
-                }
+                Ok(HubEvent::WorkOrderOpened(wo)) => print_order(&wo),
                 Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "work order events missed"),
                 Err(RecvError::Closed) => break,
             },
@@ -166,6 +154,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     while hub.stats.snapshot().samples < published && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Orders opened by the last samples are printed too.
+    while let Ok(HubEvent::WorkOrderOpened(wo)) = events.try_recv() {
+        print_order(&wo);
+    }
     fleet.stop();
     let devices = hub.store.devices().await?.len();
     let points = hub.store.points().await?;
@@ -176,4 +168,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         serde_json::json!({ "devices": devices, "telemetry_points": points, "work_orders": work_orders })
     );
     Ok(())
+}
+
+fn print_order(wo: &wearline_hub::store::WorkOrderRow) {
+    let eol = wo.predicted_eol_ms.map_or_else(|| "unknown".to_string(), date);
+    println!(
+        "work order #{} {}: {} {} ({}), predicted end of life {}, lead time {} days",
+        wo.id,
+        wo.priority,
+        wo.device_id,
+        wo.cause.trim_start_matches("consumable:"),
+        wo.kind,
+        eol,
+        wo.lead_time_days.unwrap_or(0.0)
+    );
 }

@@ -213,9 +213,21 @@ impl Ingest {
             .store
             .insert_samples(&t.gateway, &t.device, &t.profile, t.samples)
             .await?;
-        self.stats
-            .samples
-            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        if !fresh.is_empty() {
+            let profiles = self.profiles.clone();
+            match profiles.get(&t.profile) {
+                Some(profile) => {
+                    for update in self.predictor.observe(&t.device, profile, &fresh) {
+                        self.apply(&t.device, profile, update).await?;
+                    }
+                }
+                None => {
+                    self.stats.unknown_profile.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        // Counted once fully processed (stored and predictions updated), so a
+        // reader that sees the count sees the samples' effects.
         self.stats.points.fetch_add(
             fresh.iter().map(|s| s.values.len() as u64).sum(),
             Ordering::Relaxed,
@@ -223,17 +235,9 @@ impl Ingest {
         self.stats
             .duplicates
             .fetch_add((total - fresh.len()) as u64, Ordering::Relaxed);
-        if fresh.is_empty() {
-            return Ok(());
-        }
-        let profiles = self.profiles.clone();
-        let Some(profile) = profiles.get(&t.profile) else {
-            self.stats.unknown_profile.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        };
-        for update in self.predictor.observe(&t.device, profile, &fresh) {
-            self.apply(&t.device, profile, update).await?;
-        }
+        self.stats
+            .samples
+            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -3,6 +3,8 @@
 //!
 //! - `bench agent`: a real agent process polling a simulated fleet through a
 //!   real hub; its peak RSS and CPU use.
+//! - `bench ingest`: a hub's sustained ingest rate against a bare subscriber
+//!   (in `bench_ingest.rs`).
 //! - `bench queue`: the disk queue's append and replay rates.
 
 use anyhow::Context;
@@ -31,6 +33,9 @@ pub enum BenchCommand {
         #[arg(long)]
         agent_bin: Option<std::path::PathBuf>,
     },
+    /// Telemetry points per second a hub fully processes, against a bare
+    /// subscriber on the same broker, and the hub's peak RSS.
+    Ingest(crate::bench_ingest::IngestArgs),
     /// Append and replay rates of the disk queue with 1 KB messages.
     Queue {
         #[arg(long, default_value_t = 200_000)]
@@ -51,6 +56,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             interval_ms,
             agent_bin,
         } => tokio::task::spawn_blocking(move || agent(devices, seconds, interval_ms, agent_bin)).await?,
+        BenchCommand::Ingest(args) => crate::bench_ingest::run(args).await,
         BenchCommand::Queue { messages, size, dir } => {
             let tmp = tempfile::tempdir()?;
             let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());

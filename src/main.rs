@@ -5,6 +5,7 @@
 //! things, and reporting errors with context at the edge.
 
 mod bench;
+mod bench_ingest;
 mod demo;
 mod detect_cmd;
 mod fleet_eval;

@@ -73,8 +73,10 @@ fn config(addr: SocketAddr) -> Config {
         router: RouterConfig {
             max_connections: 10_010,
             max_outgoing_packet_count: 1000,
-            max_segment_size: 100 << 20,
-            max_segment_count: 10,
+            // The router's log of each filter: 8 × 8 MB bounds the broker's
+            // memory (a subscriber more than that behind loses the oldest).
+            max_segment_size: 8 << 20,
+            max_segment_count: 8,
             ..RouterConfig::default()
         },
         v4: Some(HashMap::from([("v4".to_string(), server)])),

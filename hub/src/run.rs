@@ -5,7 +5,6 @@ use crate::api::{AppState, router};
 use crate::broker;
 use crate::config::{BrokerKind, HubConfig};
 use crate::ingest::{Ingest, IngestConfig, IngestStats};
-use crate::predict::Predictor;
 use crate::store::{Store, WorkOrderRow};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -61,14 +60,13 @@ impl Hub {
         let cancel = CancellationToken::new();
 
         let (subscribed, mut ready) = tokio::sync::watch::channel(false);
-        let mut ingest = Ingest {
-            store: store.clone(),
-            profiles: Arc::new(config.profiles.clone()),
-            predictor: Predictor::new(),
-            stats: stats.clone(),
-            events: events.clone(),
+        let mut ingest = Ingest::new(
+            store.clone(),
+            Arc::new(config.profiles.clone()),
+            stats.clone(),
+            events.clone(),
             subscribed,
-        };
+        );
         ingest.replay().await.context("replaying history")?;
         let ingest_cfg = IngestConfig {
             host,

@@ -7,10 +7,10 @@
 
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
-use wearline_models::wire::Sample;
+use wearline_models::wire::{Sample, Telemetry};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -148,7 +148,7 @@ impl Store {
         Ok(Store { pool })
     }
 
-    /// Stores a telemetry batch; returns the samples that were new (not
+    /// Stores one device's samples; returns those that were new (not
     /// already stored under the same device and sequence number).
     pub async fn insert_samples(
         &self,
@@ -157,64 +157,18 @@ impl Store {
         profile: &str,
         samples: Vec<Sample>,
     ) -> Result<Vec<Sample>> {
-        let mut tx = self.pool.begin().await?;
-        let mut fresh = Vec::with_capacity(samples.len());
-        for s in samples {
-            let body = serde_json::to_string(&s.values).unwrap_or_default();
-            let done = sqlx::query("INSERT INTO samples (device_id, seq, ts_ms, body) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
-                .bind(device)
-                .bind(seq_i64(s.seq))
-                .bind(s.ts_ms)
-                .bind(body)
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 1 {
-                fresh.push(s);
-            }
-        }
-        if let (Some(first), Some(last)) = (fresh.first(), fresh.last()) {
-            let points: i64 = fresh.iter().map(|s| s.values.len() as i64).sum();
-            sqlx::query(
-                "INSERT INTO devices (id, gateway, profile, first_seen_ms, last_seen_ms, last_seq, samples, points)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, profile = excluded.profile,
-                   last_seen_ms = MAX(devices.last_seen_ms, excluded.last_seen_ms),
-                   last_seq = MAX(devices.last_seq, excluded.last_seq),
-                   samples = devices.samples + excluded.samples, points = devices.points + excluded.points",
-            )
-            .bind(device)
-            .bind(gateway)
-            .bind(profile)
-            .bind(first.ts_ms)
-            .bind(last.ts_ms)
-            .bind(seq_i64(last.seq))
-            .bind(fresh.len() as i64)
-            .bind(points)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Text fields are device attributes: keep the latest value of each.
-        let mut text = std::collections::BTreeMap::new();
-        for s in &fresh {
-            text.extend(s.text.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        if !text.is_empty() {
-            let current: Option<(String,)> = sqlx::query_as("SELECT attributes FROM devices WHERE id = ?")
-                .bind(device)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let mut attrs: serde_json::Map<String, serde_json::Value> = current
-                .and_then(|(a,)| serde_json::from_str(&a).ok())
-                .unwrap_or_default();
-            attrs.extend(text.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))));
-            sqlx::query("UPDATE devices SET attributes = ? WHERE id = ?")
-                .bind(serde_json::Value::Object(attrs).to_string())
-                .bind(device)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(fresh)
+        let t = Telemetry {
+            v: wearline_models::wire::VERSION,
+            gateway: gateway.to_string(),
+            device: device.to_string(),
+            profile: profile.to_string(),
+            samples,
+        };
+        Ok(self
+            .insert_batch(std::slice::from_ref(&t))
+            .await?
+            .pop()
+            .unwrap_or_default())
     }
 
     /// The newest sample of `device`: its time and values.
@@ -230,42 +184,7 @@ impl Store {
 
     /// Records a consumable's state and latest prediction.
     pub async fn upsert_consumable(&self, row: &ConsumableRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO consumables (device_id, name, profile, lead_time_days, life_start_ms, as_of_ms, samples,
-                used, last_value, limit_kind, remaining_usage, usage_per_day, end_of_life_ms, eol_low_ms,
-                eol_high_ms, coverage, model, explanation, state)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (device_id, name) DO UPDATE SET profile = excluded.profile,
-                lead_time_days = excluded.lead_time_days, life_start_ms = excluded.life_start_ms,
-                as_of_ms = excluded.as_of_ms, samples = excluded.samples, used = excluded.used,
-                last_value = excluded.last_value, limit_kind = excluded.limit_kind,
-                remaining_usage = excluded.remaining_usage, usage_per_day = excluded.usage_per_day,
-                end_of_life_ms = excluded.end_of_life_ms, eol_low_ms = excluded.eol_low_ms,
-                eol_high_ms = excluded.eol_high_ms, coverage = excluded.coverage, model = excluded.model,
-                explanation = excluded.explanation, state = excluded.state",
-        )
-        .bind(&row.device_id)
-        .bind(&row.name)
-        .bind(&row.profile)
-        .bind(row.lead_time_days)
-        .bind(row.life_start_ms)
-        .bind(row.as_of_ms)
-        .bind(row.samples)
-        .bind(row.used)
-        .bind(row.last_value)
-        .bind(&row.limit_kind)
-        .bind(row.remaining_usage)
-        .bind(row.usage_per_day)
-        .bind(row.end_of_life_ms)
-        .bind(row.eol_low_ms)
-        .bind(row.eol_high_ms)
-        .bind(row.coverage)
-        .bind(&row.model)
-        .bind(&row.explanation)
-        .bind(&row.state)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.upsert_consumables(std::slice::from_ref(row)).await
     }
 
     /// Records an ended life; recording the same one again changes nothing.
@@ -301,6 +220,118 @@ impl Store {
         Ok(sqlx::query_as("SELECT * FROM consumables")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Stores the samples of many telemetry messages in one transaction and
+    /// returns, per message and in order, the samples that were new (a
+    /// `(device, seq)` already stored, or twice in the batch, is dropped).
+    pub async fn insert_batch(&self, batch: &[Telemetry]) -> Result<Vec<Vec<Sample>>> {
+        /// Rows per statement (4 parameters each, under SQLite's 32 766).
+        const CHUNK: usize = 2000;
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(usize, &Sample)> = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.samples.iter().map(move |s| (i, s)))
+            .collect();
+        let mut fresh_keys: std::collections::HashSet<(String, i64)> = std::collections::HashSet::new();
+        for chunk in rows.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO samples (device_id, seq, ts_ms, body) ");
+            qb.push_values(chunk, |mut b, (i, s)| {
+                b.push_bind(batch[*i].device.clone())
+                    .push_bind(seq_i64(s.seq))
+                    .push_bind(s.ts_ms)
+                    .push_bind(serde_json::to_string(&s.values).unwrap_or_default());
+            });
+            qb.push(" ON CONFLICT DO NOTHING RETURNING device_id, seq");
+            let inserted: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            fresh_keys.extend(inserted);
+        }
+        let mut out: Vec<Vec<Sample>> = Vec::with_capacity(batch.len());
+        // Per device: gateway, profile, first and last time, last seq, samples, points.
+        let mut devices: std::collections::BTreeMap<&str, (&str, &str, i64, i64, i64, i64, i64)> =
+            std::collections::BTreeMap::new();
+        let mut text: std::collections::BTreeMap<&str, serde_json::Map<String, serde_json::Value>> =
+            std::collections::BTreeMap::new();
+        for t in batch {
+            let fresh: Vec<Sample> = t
+                .samples
+                .iter()
+                .filter(|s| fresh_keys.remove(&(t.device.clone(), seq_i64(s.seq))))
+                .cloned()
+                .collect();
+            for s in &fresh {
+                let e = devices
+                    .entry(&t.device)
+                    .or_insert((&t.gateway, &t.profile, s.ts_ms, s.ts_ms, 0, 0, 0));
+                e.0 = &t.gateway;
+                e.1 = &t.profile;
+                e.2 = e.2.min(s.ts_ms);
+                e.3 = e.3.max(s.ts_ms);
+                e.4 = e.4.max(seq_i64(s.seq));
+                e.5 += 1;
+                e.6 += s.values.len() as i64;
+                if !s.text.is_empty() {
+                    text.entry(&t.device).or_default().extend(
+                        s.text
+                            .iter()
+                            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
+                    );
+                }
+            }
+            out.push(fresh);
+        }
+        let devices: Vec<_> = devices.into_iter().collect();
+        for chunk in devices.chunks(CHUNK / 2) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO devices (id, gateway, profile, first_seen_ms, last_seen_ms, last_seq, samples, points) ",
+            );
+            qb.push_values(chunk, |mut b, (id, d)| {
+                b.push_bind(id.to_string())
+                    .push_bind(d.0.to_string())
+                    .push_bind(d.1.to_string())
+                    .push_bind(d.2)
+                    .push_bind(d.3)
+                    .push_bind(d.4)
+                    .push_bind(d.5)
+                    .push_bind(d.6);
+            });
+            qb.push(
+                " ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, profile = excluded.profile,
+                   last_seen_ms = MAX(devices.last_seen_ms, excluded.last_seen_ms),
+                   last_seq = MAX(devices.last_seq, excluded.last_seq),
+                   samples = devices.samples + excluded.samples, points = devices.points + excluded.points",
+            );
+            qb.build().execute(&mut *tx).await?;
+        }
+        // Text fields are device attributes: keep the latest value of each.
+        for (device, fields) in text {
+            let current: Option<(String,)> = sqlx::query_as("SELECT attributes FROM devices WHERE id = ?")
+                .bind(device)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let mut attrs: serde_json::Map<String, serde_json::Value> = current
+                .and_then(|(a,)| serde_json::from_str(&a).ok())
+                .unwrap_or_default();
+            attrs.extend(fields);
+            sqlx::query("UPDATE devices SET attributes = ? WHERE id = ?")
+                .bind(serde_json::Value::Object(attrs).to_string())
+                .bind(device)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Records many consumables' states and predictions in one transaction.
+    pub async fn upsert_consumables(&self, rows: &[ConsumableRow]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            upsert_consumable(&mut tx, row).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Samples of `device` newer than `after_ms`, oldest first, at most the newest `limit`.
@@ -389,6 +420,46 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Inserts or updates one consumable's row.
+async fn upsert_consumable(tx: &mut sqlx::SqliteConnection, row: &ConsumableRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO consumables (device_id, name, profile, lead_time_days, life_start_ms, as_of_ms, samples,
+            used, last_value, limit_kind, remaining_usage, usage_per_day, end_of_life_ms, eol_low_ms,
+            eol_high_ms, coverage, model, explanation, state)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (device_id, name) DO UPDATE SET profile = excluded.profile,
+            lead_time_days = excluded.lead_time_days, life_start_ms = excluded.life_start_ms,
+            as_of_ms = excluded.as_of_ms, samples = excluded.samples, used = excluded.used,
+            last_value = excluded.last_value, limit_kind = excluded.limit_kind,
+            remaining_usage = excluded.remaining_usage, usage_per_day = excluded.usage_per_day,
+            end_of_life_ms = excluded.end_of_life_ms, eol_low_ms = excluded.eol_low_ms,
+            eol_high_ms = excluded.eol_high_ms, coverage = excluded.coverage, model = excluded.model,
+            explanation = excluded.explanation, state = excluded.state",
+    )
+    .bind(&row.device_id)
+    .bind(&row.name)
+    .bind(&row.profile)
+    .bind(row.lead_time_days)
+    .bind(row.life_start_ms)
+    .bind(row.as_of_ms)
+    .bind(row.samples)
+    .bind(row.used)
+    .bind(row.last_value)
+    .bind(&row.limit_kind)
+    .bind(row.remaining_usage)
+    .bind(row.usage_per_day)
+    .bind(row.end_of_life_ms)
+    .bind(row.eol_low_ms)
+    .bind(row.eol_high_ms)
+    .bind(row.coverage)
+    .bind(&row.model)
+    .bind(&row.explanation)
+    .bind(&row.state)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Sequence numbers are u64 on the wire and i64 in SQL; values past i64::MAX

@@ -12,18 +12,18 @@ pub use stats::IngestStats;
 use crate::predict::{ConsumableUpdate, MODEL_VERSION, Predictor};
 use crate::run::HubEvent;
 use crate::store::{ConsumableRow, LifeRow, NewWorkOrder, Store};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::collections::BTreeMap;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::broadcast;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use wearline_models::profile::{Consumable, Profile};
 use wearline_models::rul::tracker::{EndedLife, LifeEstimate, Limit};
 use wearline_models::rules::preventive_due;
 use wearline_models::time::date;
-use wearline_models::wire::{HUB_FILTERS, Telemetry, Uplink, decode_uplink};
+use wearline_models::wire::{HUB_FILTERS, Uplink, decode_uplink};
 
 /// Most samples per device replayed at start: those stored after the saved
 /// life states (or, for a consumable without one, its recent history).
@@ -48,9 +48,41 @@ pub struct Ingest {
     /// Set once the subscriptions are acknowledged: from then on nothing an
     /// agent publishes is missed.
     pub subscribed: tokio::sync::watch::Sender<bool>,
+    /// Consumable rows changed since the last flush, by (device, consumable).
+    dirty: HashMap<(String, String), ConsumableRow>,
+    last_flush: Instant,
+    /// (device, consumable) whose latest prediction was within the lead time:
+    /// an order is opened when one becomes due, not on every prediction.
+    due: HashSet<(String, String)>,
 }
 
+/// Messages handled in one store transaction, at most.
+const BATCH_MAX: usize = 2048;
+/// Consumable states and predictions are written at most this often (a
+/// restart replays the samples stored after the last written state).
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
 impl Ingest {
+    pub fn new(
+        store: Store,
+        profiles: Arc<BTreeMap<String, Profile>>,
+        stats: Arc<IngestStats>,
+        events: broadcast::Sender<HubEvent>,
+        subscribed: tokio::sync::watch::Sender<bool>,
+    ) -> Ingest {
+        Ingest {
+            store,
+            profiles,
+            predictor: Predictor::new(),
+            stats,
+            events,
+            subscribed,
+            dirty: HashMap::new(),
+            last_flush: Instant::now(),
+            due: HashSet::new(),
+        }
+    }
+
     /// Resumes every consumable's life from the store: the fleet's ended
     /// lives, each tracker's saved state, then the samples stored after it
     /// (those taken in before a crash but not yet in a saved state).
@@ -119,20 +151,30 @@ impl Ingest {
                 self.apply(&d.id, profile, update).await?;
             }
         }
+        self.flush().await;
         Ok(())
     }
 
-    /// Runs until `cancel` fires.
-    pub async fn run(mut self, cfg: IngestConfig, cancel: CancellationToken) {
+    /// Runs until `cancel` fires. The MQTT connection is read by this task;
+    /// a second task stores and predicts in batches of up to [`BATCH_MAX`]
+    /// messages, one transaction each, and acknowledges each message to the
+    /// broker only after its batch is committed: a hub killed before that
+    /// gets it again (from its persistent session, or, in a shared
+    /// subscription group, through another hub).
+    pub async fn run(self, cfg: IngestConfig, cancel: CancellationToken) {
         let mut opts = MqttOptions::new(cfg.client_id, cfg.host, cfg.port);
         opts.set_keep_alive(Duration::from_secs(15));
         opts.set_max_packet_size(1 << 20, 1 << 20);
         // A persistent session: the broker queues QoS 1 messages while the hub reconnects.
         opts.set_clean_session(false);
+        opts.set_manual_acks(true);
+        opts.set_inflight(1000);
         if let (Some(u), Some(p)) = (cfg.username, cfg.password) {
             opts.set_credentials(u, p);
         }
-        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        let (client, mut eventloop) = AsyncClient::new(opts, 4 * BATCH_MAX);
+        let (tx, rx) = mpsc::channel::<Inbound>(2 * BATCH_MAX);
+        let worker = tokio::spawn(self.work(rx, client.clone()));
         let mut failures = 0u32;
         loop {
             let event = tokio::select! {
@@ -151,17 +193,17 @@ impl Ingest {
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    self.stats.connected.store(true, Ordering::Relaxed);
-                    self.subscribed.send_replace(true);
                     tracing::info!("ingest subscribed");
+                    let _ = tx.send(Inbound::Subscribed).await;
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    self.handle(&p.topic, &p.payload).await;
+                    if tx.send(Inbound::Message(p)).await.is_err() {
+                        break;
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.stats.connected.store(false, Ordering::Relaxed);
-                    self.subscribed.send_replace(false);
+                    let _ = tx.send(Inbound::Lost).await;
                     failures = failures.saturating_add(1);
                     let wait = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)));
                     tracing::warn!(error = %e, retry_in = ?wait, "ingest lost the broker");
@@ -172,73 +214,132 @@ impl Ingest {
                 }
             }
         }
+        drop(tx);
+        let _ = worker.await;
         let _ = client.try_disconnect();
     }
 
-    /// Handles one message; never fails.
-    pub async fn handle(&mut self, topic: &str, payload: &[u8]) {
-        self.stats.messages.fetch_add(1, Ordering::Relaxed);
-        match decode_uplink(topic, payload) {
-            Ok(Uplink::Telemetry(t)) => {
-                if let Err(e) = self.telemetry(t).await {
-                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, topic, "cannot store telemetry");
+    /// The batch worker: stores, predicts, flushes and acknowledges.
+    async fn work(mut self, mut rx: mpsc::Receiver<Inbound>, client: AsyncClient) {
+        let mut batch: Vec<Inbound> = Vec::with_capacity(BATCH_MAX);
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let n = tokio::select! {
+                n = rx.recv_many(&mut batch, BATCH_MAX) => n,
+                _ = tick.tick() => {
+                    self.flush_if_due().await;
+                    continue;
                 }
+            };
+            if n == 0 {
+                break;
             }
-            Ok(Uplink::Status(s)) => {
-                tracing::info!(gateway = %s.gateway, state = ?s.state, "gateway status");
-            }
-            Ok(Uplink::Alert(a)) => {
-                tracing::info!(device = %a.device, kind = %a.kind, state = ?a.state, "edge alert");
-            }
-            Ok(Uplink::Health(h)) => {
-                tracing::debug!(gateway = %h.gateway, poll_errors = h.poll_errors, "gateway health");
-            }
-            Ok(Uplink::CommandResult(r)) => {
-                tracing::info!(id = %r.id, device = %r.device, ok = r.ok, error = ?r.error, "command result");
-            }
-            Ok(Uplink::ConfigResult(r)) if r.ok => {
-                tracing::info!(gateway = %r.gateway, revision = %r.revision, "pushed config in effect");
-            }
-            Ok(Uplink::ConfigResult(r)) => {
-                tracing::warn!(gateway = %r.gateway, revision = %r.revision, active = ?r.active, error = ?r.error, "pushed config refused");
-            }
-            Err(e) => self.stats.malformed(&e, topic),
-        }
-    }
-
-    async fn telemetry(&mut self, t: Telemetry) -> Result<(), crate::store::StoreError> {
-        let total = t.samples.len();
-        let fresh = self
-            .store
-            .insert_samples(&t.gateway, &t.device, &t.profile, t.samples)
-            .await?;
-        if !fresh.is_empty() {
-            let profiles = self.profiles.clone();
-            match profiles.get(&t.profile) {
-                Some(profile) => {
-                    for update in self.predictor.observe(&t.device, profile, &fresh) {
-                        self.apply(&t.device, profile, update).await?;
+            // Connection changes come through the same channel, so they are
+            // reported once what came before them is handled.
+            let mut messages = Vec::with_capacity(batch.len());
+            for item in batch.drain(..) {
+                match item {
+                    Inbound::Message(p) => messages.push(p),
+                    Inbound::Subscribed | Inbound::Lost => {
+                        let up = matches!(item, Inbound::Subscribed);
+                        self.process(&messages).await;
+                        ack(&client, &messages).await;
+                        messages.clear();
+                        self.stats.connected.store(up, Ordering::Relaxed);
+                        self.subscribed.send_replace(up);
                     }
                 }
-                None => {
-                    self.stats.unknown_profile.fetch_add(1, Ordering::Relaxed);
+            }
+            self.process(&messages).await;
+            ack(&client, &messages).await;
+            self.flush_if_due().await;
+        }
+        self.flush().await;
+    }
+
+    /// Handles one message and writes what it changed; never fails.
+    pub async fn handle(&mut self, topic: &str, payload: &[u8]) {
+        let p = Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
+        self.process(std::slice::from_ref(&p)).await;
+        self.flush().await;
+    }
+
+    /// Decodes a batch of messages, stores the telemetry in one transaction
+    /// (retried until it succeeds: nothing is acknowledged before), updates
+    /// predictions and opens work orders. Never fails.
+    pub async fn process(&mut self, batch: &[Publish]) {
+        let mut telemetry = Vec::new();
+        for p in batch {
+            self.stats.messages.fetch_add(1, Ordering::Relaxed);
+            match decode_uplink(&p.topic, &p.payload) {
+                Ok(Uplink::Telemetry(t)) => telemetry.push(t),
+                Ok(other) => other_uplink(other),
+                Err(e) => self.stats.malformed(&e, &p.topic),
+            }
+        }
+        if telemetry.is_empty() {
+            return;
+        }
+        let mut wait = Duration::from_millis(50);
+        let fresh = loop {
+            match self.store.insert_batch(&telemetry).await {
+                Ok(f) => break f,
+                Err(e) => {
+                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, retry_in = ?wait, "cannot store telemetry; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let profiles = self.profiles.clone();
+        let (mut samples, mut points, mut duplicates) = (0u64, 0u64, 0u64);
+        for (t, fresh) in telemetry.iter().zip(fresh) {
+            duplicates += (t.samples.len() - fresh.len()) as u64;
+            samples += fresh.len() as u64;
+            points += fresh.iter().map(|s| s.values.len() as u64).sum::<u64>();
+            if fresh.is_empty() {
+                continue;
+            }
+            let Some(profile) = profiles.get(&t.profile) else {
+                self.stats.unknown_profile.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            for update in self.predictor.observe(&t.device, profile, &fresh) {
+                if let Err(e) = self.apply(&t.device, profile, update).await {
+                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, device = %t.device, "cannot record a prediction");
                 }
             }
         }
         // Counted once fully processed (stored and predictions updated), so a
         // reader that sees the count sees the samples' effects.
-        self.stats.points.fetch_add(
-            fresh.iter().map(|s| s.values.len() as u64).sum(),
-            Ordering::Relaxed,
-        );
-        self.stats
-            .duplicates
-            .fetch_add((total - fresh.len()) as u64, Ordering::Relaxed);
-        self.stats
-            .samples
-            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
-        Ok(())
+        self.stats.points.fetch_add(points, Ordering::Relaxed);
+        self.stats.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        self.stats.samples.fetch_add(samples, Ordering::Relaxed);
+    }
+
+    async fn flush_if_due(&mut self) {
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush().await;
+        }
+    }
+
+    /// Writes the consumable rows changed since the last flush.
+    pub async fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        if self.dirty.is_empty() {
+            return;
+        }
+        let rows: Vec<ConsumableRow> = self.dirty.drain().map(|(_, r)| r).collect();
+        if let Err(e) = self.store.upsert_consumables(&rows).await {
+            self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, rows = rows.len(), "cannot write consumable states; kept for the next flush");
+            for r in rows {
+                self.dirty.insert((r.device_id.clone(), r.name.clone()), r);
+            }
+        }
     }
 
     async fn apply(
@@ -273,8 +374,10 @@ impl Ingest {
             (Some(lo), hi)
         });
         let state = &u.state;
-        self.store
-            .upsert_consumable(&ConsumableRow {
+        let key = (device.to_string(), c.name.clone());
+        self.dirty.insert(
+            key.clone(),
+            ConsumableRow {
                 device_id: device.to_string(),
                 name: c.name.clone(),
                 profile: profile.name.clone(),
@@ -294,12 +397,17 @@ impl Ingest {
                 model: e.map(|e| format!("{MODEL_VERSION}: {}", e.model)),
                 explanation: explanation.to_string(),
                 state: serde_json::to_string(state).unwrap_or_default(),
-            })
-            .await?;
-        let Some(e) = e else { return Ok(()) };
-        let Some(order) = preventive_due(e.remaining_days(), c.lead_time_days) else {
+            },
+        );
+        let order = e.and_then(|e| preventive_due(e.remaining_days(), c.lead_time_days).map(|o| (e, o)));
+        let Some((e, order)) = order else {
+            self.due.remove(&key);
             return Ok(());
         };
+        if !self.due.insert(key) {
+            // Already due at the previous prediction: its order was opened then.
+            return Ok(());
+        }
         let wo = NewWorkOrder {
             device_id: device.to_string(),
             kind: "preventive",
@@ -328,6 +436,50 @@ impl Ingest {
             let _ = self.events.send(HubEvent::WorkOrderOpened(row));
         }
         Ok(())
+    }
+}
+
+/// What the connection task hands the batch worker.
+enum Inbound {
+    Message(Publish),
+    /// The subscriptions are acknowledged.
+    Subscribed,
+    /// The connection dropped.
+    Lost,
+}
+
+/// Acknowledges handled messages to the broker (QoS 0 needs none).
+async fn ack(client: &AsyncClient, messages: &[Publish]) {
+    for p in messages {
+        if p.qos != QoS::AtMostOnce && client.ack(p).await.is_err() {
+            // The connection is gone: the broker delivers them again.
+            break;
+        }
+    }
+}
+
+/// Logs what is not telemetry (status, alerts, health, command and config results).
+fn other_uplink(u: Uplink) {
+    match u {
+        Uplink::Telemetry(_) => {}
+        Uplink::Status(s) => {
+            tracing::info!(gateway = %s.gateway, state = ?s.state, "gateway status");
+        }
+        Uplink::Alert(a) => {
+            tracing::info!(device = %a.device, kind = %a.kind, state = ?a.state, "edge alert");
+        }
+        Uplink::Health(h) => {
+            tracing::debug!(gateway = %h.gateway, poll_errors = h.poll_errors, "gateway health");
+        }
+        Uplink::CommandResult(r) => {
+            tracing::info!(id = %r.id, device = %r.device, ok = r.ok, error = ?r.error, "command result");
+        }
+        Uplink::ConfigResult(r) if r.ok => {
+            tracing::info!(gateway = %r.gateway, revision = %r.revision, "pushed config in effect");
+        }
+        Uplink::ConfigResult(r) => {
+            tracing::warn!(gateway = %r.gateway, revision = %r.revision, active = ?r.active, error = ?r.error, "pushed config refused");
+        }
     }
 }
 

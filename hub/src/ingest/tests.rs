@@ -24,14 +24,13 @@ covariates = ["dust"]
 
 fn ingest(store: Store) -> Ingest {
     let profile = Profile::parse("purifier.toml", PROFILE).expect("profile");
-    Ingest {
+    Ingest::new(
         store,
-        profiles: Arc::new(BTreeMap::from([("purifier".to_string(), profile)])),
-        predictor: Predictor::new(),
-        stats: Arc::new(IngestStats::default()),
-        events: broadcast::channel(16).0,
-        subscribed: tokio::sync::watch::channel(false).0,
-    }
+        Arc::new(BTreeMap::from([("purifier".to_string(), profile)])),
+        Arc::new(IngestStats::default()),
+        broadcast::channel(16).0,
+        tokio::sync::watch::channel(false).0,
+    )
 }
 
 /// Life in hours of a filter at this dust load.

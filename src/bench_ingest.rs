@@ -1,0 +1,290 @@
+//! `wearline bench ingest`: how many telemetry points per second a hub fully
+//! processes (decoded, deduplicated, stored, predictions updated), against
+//! what the same broker delivers to a bare subscriber in the same run.
+//!
+//! The hub runs as its own process (`wearline hub`, embedded broker, SQLite
+//! in a temporary folder), so its peak RSS is its own. This process runs the
+//! publishers (each message is one device poll in the agent's format: one
+//! time stamp and `--metrics` values, thousands of distinct devices, QoS 1)
+//! and the bare subscriber, which subscribes to the same topics and only
+//! counts. Rates are taken over the measured window after a warm-up, from the
+//! hub's `/health` counters and the subscriber's count.
+
+use anyhow::{Context, Result, bail};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wearline_models::wire::{Sample, Telemetry, Topic, VERSION};
+
+const PROFILE: &str = include_str!("../configs/profiles/air-purifier.toml");
+/// Metrics the air-purifier profile's filter needs, first in every poll.
+const REAL_METRICS: [&str; 4] = ["filter_dp", "run_hours", "pm25", "fan_speed"];
+
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Distinct devices, spread over the publishers.
+    #[arg(long, default_value_t = 5000)]
+    devices: usize,
+    /// Publisher connections (one per simulated gateway).
+    #[arg(long, default_value_t = 8)]
+    publishers: usize,
+    /// Values per poll.
+    #[arg(long, default_value_t = 20)]
+    metrics: usize,
+    /// Measured seconds, after the warm-up.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+}
+
+/// What the hub reports in `/health`.
+fn hub_points(api: &str) -> Option<u64> {
+    let v: serde_json::Value = ureq::get(&format!("{api}/health"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_json()
+        .ok()?;
+    v["ingest"]["points"].as_u64()
+}
+
+/// Peak resident set of a process, bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One poll of device `d` with sequence number `seq`.
+fn poll(gateway: &str, device: &str, seq: u64, metrics: usize) -> Telemetry {
+    let mut values = BTreeMap::new();
+    let x = (seq % 5000) as f64 / 5000.0;
+    let real = [80.0 + 170.0 * x * x, 1000.0 + seq as f64, 35.0, 1020.0];
+    for (name, v) in REAL_METRICS.iter().zip(real) {
+        values.insert((*name).to_string(), v);
+    }
+    for k in REAL_METRICS.len()..metrics {
+        values.insert(format!("m{k:02}"), (seq % 997) as f64 * 0.1 + k as f64);
+    }
+    Telemetry {
+        v: VERSION,
+        gateway: gateway.to_string(),
+        device: device.to_string(),
+        profile: "air-purifier".to_string(),
+        samples: vec![Sample {
+            seq,
+            ts_ms: 1_750_000_000_000 + seq as i64 * 1000,
+            values,
+            text: BTreeMap::new(),
+        }],
+    }
+}
+
+async fn publisher(
+    port: u16,
+    index: usize,
+    devices: Vec<String>,
+    metrics: usize,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    let gateway = format!("bench-gw-{index:03}");
+    let mut opts = MqttOptions::new(&gateway, "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    let driver = tokio::spawn(async move {
+        loop {
+            if let Err(e) = eventloop.poll().await {
+                tracing::debug!(error = %e, "publisher connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let mut seq = 0u64;
+    'outer: loop {
+        seq += 1;
+        for d in &devices {
+            if stop.load(Ordering::Relaxed) {
+                break 'outer;
+            }
+            let t = poll(&gateway, d, seq, metrics);
+            let topic = Topic::Telemetry {
+                gateway: gateway.clone(),
+                device: d.clone(),
+            }
+            .render();
+            let payload = serde_json::to_vec(&t)?;
+            client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
+        }
+    }
+    driver.abort();
+    Ok(())
+}
+
+/// Subscribes like the hub and counts telemetry messages.
+async fn bare_subscriber(port: u16, count: Arc<AtomicU64>, ready: tokio::sync::oneshot::Sender<()>) {
+    let mut opts = MqttOptions::new("bench-bare-subscriber", "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let mut ready = Some(ready);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let _ = client.try_subscribe("wearline/v1/+/telemetry/+", QoS::AtLeastOnce);
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(_))) => {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+pub async fn run(args: IngestArgs) -> Result<()> {
+    if args.devices == 0 || args.publishers == 0 || args.metrics < REAL_METRICS.len() {
+        bail!(
+            "need at least one device and one publisher, and --metrics ≥ {}",
+            REAL_METRICS.len()
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("profiles"))?;
+    std::fs::write(dir.path().join("profiles/air-purifier.toml"), PROFILE)?;
+    let (broker_port, api_port) = (free_port()?, free_port()?);
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "profiles_dir = \"profiles\"\n[broker]\naddress = \"127.0.0.1:{broker_port}\"\n[http]\nlisten = \"127.0.0.1:{api_port}\"\n[store]\nsqlite = \"hub.db\"\n"
+        ),
+    )?;
+    let exe = std::env::current_exe().context("locating the wearline binary")?;
+    let log = std::fs::File::create(dir.path().join("hub.log"))?;
+    let mut hub = std::process::Command::new(exe)
+        .args(["hub", "--config", config.to_str().context("utf-8 path")?])
+        .env("RUST_LOG", "warn,rumqttd=off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("starting the hub")?;
+    let pid = hub.id();
+    let result = measure(&args, broker_port, api_port, pid, hub.stdout.take()).await;
+    let _ = hub.kill();
+    let _ = hub.wait();
+    result
+}
+
+async fn measure(
+    args: &IngestArgs,
+    broker_port: u16,
+    api_port: u16,
+    pid: u32,
+    stdout: Option<std::process::ChildStdout>,
+) -> Result<()> {
+    // The hub prints its API address once it serves.
+    let stdout = stdout.context("hub stdout")?;
+    tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        lines.find(|l| l.as_ref().is_ok_and(|l| l.starts_with("api:")))
+    })
+    .await?
+    .context("the hub exited before serving (see its log)")??;
+    let api = format!("http://127.0.0.1:{api_port}");
+
+    let bare = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let sub = tokio::spawn(bare_subscriber(broker_port, bare.clone(), ready_tx));
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .context("the bare subscriber could not subscribe")??;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut pubs = Vec::new();
+    for p in 0..args.publishers {
+        let devices: Vec<String> = (p..args.devices)
+            .step_by(args.publishers)
+            .map(|d| format!("bench-{d:06}"))
+            .collect();
+        pubs.push(tokio::spawn(publisher(
+            broker_port,
+            p,
+            devices,
+            args.metrics,
+            stop.clone(),
+        )));
+    }
+    eprintln!(
+        "{} publishers, {} devices, {} values per poll: warming up {} s, measuring {} s",
+        args.publishers, args.devices, args.metrics, args.warmup, args.seconds
+    );
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let points = |api: String| async move {
+        tokio::task::spawn_blocking(move || hub_points(&api))
+            .await
+            .ok()
+            .flatten()
+    };
+    let (h0, b0, t0) = (
+        points(api.clone()).await.context("reading the hub's counters")?,
+        bare.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let (h1, b1, elapsed) = (
+        points(api.clone()).await.context("reading the hub's counters")?,
+        bare.load(Ordering::Relaxed),
+        t0.elapsed().as_secs_f64(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for p in pubs {
+        if let Ok(Err(e)) = p.await {
+            eprintln!("publisher: {e:#}");
+        }
+    }
+    sub.abort();
+    let per_msg = args.metrics as f64;
+    let hub_pps = (h1 - h0) as f64 / elapsed;
+    let bare_pps = (b1 - b0) as f64 * per_msg / elapsed;
+    let rss_mb = peak_rss(pid).map_or(f64::NAN, |b| b as f64 / 1e6);
+    let ratio = if bare_pps > 0.0 {
+        hub_pps / bare_pps
+    } else {
+        f64::NAN
+    };
+    println!(
+        "hub: {:.0} points/s ({:.0} messages/s) fully processed; bare subscriber: {:.0} points/s; ratio {:.3}; hub peak RSS {:.1} MB",
+        hub_pps,
+        hub_pps / per_msg,
+        bare_pps,
+        ratio,
+        rss_mb
+    );
+    let r = |x: f64| (x * 1000.0).round() / 1000.0;
+    println!(
+        "{}",
+        serde_json::json!({
+            "points_per_sec": hub_pps.round(),
+            "messages_per_sec": (hub_pps / per_msg).round(),
+            "bare_subscriber_points_per_sec": bare_pps.round(),
+            "ratio": r(ratio),
+            "peak_rss_mb": r(rss_mb),
+        })
+    );
+    Ok(())
+}

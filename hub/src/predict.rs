@@ -22,13 +22,20 @@ pub const MODEL_VERSION: &str = "wearline-rul/2";
 /// What a batch of samples did to one consumable.
 #[derive(Debug, Clone)]
 pub struct ConsumableUpdate {
-    pub consumable: Consumable,
+    /// Index of the consumable in its profile.
+    pub index: usize,
     pub estimate: Option<LifeEstimate>,
     /// Lives ended by replacements seen in this batch.
     pub ended: Vec<EndedLife>,
+}
+
+/// A consumable's current life, as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub estimate: Option<LifeEstimate>,
+    pub state: LifeState,
     /// Samples in the current life.
     pub samples: u64,
-    pub state: LifeState,
 }
 
 #[derive(Debug, Default)]
@@ -88,12 +95,22 @@ impl Predictor {
             .map(|k| &k.knowledge)
     }
 
+    /// The current life of a device's consumable, with a fresh estimate.
+    pub fn snapshot(&self, device: &str, profile: &str, consumable: &str) -> Option<Snapshot> {
+        let t = self.trackers.get(&(device.to_string(), consumable.to_string()))?;
+        Some(Snapshot {
+            estimate: t.estimate(self.knowledge(profile, consumable), COVERAGE),
+            state: t.state().clone(),
+            samples: t.points(),
+        })
+    }
+
     /// Feeds a device's new samples (in time order) through the trackers of
     /// its profile's consumables; returns one update per consumable that took
     /// a sample.
     pub fn observe(&mut self, device: &str, profile: &Profile, samples: &[Sample]) -> Vec<ConsumableUpdate> {
         let mut out = Vec::new();
-        for c in &profile.consumables {
+        for (index, c) in profile.consumables.iter().enumerate() {
             let key = (device.to_string(), c.name.clone());
             let tracker = match self.trackers.entry(key) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -127,11 +144,9 @@ impl Predictor {
                 .get(&(profile.name.clone(), c.name.clone()))
                 .map(|k| &k.knowledge);
             out.push(ConsumableUpdate {
-                consumable: c.clone(),
+                index,
                 estimate: tracker.estimate(knowledge, COVERAGE),
                 ended,
-                samples: tracker.points(),
-                state: tracker.state().clone(),
             });
         }
         out

@@ -173,12 +173,11 @@ impl Store {
 
     /// The newest sample of `device`: its time and values.
     pub async fn latest_sample(&self, device: &str) -> Result<Option<(i64, serde_json::Value)>> {
-        let row: Option<(i64, String)> = sqlx::query_as(
-            "SELECT ts_ms, body FROM samples WHERE device_id = ? ORDER BY ts_ms DESC, seq DESC LIMIT 1",
-        )
-        .bind(device)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT ts_ms, body FROM samples WHERE device_id = ? ORDER BY seq DESC LIMIT 1")
+                .bind(device)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|(ts, body)| (ts, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))))
     }
 
@@ -337,7 +336,7 @@ impl Store {
     /// Samples of `device` newer than `after_ms`, oldest first, at most the newest `limit`.
     pub async fn samples_after(&self, device: &str, after_ms: i64, limit: i64) -> Result<Vec<(i64, String)>> {
         let mut rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT ts_ms, body FROM samples WHERE device_id = ? AND ts_ms > ? ORDER BY ts_ms DESC, seq DESC LIMIT ?",
+            "SELECT ts_ms, body FROM samples WHERE device_id = ? AND ts_ms > ? ORDER BY seq DESC LIMIT ?",
         )
         .bind(device)
         .bind(after_ms)

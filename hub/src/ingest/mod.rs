@@ -9,11 +9,11 @@ mod stats;
 
 pub use stats::IngestStats;
 
-use crate::predict::{ConsumableUpdate, MODEL_VERSION, Predictor};
+use crate::predict::{ConsumableUpdate, MODEL_VERSION, Predictor, Snapshot};
 use crate::run::HubEvent;
 use crate::store::{ConsumableRow, LifeRow, NewWorkOrder, Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -48,8 +48,8 @@ pub struct Ingest {
     /// Set once the subscriptions are acknowledged: from then on nothing an
     /// agent publishes is missed.
     pub subscribed: tokio::sync::watch::Sender<bool>,
-    /// Consumable rows changed since the last flush, by (device, consumable).
-    dirty: HashMap<(String, String), ConsumableRow>,
+    /// Consumables changed since the last flush: (device, profile, consumable index).
+    dirty: HashSet<(String, String, usize)>,
     last_flush: Instant,
     /// (device, consumable) whose latest prediction was within the lead time:
     /// an order is opened when one becomes due, not on every prediction.
@@ -77,7 +77,7 @@ impl Ingest {
             stats,
             events,
             subscribed,
-            dirty: HashMap::new(),
+            dirty: HashSet::new(),
             last_flush: Instant::now(),
             due: HashSet::new(),
         }
@@ -326,19 +326,25 @@ impl Ingest {
         }
     }
 
-    /// Writes the consumable rows changed since the last flush.
+    /// Writes the states and predictions of the consumables changed since the last flush.
     pub async fn flush(&mut self) {
         self.last_flush = Instant::now();
         if self.dirty.is_empty() {
             return;
         }
-        let rows: Vec<ConsumableRow> = self.dirty.drain().map(|(_, r)| r).collect();
+        let keys: Vec<(String, String, usize)> = self.dirty.drain().collect();
+        let rows: Vec<ConsumableRow> = keys
+            .iter()
+            .filter_map(|(device, profile, index)| {
+                let c = self.profiles.get(profile)?.consumables.get(*index)?;
+                let snap = self.predictor.snapshot(device, profile, &c.name)?;
+                Some(consumable_row(device, profile, c, &snap))
+            })
+            .collect();
         if let Err(e) = self.store.upsert_consumables(&rows).await {
             self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, rows = rows.len(), "cannot write consumable states; kept for the next flush");
-            for r in rows {
-                self.dirty.insert((r.device_id.clone(), r.name.clone()), r);
-            }
+            self.dirty.extend(keys);
         }
     }
 
@@ -348,7 +354,9 @@ impl Ingest {
         profile: &Profile,
         u: ConsumableUpdate,
     ) -> Result<(), crate::store::StoreError> {
-        let c = &u.consumable;
+        let Some(c) = profile.consumables.get(u.index) else {
+            return Ok(());
+        };
         for life in &u.ended {
             tracing::info!(device, consumable = %c.name, used = life.used, life = ?life.life, "replacement detected; new life started");
             let row = LifeRow {
@@ -367,39 +375,13 @@ impl Ingest {
                     .add_lives(&profile.name, &c.name, vec![life.clone()]);
             }
         }
-        let e = u.estimate.as_ref();
-        let explanation = e.map_or(serde_json::json!({}), |e| explain(c, e));
-        let (low, high) = e.map_or((None, None), |e| {
-            let (lo, hi) = e.end_interval_ms();
-            (Some(lo), hi)
-        });
-        let state = &u.state;
+        self.dirty
+            .insert((device.to_string(), profile.name.clone(), u.index));
         let key = (device.to_string(), c.name.clone());
-        self.dirty.insert(
-            key.clone(),
-            ConsumableRow {
-                device_id: device.to_string(),
-                name: c.name.clone(),
-                profile: profile.name.clone(),
-                lead_time_days: c.lead_time_days,
-                life_start_ms: e.map_or(state.last_ms().unwrap_or(0), |e| e.life_start_ms),
-                as_of_ms: state.last_ms().unwrap_or(0),
-                samples: i64::try_from(u.samples).unwrap_or(i64::MAX),
-                used: e.map_or(0.0, |e| e.used),
-                last_value: e.and_then(|e| e.last_value),
-                limit_kind: e.map(|e| limit_name(e.limit).to_string()),
-                remaining_usage: e.and_then(|e| e.remaining_usage),
-                usage_per_day: e.and_then(|e| e.usage_per_day),
-                end_of_life_ms: e.map(LifeEstimate::end_ms),
-                eol_low_ms: low,
-                eol_high_ms: high,
-                coverage: e.map(|e| e.coverage),
-                model: e.map(|e| format!("{MODEL_VERSION}: {}", e.model)),
-                explanation: explanation.to_string(),
-                state: serde_json::to_string(state).unwrap_or_default(),
-            },
-        );
-        let order = e.and_then(|e| preventive_due(e.remaining_days(), c.lead_time_days).map(|o| (e, o)));
+        let order = u
+            .estimate
+            .as_ref()
+            .and_then(|e| preventive_due(e.remaining_days(), c.lead_time_days).map(|o| (e, o)));
         let Some((e, order)) = order else {
             self.due.remove(&key);
             return Ok(());
@@ -427,7 +409,7 @@ impl Ingest {
                 "rule": "predicted end of life within lead time",
                 "remaining_days": order.remaining_days,
                 "lead_time_days": c.lead_time_days,
-                "prediction": explanation,
+                "prediction": explain(c, e),
             }),
         };
         if let Some(row) = self.store.open_work_order(&wo).await? {
@@ -436,6 +418,37 @@ impl Ingest {
             let _ = self.events.send(HubEvent::WorkOrderOpened(row));
         }
         Ok(())
+    }
+}
+
+/// The store's row of a consumable's current life and prediction.
+fn consumable_row(device: &str, profile: &str, c: &Consumable, snap: &Snapshot) -> ConsumableRow {
+    let e = snap.estimate.as_ref();
+    let (low, high) = e.map_or((None, None), |e| {
+        let (lo, hi) = e.end_interval_ms();
+        (Some(lo), hi)
+    });
+    let state = &snap.state;
+    ConsumableRow {
+        device_id: device.to_string(),
+        name: c.name.clone(),
+        profile: profile.to_string(),
+        lead_time_days: c.lead_time_days,
+        life_start_ms: e.map_or(state.last_ms().unwrap_or(0), |e| e.life_start_ms),
+        as_of_ms: state.last_ms().unwrap_or(0),
+        samples: i64::try_from(snap.samples).unwrap_or(i64::MAX),
+        used: e.map_or(0.0, |e| e.used),
+        last_value: e.and_then(|e| e.last_value),
+        limit_kind: e.map(|e| limit_name(e.limit).to_string()),
+        remaining_usage: e.and_then(|e| e.remaining_usage),
+        usage_per_day: e.and_then(|e| e.usage_per_day),
+        end_of_life_ms: e.map(LifeEstimate::end_ms),
+        eol_low_ms: low,
+        eol_high_ms: high,
+        coverage: e.map(|e| e.coverage),
+        model: e.map(|e| format!("{MODEL_VERSION}: {}", e.model)),
+        explanation: e.map_or(serde_json::json!({}), |e| explain(c, e)).to_string(),
+        state: serde_json::to_string(state).unwrap_or_default(),
     }
 }
 

@@ -95,6 +95,9 @@ struct Tuning {
     cap: Option<f64>,
     #[arg(long, hide = true)]
     members: Option<usize>,
+    /// Long window of the health-index features; 0 turns the index off.
+    #[arg(long, hide = true)]
+    health: Option<usize>,
 }
 
 impl Tuning {
@@ -106,6 +109,7 @@ impl Tuning {
         cfg.window = self.window.unwrap_or(cfg.window);
         cfg.cap = self.cap.unwrap_or(cfg.cap);
         cfg.members = self.members.unwrap_or(cfg.members);
+        cfg.health = self.health.unwrap_or(cfg.health);
         cfg
     }
 }

@@ -7,8 +7,12 @@
 //! single-condition set yields one), each sensor is standardised per condition,
 //! sensors constant within every condition are dropped, and each cycle is
 //! described by windowed features of the recent past (last value, mean,
-//! least-squares slope, EWMA) plus its age. A gradient-boosted ensemble
-//! ([`super::gbm`]) maps those to the piecewise-linear target, capped.
+//! least-squares slope, EWMA) plus its age. A health index, a ridge fit of the
+//! capped RUL on the standardised sensors, adds one denoised signal: its last
+//! value, window mean and slope, two EWMAs, and its mean and slope over a long
+//! window (250 cycles, in practice the whole history), which tell a unit that
+//! has been degrading for a while from a noisy healthy one. A gradient-boosted
+//! ensemble ([`super::gbm`]) maps those to the piecewise-linear target, capped.
 
 use super::gbm::{Gbm, GbmConfig, matrix};
 use super::{Result, RulError};
@@ -156,6 +160,11 @@ pub struct CmapssConfig {
     /// Ensembles averaged, each boosted with its own row-subsampling seed.
     pub members: usize,
     pub gbm: GbmConfig,
+    /// Cycles of the long window of the health-index features (0 = no health
+    /// index). The index is a ridge fit of the capped RUL on the standardised
+    /// sensors, learned from the training rows: one denoised degradation
+    /// signal whose long-window mean and slope the trees can use.
+    pub health: usize,
 }
 
 impl Default for CmapssConfig {
@@ -177,6 +186,7 @@ impl Default for CmapssConfig {
                 subsample: 0.7,
                 seed: 7,
             },
+            health: 250,
         }
     }
 }
@@ -414,23 +424,122 @@ pub struct CmapssModel {
     pub members: Vec<Gbm>,
     /// Training rows used.
     pub rows: usize,
+    /// Health-index weights `[intercept, one per kept sensor..]` (empty when
+    /// [`CmapssConfig::health`] is 0).
+    pub hi: Vec<f64>,
 }
 
-fn features_of(unit: &[&Row], norm: &Normaliser, cfg: &CmapssConfig) -> Vec<Vec<f64>> {
+/// Mean of `w` and its least-squares slope against `0..w.len()`.
+fn line_fit(w: &[f64]) -> (f64, f64) {
+    let n = w.len() as f64;
+    let tm = (n - 1.0) / 2.0;
+    let m = w.iter().sum::<f64>() / n;
+    let stt: f64 = (0..w.len()).map(|t| (t as f64 - tm).powi(2)).sum();
+    let slope = if stt > 0.0 {
+        w.iter()
+            .enumerate()
+            .map(|(t, v)| (t as f64 - tm) * (v - m))
+            .sum::<f64>()
+            / stt
+    } else {
+        0.0
+    };
+    (m, slope)
+}
+
+/// Ridge regression `y ≈ b + w·z` (the intercept not penalised); returns
+/// `[b, w..]`.
+fn ridge(z: &[Vec<f64>], y: &[f64], lambda: f64) -> Vec<f64> {
+    let d = z.first().map_or(0, Vec::len) + 1;
+    let mut a = vec![vec![0.0; d + 1]; d];
+    for (row, &t) in z.iter().zip(y) {
+        let x: Vec<f64> = std::iter::once(1.0).chain(row.iter().copied()).collect();
+        for i in 0..d {
+            for j in 0..d {
+                a[i][j] += x[i] * x[j];
+            }
+            a[i][d] += x[i] * t;
+        }
+    }
+    for (i, r) in a.iter_mut().enumerate().skip(1) {
+        r[i] += lambda;
+    }
+    // Gauss–Jordan with partial pivoting.
+    for c in 0..d {
+        let p = (c..d)
+            .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
+            .unwrap_or(c);
+        a.swap(c, p);
+        let piv = a[c][c];
+        if piv.abs() < 1e-12 {
+            continue;
+        }
+        for v in a[c].iter_mut() {
+            *v /= piv;
+        }
+        let pivot_row = a[c].clone();
+        for (i, r) in a.iter_mut().enumerate() {
+            if i != c {
+                let f = r[c];
+                for (v, pv) in r.iter_mut().zip(&pivot_row) {
+                    *v -= f * pv;
+                }
+            }
+        }
+    }
+    a.iter().map(|r| r[d]).collect()
+}
+
+/// [`unit_features`] of one unit's standardised sensors, then, with a health
+/// index `hi`, per cycle: the index, its mean and slope over the window, two
+/// EWMAs (α and α/3), and its mean and slope over the long window
+/// ([`CmapssConfig::health`] cycles).
+fn features_of(unit: &[&Row], norm: &Normaliser, cfg: &CmapssConfig, hi: &[f64]) -> Vec<Vec<f64>> {
     let z: Vec<Vec<f64>> = unit.iter().map(|r| norm.apply(r)).collect();
     let cycles: Vec<u32> = unit.iter().map(|r| r.cycle).collect();
-    unit_features(&z, &cycles, cfg)
+    let mut f = unit_features(&z, &cycles, cfg);
+    if cfg.health > 0 && !hi.is_empty() {
+        let h: Vec<f64> = z
+            .iter()
+            .map(|r| hi[0] + r.iter().zip(&hi[1..]).map(|(a, b)| a * b).sum::<f64>())
+            .collect();
+        let (mut e1, mut e2) = (h[0], h[0]);
+        for (i, row) in f.iter_mut().enumerate() {
+            if i > 0 {
+                e1 += cfg.ewma_alpha * (h[i] - e1);
+                e2 += cfg.ewma_alpha / 3.0 * (h[i] - e2);
+            }
+            let (m, sl) = line_fit(&h[(i + 1).saturating_sub(cfg.window.max(1))..=i]);
+            let (ml, sll) = line_fit(&h[(i + 1).saturating_sub(cfg.health)..=i]);
+            row.extend_from_slice(&[h[i], m, sl, e1, e2, ml, sll]);
+        }
+    }
+    f
 }
 
 impl CmapssModel {
     /// Trains on run-to-failure units: each unit's last cycle is its failure.
     pub fn train(rows: &[Row], cfg: &CmapssConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Self> {
         let normaliser = Normaliser::learn(rows, cfg)?;
+        let hi = if cfg.health > 0 {
+            let mut z = Vec::with_capacity(rows.len());
+            let mut t = Vec::with_capacity(rows.len());
+            for unit in units(rows) {
+                let last = unit.last().map_or(0, |r| r.cycle);
+                for r in &unit {
+                    z.push(normaliser.apply(r));
+                    t.push(f64::from(last - r.cycle).min(cfg.cap));
+                }
+            }
+            ridge(&z, &t, 1.0)
+        } else {
+            Vec::new()
+        };
         let mut x = Vec::with_capacity(rows.len());
         let mut y = Vec::with_capacity(rows.len());
         for unit in units(rows) {
             let last = unit.last().map_or(0, |r| r.cycle);
-            for (r, f) in unit.iter().zip(features_of(&unit, &normaliser, cfg)) {
+            for (r, f) in unit.iter().zip(features_of(&unit, &normaliser, cfg, &hi)) {
                 x.push(f);
                 y.push(f64::from(last - r.cycle).min(cfg.cap));
             }
@@ -455,6 +564,7 @@ impl CmapssModel {
             normaliser,
             members,
             rows: x.nrows(),
+            hi,
         })
     }
 
@@ -463,7 +573,7 @@ impl CmapssModel {
         units(rows)
             .iter()
             .filter_map(|unit| {
-                let f = features_of(unit, &self.normaliser, &self.cfg);
+                let f = features_of(unit, &self.normaliser, &self.cfg, &self.hi);
                 let id = unit.first()?.unit;
                 let last = f.last()?;
                 let p = self.members.iter().map(|g| g.predict(last)).sum::<f64>()
@@ -547,6 +657,20 @@ mod tests {
         );
         assert!((last[3] - 2.0).abs() < 1e-9, "slope");
         assert!(last[4] < 78.0 && last[4] > 50.0, "ewma lags");
+    }
+
+    #[test]
+    fn ridge_recovers_a_linear_map() {
+        let z: Vec<Vec<f64>> = (0..50)
+            .map(|i| vec![f64::from(i) / 10.0, f64::from((i * 7) % 11)])
+            .collect();
+        let y: Vec<f64> = z.iter().map(|r| 3.0 + 2.0 * r[0] - 0.5 * r[1]).collect();
+        let w = ridge(&z, &y, 1e-9);
+        for (got, want) in w.iter().zip([3.0, 2.0, -0.5]) {
+            assert!((got - want).abs() < 1e-6, "{w:?}");
+        }
+        let (m, slope) = line_fit(&[1.0, 3.0, 5.0]);
+        assert_eq!((m, slope), (3.0, 2.0));
     }
 
     #[test]

@@ -187,6 +187,9 @@ pub async fn run(args: IngestArgs) -> Result<()> {
     let result = measure(&args, broker_port, api_port, pid, hub.stdout.take()).await;
     let _ = hub.kill();
     let _ = hub.wait();
+    if result.is_err() || std::env::var_os("WEARLINE_BENCH_KEEP").is_some() {
+        eprintln!("hub log kept in {}", dir.keep().display());
+    }
     result
 }
 

@@ -46,8 +46,10 @@ struct Kind {
 
 #[derive(Debug, Default)]
 pub struct Predictor {
-    trackers: HashMap<(String, String), LifeTracker>,
-    fleet: HashMap<(String, String), Kind>,
+    /// By device, then consumable name.
+    trackers: HashMap<String, HashMap<String, LifeTracker>>,
+    /// By profile, then consumable name.
+    fleet: HashMap<String, HashMap<String, Kind>>,
 }
 
 impl Predictor {
@@ -61,7 +63,9 @@ impl Predictor {
         match LifeTracker::resume(consumable, state) {
             Ok(t) => {
                 self.trackers
-                    .insert((device.to_string(), consumable.name.clone()), t);
+                    .entry(device.to_string())
+                    .or_default()
+                    .insert(consumable.name.clone(), t);
                 true
             }
             Err(e) => {
@@ -74,7 +78,8 @@ impl Predictor {
     /// Time stamp of the latest sample a consumable's tracker has taken.
     pub fn last_ms(&self, device: &str, consumable: &str) -> Option<i64> {
         self.trackers
-            .get(&(device.to_string(), consumable.to_string()))
+            .get(device)
+            .and_then(|d| d.get(consumable))
             .and_then(|t| t.state().last_ms())
     }
 
@@ -82,7 +87,9 @@ impl Predictor {
     pub fn add_lives(&mut self, profile: &str, consumable: &str, lives: Vec<EndedLife>) {
         let kind = self
             .fleet
-            .entry((profile.to_string(), consumable.to_string()))
+            .entry(profile.to_string())
+            .or_default()
+            .entry(consumable.to_string())
             .or_default();
         kind.lives.extend(lives);
         kind.knowledge = FleetKnowledge::learn(&kind.lives);
@@ -91,13 +98,14 @@ impl Predictor {
     /// What the fleet knows about a consumable of a profile.
     pub fn knowledge(&self, profile: &str, consumable: &str) -> Option<&FleetKnowledge> {
         self.fleet
-            .get(&(profile.to_string(), consumable.to_string()))
+            .get(profile)
+            .and_then(|p| p.get(consumable))
             .map(|k| &k.knowledge)
     }
 
     /// The current life of a device's consumable, with a fresh estimate.
     pub fn snapshot(&self, device: &str, profile: &str, consumable: &str) -> Option<Snapshot> {
-        let t = self.trackers.get(&(device.to_string(), consumable.to_string()))?;
+        let t = self.trackers.get(device)?.get(consumable)?;
         Some(Snapshot {
             estimate: t.estimate(self.knowledge(profile, consumable), COVERAGE),
             state: t.state().clone(),
@@ -108,19 +116,31 @@ impl Predictor {
     /// Feeds a device's new samples (in time order) through the trackers of
     /// its profile's consumables; returns one update per consumable that took
     /// a sample.
-    pub fn observe(&mut self, device: &str, profile: &Profile, samples: &[Sample]) -> Vec<ConsumableUpdate> {
+    pub fn observe(&mut self, device: &str, profile: &Profile, samples: &[&Sample]) -> Vec<ConsumableUpdate> {
         let mut out = Vec::new();
+        if profile.consumables.is_empty() {
+            return out;
+        }
+        if !self.trackers.contains_key(device) {
+            self.trackers.insert(device.to_string(), HashMap::new());
+        }
+        let Some(trackers) = self.trackers.get_mut(device) else {
+            return out;
+        };
         for (index, c) in profile.consumables.iter().enumerate() {
-            let key = (device.to_string(), c.name.clone());
-            let tracker = match self.trackers.entry(key) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => match LifeTracker::new(c) {
-                    Ok(t) => v.insert(t),
+            if !trackers.contains_key(&c.name) {
+                match LifeTracker::new(c) {
+                    Ok(t) => {
+                        trackers.insert(c.name.clone(), t);
+                    }
                     Err(e) => {
                         tracing::warn!(device, consumable = %c.name, error = %e, "consumable cannot be tracked");
                         continue;
                     }
-                },
+                }
+            }
+            let Some(tracker) = trackers.get_mut(&c.name) else {
+                continue;
             };
             let mut ended = Vec::new();
             let mut took = false;
@@ -141,7 +161,8 @@ impl Predictor {
             // so one seen again after a restart is not learned twice.
             let knowledge = self
                 .fleet
-                .get(&(profile.name.clone(), c.name.clone()))
+                .get(&profile.name)
+                .and_then(|p| p.get(&c.name))
                 .map(|k| &k.knowledge);
             out.push(ConsumableUpdate {
                 index,

@@ -74,6 +74,7 @@ impl Hub {
             client_id: config.broker.client_id.clone(),
             username: config.broker.username.clone(),
             password: config.broker.password.clone(),
+            ack_after_commit: config.broker.kind == BrokerKind::External,
         };
         let mut tasks = vec![tokio::spawn(ingest.run(ingest_cfg, cancel.child_token()))];
         // Ready means subscribed: agents started after this lose nothing. An

@@ -164,11 +164,13 @@ impl Store {
             profile: profile.to_string(),
             samples,
         };
-        Ok(self
+        let fresh = self
             .insert_batch(std::slice::from_ref(&t))
             .await?
             .pop()
-            .unwrap_or_default())
+            .unwrap_or_default();
+        let mut samples: Vec<Option<Sample>> = t.samples.into_iter().map(Some).collect();
+        Ok(fresh.into_iter().filter_map(|k| samples[k].take()).collect())
     }
 
     /// The newest sample of `device`: its time and values.
@@ -222,9 +224,10 @@ impl Store {
     }
 
     /// Stores the samples of many telemetry messages in one transaction and
-    /// returns, per message and in order, the samples that were new (a
-    /// `(device, seq)` already stored, or twice in the batch, is dropped).
-    pub async fn insert_batch(&self, batch: &[Telemetry]) -> Result<Vec<Vec<Sample>>> {
+    /// returns, per message and in order, the indices of its samples that
+    /// were new (a `(device, seq)` already stored, or twice in the batch, is
+    /// dropped).
+    pub async fn insert_batch(&self, batch: &[Telemetry]) -> Result<Vec<Vec<usize>>> {
         /// Rows per statement (4 parameters each, under SQLite's 32 766).
         const CHUNK: usize = 2000;
         let mut tx = self.pool.begin().await?;
@@ -233,7 +236,8 @@ impl Store {
             .enumerate()
             .flat_map(|(i, t)| t.samples.iter().map(move |s| (i, s)))
             .collect();
-        let mut fresh_keys: std::collections::HashSet<(String, i64)> = std::collections::HashSet::new();
+        // Inserted rows by sequence number, then device (no allocation to look one up).
+        let mut fresh_keys: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
         for chunk in rows.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO samples (device_id, seq, ts_ms, body) ");
             qb.push_values(chunk, |mut b, (i, s)| {
@@ -244,32 +248,40 @@ impl Store {
             });
             qb.push(" ON CONFLICT DO NOTHING RETURNING device_id, seq");
             let inserted: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-            fresh_keys.extend(inserted);
+            for (device, seq) in inserted {
+                fresh_keys.entry(seq).or_default().push(device);
+            }
         }
-        let mut out: Vec<Vec<Sample>> = Vec::with_capacity(batch.len());
-        // Per device: gateway, profile, first and last time, last seq, samples, points.
-        let mut devices: std::collections::BTreeMap<&str, (&str, &str, i64, i64, i64, i64, i64)> =
-            std::collections::BTreeMap::new();
+        let mut out: Vec<Vec<usize>> = Vec::with_capacity(batch.len());
+        let mut devices: std::collections::BTreeMap<&str, DeviceBatch> = std::collections::BTreeMap::new();
         let mut text: std::collections::BTreeMap<&str, serde_json::Map<String, serde_json::Value>> =
             std::collections::BTreeMap::new();
         for t in batch {
-            let fresh: Vec<Sample> = t
-                .samples
-                .iter()
-                .filter(|s| fresh_keys.remove(&(t.device.clone(), seq_i64(s.seq))))
-                .cloned()
+            let fresh: Vec<usize> = (0..t.samples.len())
+                .filter(|&k| {
+                    let devices = fresh_keys.get_mut(&seq_i64(t.samples[k].seq));
+                    devices
+                        .and_then(|v| v.iter().position(|d| *d == t.device).map(|i| v.swap_remove(i)))
+                        .is_some()
+                })
                 .collect();
-            for s in &fresh {
-                let e = devices
-                    .entry(&t.device)
-                    .or_insert((&t.gateway, &t.profile, s.ts_ms, s.ts_ms, 0, 0, 0));
-                e.0 = &t.gateway;
-                e.1 = &t.profile;
-                e.2 = e.2.min(s.ts_ms);
-                e.3 = e.3.max(s.ts_ms);
-                e.4 = e.4.max(seq_i64(s.seq));
-                e.5 += 1;
-                e.6 += s.values.len() as i64;
+            for s in fresh.iter().map(|&k| &t.samples[k]) {
+                let e = devices.entry(&t.device).or_insert(DeviceBatch {
+                    gateway: &t.gateway,
+                    profile: &t.profile,
+                    first_ms: s.ts_ms,
+                    last_ms: s.ts_ms,
+                    last_seq: 0,
+                    samples: 0,
+                    points: 0,
+                });
+                e.gateway = &t.gateway;
+                e.profile = &t.profile;
+                e.first_ms = e.first_ms.min(s.ts_ms);
+                e.last_ms = e.last_ms.max(s.ts_ms);
+                e.last_seq = e.last_seq.max(seq_i64(s.seq));
+                e.samples += 1;
+                e.points += s.values.len() as i64;
                 if !s.text.is_empty() {
                     text.entry(&t.device).or_default().extend(
                         s.text
@@ -287,13 +299,13 @@ impl Store {
             );
             qb.push_values(chunk, |mut b, (id, d)| {
                 b.push_bind(id.to_string())
-                    .push_bind(d.0.to_string())
-                    .push_bind(d.1.to_string())
-                    .push_bind(d.2)
-                    .push_bind(d.3)
-                    .push_bind(d.4)
-                    .push_bind(d.5)
-                    .push_bind(d.6);
+                    .push_bind(d.gateway.to_string())
+                    .push_bind(d.profile.to_string())
+                    .push_bind(d.first_ms)
+                    .push_bind(d.last_ms)
+                    .push_bind(d.last_seq)
+                    .push_bind(d.samples)
+                    .push_bind(d.points);
             });
             qb.push(
                 " ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, profile = excluded.profile,
@@ -419,6 +431,17 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// What one batch adds to a device's row.
+struct DeviceBatch<'a> {
+    gateway: &'a str,
+    profile: &'a str,
+    first_ms: i64,
+    last_ms: i64,
+    last_seq: i64,
+    samples: i64,
+    points: i64,
 }
 
 /// Inserts or updates one consumable's row.

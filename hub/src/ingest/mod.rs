@@ -13,7 +13,7 @@ use crate::predict::{ConsumableUpdate, MODEL_VERSION, Predictor, Snapshot};
 use crate::run::HubEvent;
 use crate::store::{ConsumableRow, LifeRow, NewWorkOrder, Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,6 +37,14 @@ pub struct IngestConfig {
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Acknowledge each message only once its batch is committed. Right for
+    /// an external broker, which keeps what is unacknowledged (its
+    /// persistent session, or another hub of a shared subscription). The
+    /// embedded broker shares the hub's process and keeps nothing on disk:
+    /// a late acknowledgement would protect nothing it could redeliver, and
+    /// its cap of 100 unacknowledged messages per subscriber would bound
+    /// ingest to 100 per commit, so the hub acknowledges on receipt there.
+    pub ack_after_commit: bool,
 }
 
 pub struct Ingest {
@@ -48,12 +56,14 @@ pub struct Ingest {
     /// Set once the subscriptions are acknowledged: from then on nothing an
     /// agent publishes is missed.
     pub subscribed: tokio::sync::watch::Sender<bool>,
-    /// Consumables changed since the last flush: (device, profile, consumable index).
-    dirty: HashSet<(String, String, usize)>,
+    /// Consumables changed since the last flush: by device, its profile and
+    /// the consumables' indices in it.
+    dirty: HashMap<String, (String, Vec<usize>)>,
     last_flush: Instant,
-    /// (device, consumable) whose latest prediction was within the lead time:
-    /// an order is opened when one becomes due, not on every prediction.
-    due: HashSet<(String, String)>,
+    /// Consumables (by device, their indices) whose latest prediction was
+    /// within the lead time: an order is opened when one becomes due, not on
+    /// every prediction.
+    due: HashMap<String, Vec<usize>>,
 }
 
 /// Messages handled in one store transaction, at most.
@@ -77,9 +87,9 @@ impl Ingest {
             stats,
             events,
             subscribed,
-            dirty: HashSet::new(),
+            dirty: HashMap::new(),
             last_flush: Instant::now(),
-            due: HashSet::new(),
+            due: HashMap::new(),
         }
     }
 
@@ -147,6 +157,7 @@ impl Ingest {
             if samples.is_empty() {
                 continue;
             }
+            let samples: Vec<&wearline_models::wire::Sample> = samples.iter().collect();
             for update in self.predictor.observe(&d.id, profile, &samples) {
                 self.apply(&d.id, profile, update).await?;
             }
@@ -157,24 +168,26 @@ impl Ingest {
 
     /// Runs until `cancel` fires. The MQTT connection is read by this task;
     /// a second task stores and predicts in batches of up to [`BATCH_MAX`]
-    /// messages, one transaction each, and acknowledges each message to the
-    /// broker only after its batch is committed: a hub killed before that
-    /// gets it again (from its persistent session, or, in a shared
-    /// subscription group, through another hub).
+    /// messages, one transaction each. With `ack_after_commit` it
+    /// acknowledges each message to the broker only after its batch is
+    /// committed: a hub killed before that gets it again (from its
+    /// persistent session, or, in a shared subscription group, through
+    /// another hub). On cancel, what was received is stored before it returns.
     pub async fn run(self, cfg: IngestConfig, cancel: CancellationToken) {
         let mut opts = MqttOptions::new(cfg.client_id, cfg.host, cfg.port);
         opts.set_keep_alive(Duration::from_secs(15));
         opts.set_max_packet_size(1 << 20, 1 << 20);
         // A persistent session: the broker queues QoS 1 messages while the hub reconnects.
         opts.set_clean_session(false);
-        opts.set_manual_acks(true);
+        opts.set_manual_acks(cfg.ack_after_commit);
         opts.set_inflight(1000);
         if let (Some(u), Some(p)) = (cfg.username, cfg.password) {
             opts.set_credentials(u, p);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 4 * BATCH_MAX);
         let (tx, rx) = mpsc::channel::<Inbound>(2 * BATCH_MAX);
-        let worker = tokio::spawn(self.work(rx, client.clone()));
+        let acks = cfg.ack_after_commit.then(|| client.clone());
+        let worker = tokio::spawn(self.work(rx, acks));
         let mut failures = 0u32;
         loop {
             let event = tokio::select! {
@@ -220,7 +233,7 @@ impl Ingest {
     }
 
     /// The batch worker: stores, predicts, flushes and acknowledges.
-    async fn work(mut self, mut rx: mpsc::Receiver<Inbound>, client: AsyncClient) {
+    async fn work(mut self, mut rx: mpsc::Receiver<Inbound>, acks: Option<AsyncClient>) {
         let mut batch: Vec<Inbound> = Vec::with_capacity(BATCH_MAX);
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -244,7 +257,7 @@ impl Ingest {
                     Inbound::Subscribed | Inbound::Lost => {
                         let up = matches!(item, Inbound::Subscribed);
                         self.process(&messages).await;
-                        ack(&client, &messages).await;
+                        ack(acks.as_ref(), &messages).await;
                         messages.clear();
                         self.stats.connected.store(up, Ordering::Relaxed);
                         self.subscribed.send_replace(up);
@@ -252,7 +265,7 @@ impl Ingest {
                 }
             }
             self.process(&messages).await;
-            ack(&client, &messages).await;
+            ack(acks.as_ref(), &messages).await;
             self.flush_if_due().await;
         }
         self.flush().await;
@@ -298,6 +311,7 @@ impl Ingest {
         for (t, fresh) in telemetry.iter().zip(fresh) {
             duplicates += (t.samples.len() - fresh.len()) as u64;
             samples += fresh.len() as u64;
+            let fresh: Vec<&wearline_models::wire::Sample> = fresh.iter().map(|&k| &t.samples[k]).collect();
             points += fresh.iter().map(|s| s.values.len() as u64).sum::<u64>();
             if fresh.is_empty() {
                 continue;
@@ -332,11 +346,12 @@ impl Ingest {
         if self.dirty.is_empty() {
             return;
         }
-        let keys: Vec<(String, String, usize)> = self.dirty.drain().collect();
-        let rows: Vec<ConsumableRow> = keys
+        let dirty = std::mem::take(&mut self.dirty);
+        let rows: Vec<ConsumableRow> = dirty
             .iter()
+            .flat_map(|(device, (profile, indices))| indices.iter().map(move |i| (device, profile, *i)))
             .filter_map(|(device, profile, index)| {
-                let c = self.profiles.get(profile)?.consumables.get(*index)?;
+                let c = self.profiles.get(profile)?.consumables.get(index)?;
                 let snap = self.predictor.snapshot(device, profile, &c.name)?;
                 Some(consumable_row(device, profile, c, &snap))
             })
@@ -344,7 +359,7 @@ impl Ingest {
         if let Err(e) = self.store.upsert_consumables(&rows).await {
             self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, rows = rows.len(), "cannot write consumable states; kept for the next flush");
-            self.dirty.extend(keys);
+            self.dirty = dirty;
         }
     }
 
@@ -375,21 +390,30 @@ impl Ingest {
                     .add_lives(&profile.name, &c.name, vec![life.clone()]);
             }
         }
-        self.dirty
-            .insert((device.to_string(), profile.name.clone(), u.index));
-        let key = (device.to_string(), c.name.clone());
+        match self.dirty.get_mut(device) {
+            Some((_, indices)) if indices.contains(&u.index) => {}
+            Some((_, indices)) => indices.push(u.index),
+            None => {
+                self.dirty
+                    .insert(device.to_string(), (profile.name.clone(), vec![u.index]));
+            }
+        }
         let order = u
             .estimate
             .as_ref()
             .and_then(|e| preventive_due(e.remaining_days(), c.lead_time_days).map(|o| (e, o)));
+        let was_due = self.due.get(device).is_some_and(|d| d.contains(&u.index));
         let Some((e, order)) = order else {
-            self.due.remove(&key);
+            if was_due && let Some(d) = self.due.get_mut(device) {
+                d.retain(|i| *i != u.index);
+            }
             return Ok(());
         };
-        if !self.due.insert(key) {
+        if was_due {
             // Already due at the previous prediction: its order was opened then.
             return Ok(());
         }
+        self.due.entry(device.to_string()).or_default().push(u.index);
         let wo = NewWorkOrder {
             device_id: device.to_string(),
             kind: "preventive",
@@ -461,8 +485,10 @@ enum Inbound {
     Lost,
 }
 
-/// Acknowledges handled messages to the broker (QoS 0 needs none).
-async fn ack(client: &AsyncClient, messages: &[Publish]) {
+/// Acknowledges handled messages to the broker (QoS 0 needs none), when
+/// acknowledgements wait for the commit.
+async fn ack(client: Option<&AsyncClient>, messages: &[Publish]) {
+    let Some(client) = client else { return };
     for p in messages {
         if p.qos != QoS::AtMostOnce && client.ack(p).await.is_err() {
             // The connection is gone: the broker delivers them again.

@@ -555,6 +555,76 @@ pub fn decode_uplink(topic: &str, payload: &[u8]) -> Result<Uplink, WireError> {
 mod tests {
     use super::*;
 
+    /// Hostile input: the protocol examples truncated, with bytes flipped,
+    /// and with numbers replaced by out-of-range or non-finite spellings. The
+    /// decoder must never panic, and whatever it accepts must be valid (the
+    /// same property the `decode_uplink` fuzz target in `models/fuzz` checks
+    /// with coverage guidance).
+    #[test]
+    fn hostile_payloads_never_panic_and_never_pass_bad_values() {
+        let doc = include_str!("../../docs/protocol.md");
+        let mut examples = Vec::new();
+        let mut lines = doc.lines();
+        while let Some(line) = lines.next() {
+            if let Some(topic) = line.trim().strip_prefix("```json topic=") {
+                let body: String = lines
+                    .by_ref()
+                    .take_while(|l| l.trim() != "```")
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                examples.push((topic.trim().to_string(), body));
+            }
+        }
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for (topic, body) in &examples {
+            let bytes = body.as_bytes();
+            let mut cases: Vec<Vec<u8>> = (0..bytes.len()).step_by(7).map(|n| bytes[..n].to_vec()).collect();
+            for _ in 0..300 {
+                let mut m = bytes.to_vec();
+                for _ in 0..1 + next() % 3 {
+                    let i = (next() as usize) % m.len().max(1);
+                    if let Some(b) = m.get_mut(i) {
+                        *b = (next() % 256) as u8;
+                    }
+                }
+                cases.push(m);
+            }
+            for bad in [
+                "1e999",
+                "-1e999",
+                "NaN",
+                "Infinity",
+                "null",
+                "\"1\"",
+                "1e308",
+                "18446744073709551616",
+            ] {
+                cases.push(body.replacen(": 1", &format!(": {bad}"), 1).into_bytes());
+            }
+            for case in cases {
+                if let Ok(Uplink::Telemetry(t)) = decode_uplink(topic, &case) {
+                    accepted += 1;
+                    assert!(
+                        t.samples.iter().all(|s| s.values.values().all(|v| v.is_finite())),
+                        "accepted a non-finite value: {}",
+                        String::from_utf8_lossy(&case)
+                    );
+                }
+            }
+        }
+        assert!(
+            accepted > 0,
+            "some mutations (e.g. of a value's digits) stay valid"
+        );
+    }
+
     /// The examples in `docs/protocol.md`: each fenced block tagged
     /// `json topic=...` must decode on that topic and survive a round trip.
     #[test]

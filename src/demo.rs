@@ -58,6 +58,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             client_id: "wearline-hub".into(),
             username: None,
             password: None,
+            shared_group: None,
         },
         http: HttpConfig { listen: args.http },
         sqlite: data_dir.join("hub.db"),

@@ -50,6 +50,13 @@ pub struct BrokerConfig {
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// External broker: subscribe through this shared-subscription group
+    /// (`$share/GROUP/…`), so that several hubs split one fleet, each message
+    /// going to one of them. Every hub of a group needs its own `client_id`,
+    /// kept across restarts (its persistent session holds what it had not
+    /// acknowledged).
+    #[serde(default)]
+    pub shared_group: Option<String>,
 }
 
 const fn default_broker_kind() -> BrokerKind {
@@ -129,6 +136,20 @@ impl HubConfig {
                 "broker.username",
                 "set both `username` and `password`, or neither",
             ));
+        }
+        if let Some(g) = &raw.broker.shared_group {
+            if raw.broker.kind == BrokerKind::Embedded {
+                return Err(invalid(
+                    "broker.shared_group",
+                    "shared subscriptions split a fleet between hubs on an external broker; the embedded broker has one hub",
+                ));
+            }
+            if g.is_empty() || g.contains(['/', '+', '#']) {
+                return Err(invalid(
+                    "broker.shared_group",
+                    "a group name is non-empty and has no `/`, `+` or `#`",
+                ));
+            }
         }
         let dir = base.join(&raw.profiles_dir);
         let profiles = load_profiles(&dir)?;

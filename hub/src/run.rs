@@ -75,6 +75,7 @@ impl Hub {
             username: config.broker.username.clone(),
             password: config.broker.password.clone(),
             ack_after_commit: config.broker.kind == BrokerKind::External,
+            shared_group: config.broker.shared_group.clone(),
         };
         let mut tasks = vec![tokio::spawn(ingest.run(ingest_cfg, cancel.child_token()))];
         // Ready means subscribed: agents started after this lose nothing. An

@@ -45,6 +45,8 @@ pub struct IngestConfig {
     /// its cap of 100 unacknowledged messages per subscriber would bound
     /// ingest to 100 per commit, so the hub acknowledges on receipt there.
     pub ack_after_commit: bool,
+    /// Subscribe through this shared-subscription group (`$share/GROUP/…`).
+    pub shared_group: Option<String>,
 }
 
 pub struct Ingest {
@@ -174,14 +176,14 @@ impl Ingest {
     /// persistent session, or, in a shared subscription group, through
     /// another hub). On cancel, what was received is stored before it returns.
     pub async fn run(self, cfg: IngestConfig, cancel: CancellationToken) {
-        let mut opts = MqttOptions::new(cfg.client_id, cfg.host, cfg.port);
+        let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
         opts.set_keep_alive(Duration::from_secs(15));
         opts.set_max_packet_size(1 << 20, 1 << 20);
         // A persistent session: the broker queues QoS 1 messages while the hub reconnects.
         opts.set_clean_session(false);
         opts.set_manual_acks(cfg.ack_after_commit);
         opts.set_inflight(1000);
-        if let (Some(u), Some(p)) = (cfg.username, cfg.password) {
+        if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
             opts.set_credentials(u, p);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 4 * BATCH_MAX);
@@ -198,9 +200,13 @@ impl Ingest {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     failures = 0;
                     tracing::info!("ingest connected to broker");
-                    let filters = HUB_FILTERS
-                        .iter()
-                        .map(|f| rumqttc::SubscribeFilter::new(f.to_string(), QoS::AtLeastOnce));
+                    let filters = HUB_FILTERS.iter().map(|f| {
+                        let path = match &cfg.shared_group {
+                            Some(g) => format!("$share/{g}/{f}"),
+                            None => f.to_string(),
+                        };
+                        rumqttc::SubscribeFilter::new(path, QoS::AtLeastOnce)
+                    });
                     if let Err(e) = client.try_subscribe_many(filters) {
                         tracing::error!(error = %e, "cannot subscribe");
                     }

@@ -1,0 +1,140 @@
+//! Two hubs split one fleet through a shared subscription on Debian's
+//! mosquitto and share one store. One is killed with SIGKILL under load and
+//! restarted as a supervisor would: every message published is stored
+//! exactly once, and both hubs took part.
+
+mod support;
+
+use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use support::*;
+use wearline_models::wire::{Sample, Telemetry, Topic, VERSION};
+
+const DEVICES: u64 = 100;
+const POLLS: u64 = 30;
+
+fn hub_config(dir: &Path, name: &str, broker_port: u16) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "profiles_dir = {:?}\n[broker]\nkind = \"external\"\naddress = \"127.0.0.1:{broker_port}\"\nclient_id = \"{name}\"\nshared_group = \"hubs\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\nsqlite = \"shared.db\"\n",
+        configs_dir().join("profiles")
+    );
+    std::fs::write(&path, text).expect("write hub config");
+    path
+}
+
+fn start(dir: &Path, name: &str, cfg: &Path) -> (Proc, String) {
+    let p = Proc::start(dir, name, &["hub", "--config", cfg.to_str().expect("utf-8")]);
+    let api = p.expect_line("api:", Duration::from_secs(30));
+    (p, api)
+}
+
+fn poll(device: u64, seq: u64) -> (String, Vec<u8>) {
+    let t = Telemetry {
+        v: VERSION,
+        gateway: "gw-1".into(),
+        device: format!("dev-{device:03}"),
+        profile: "air-purifier".into(),
+        samples: vec![Sample {
+            seq,
+            ts_ms: 1_750_000_000_000 + seq as i64 * 60_000,
+            values: BTreeMap::from([
+                ("filter_dp".to_string(), 90.0 + seq as f64),
+                ("run_hours".to_string(), seq as f64),
+            ]),
+            text: BTreeMap::new(),
+        }],
+    };
+    let topic = Topic::Telemetry {
+        gateway: t.gateway.clone(),
+        device: t.device.clone(),
+    }
+    .render();
+    (topic, serde_json::to_vec(&t).expect("encode"))
+}
+
+fn ingested(api: &str) -> u64 {
+    get_json(&format!("{api}/health"))["ingest"]["samples"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_hubs_share_a_fleet_and_a_killed_one_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    // Unlimited queues: a persistent session keeps everything while its hub is down.
+    let conf = format!(
+        "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 100\n"
+    );
+    let _broker = start_mosquitto(dir.path(), "mosquitto", &conf, &[port]);
+    let (cfg_a, cfg_b) = (
+        hub_config(dir.path(), "hub-a", port),
+        hub_config(dir.path(), "hub-b", port),
+    );
+    let (hub_a, api_a) = start(dir.path(), "hub-a", &cfg_a);
+    let (_hub_b, api_b) = start(dir.path(), "hub-b", &cfg_b);
+
+    let mut opts = MqttOptions::new("fleet-publisher", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut connection) = Client::new(opts, 256);
+    let total = DEVICES * POLLS;
+    let publisher = std::thread::spawn(move || {
+        for seq in 1..=POLLS {
+            for d in 0..DEVICES {
+                let (topic, payload) = poll(d, seq);
+                client
+                    .publish(topic, QoS::AtLeastOnce, false, payload)
+                    .expect("queue");
+            }
+        }
+        client
+    });
+    // Drive the publisher's connection; kill hub A once a third is acknowledged
+    // by the broker and hub A has stored some, then restart it.
+    let mut acked = 0;
+    let mut hub_a = Some(hub_a);
+    let mut restarted = None;
+    for event in connection.iter() {
+        match event.expect("publisher connection") {
+            Event::Incoming(Packet::PubAck(_)) => acked += 1,
+            Event::Outgoing(Outgoing::Disconnect) => break,
+            _ => {}
+        }
+        if acked >= total / 3 && hub_a.is_some() && ingested(&api_a) > 0 {
+            drop(hub_a.take()); // SIGKILL
+            restarted = Some(start(dir.path(), "hub-a-restarted", &cfg_a));
+        }
+        if acked == total {
+            break;
+        }
+    }
+    assert_eq!(acked, total, "the broker accepted every message");
+    let (_hub_a2, api_a2) = restarted.expect("hub A was killed and restarted under load");
+    drop(publisher.join().expect("publisher"));
+
+    // Every message stored exactly once: per device, all polls and no more.
+    let devices = eventually(Duration::from_secs(60), "every sample stored", || {
+        let list = get_json(&format!("{api_b}/api/v1/devices"));
+        let list = list.as_array()?.clone();
+        let stored: u64 = list.iter().filter_map(|d| d["samples"].as_u64()).sum();
+        (stored == total).then_some(list)
+    });
+    assert_eq!(devices.len() as u64, DEVICES);
+    for d in &devices {
+        assert_eq!(
+            (d["samples"].as_u64(), d["last_seq"].as_u64()),
+            (Some(POLLS), Some(POLLS)),
+            "{d}"
+        );
+    }
+    // Both hubs took part: neither stored everything alone.
+    let (b, a2) = (ingested(&api_b), ingested(&api_a2));
+    assert!(b > 0 && b < total, "hub B stored {b} of {total}");
+    assert!(
+        a2 > 0,
+        "the restarted hub A got its share (and its session's backlog)"
+    );
+}

@@ -48,6 +48,8 @@ pub struct Ingest {
     /// Set once the subscriptions are acknowledged: from then on nothing an
     /// agent publishes is missed.
     pub subscribed: tokio::sync::watch::Sender<bool>,
+    /// Fresh samples also go to InfluxDB, when configured.
+    pub influx: Option<crate::influx::InfluxHandle>,
 }
 
 impl Ingest {
@@ -223,6 +225,9 @@ impl Ingest {
         self.stats
             .duplicates
             .fetch_add((total - fresh.len()) as u64, Ordering::Relaxed);
+        if let Some(sink) = &self.influx {
+            sink.send(&t.gateway, &t.device, &t.profile, &fresh).await;
+        }
         if fresh.is_empty() {
             return Ok(());
         }

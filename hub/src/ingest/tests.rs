@@ -31,6 +31,7 @@ fn ingest(store: Store) -> Ingest {
         stats: Arc::new(IngestStats::default()),
         events: broadcast::channel(16).0,
         subscribed: tokio::sync::watch::channel(false).0,
+        influx: None,
     }
 }
 

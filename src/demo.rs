@@ -62,6 +62,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         http: HttpConfig { listen: args.http },
         sqlite: data_dir.join("hub.db"),
+        influx: None,
         profiles: BTreeMap::from([(profile.name.clone(), (*profile).clone())]),
     };
     let hub = Hub::start(hub_config).await?;

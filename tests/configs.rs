@@ -82,3 +82,31 @@ fn invalid_value_names_file_line_and_key() {
     let text = "[broker]\nkind = \"embedded\"\naddress = \"localhost\"\n[store]\nsqlite = \"x.db\"\n";
     check_bad_config("hub", text, "3: key `broker.address`");
 }
+
+#[test]
+fn influx_section_errors_name_file_line_and_key() {
+    let base =
+        "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\nsqlite = \"x.db\"\n[influx]\n";
+    let cases = [
+        (
+            "url = \"http://h:8086\"\nbucket = \"b\"\nbatch = 10\n",
+            "9:1: key `influx.batch`: unknown field",
+        ),
+        ("url = \"h:8086\"\nbucket = \"b\"\n", "7: key `influx.url`"),
+        (
+            "url = \"http://h:8086/influx\"\nbucket = \"b\"\n",
+            "7: key `influx.url`: the server must be at the root",
+        ),
+        (
+            "url = \"http://h:8086\"\nbucket = \"b\"\nbatch_points = 10\nmax_queue_points = 5\n",
+            "10: key `influx.max_queue_points`",
+        ),
+        (
+            "url = \"http://h:8086\"\nbucket = \"b\"\ntoken = \"t\"\ntoken_file = \"t.txt\"\n",
+            "10: key `influx.token_file`",
+        ),
+    ];
+    for (section, expected) in cases {
+        check_bad_config("hub", &format!("{base}{section}"), expected);
+    }
+}

@@ -1,12 +1,14 @@
-//! The REST API: devices, their consumables, work orders, and health.
+//! The REST API: devices, their consumables, work orders, health and
+//! Prometheus metrics.
 //!
 //! `router(state)` is kept apart from serving so handlers can be tested with
 //! `oneshot` requests; `serve` runs it on a listener.
 
+use crate::influx::InfluxHandle;
 use crate::ingest::IngestStats;
 use crate::store::{ConsumableRow, DeviceRow, Store, StoreError, WorkOrderRow};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,6 +21,8 @@ use wearline_models::time::rfc3339;
 pub struct AppState {
     pub store: Store,
     pub stats: Arc<IngestStats>,
+    /// The InfluxDB sink, when configured.
+    pub influx: Option<InfluxHandle>,
 }
 
 /// An error answered as JSON `{"error": "..."}`.
@@ -52,6 +56,7 @@ type ApiResult<T> = Result<Json<T>, AppError>;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/devices/{id}", get(device))
         .route("/api/v1/devices/{id}/consumables", get(device_consumables))
@@ -60,22 +65,40 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// 200 while the hub can do its job (store up, ingest subscribed), else 503.
+/// `status` is `degraded` as soon as any dependency is down, InfluxDB
+/// included: the hub goes on without it, so it does not make a 503.
 async fn health(State(s): State<AppState>) -> Response {
     let store_ok = s.store.ping().await.is_ok();
     let ingest = s.stats.snapshot();
     let ok = store_ok && ingest.broker_connected;
-    let body = json!({
-        "status": if ok { "ok" } else { "degraded" },
+    let influx = s.influx.as_ref().map(|h| h.stats().snapshot());
+    let influx_ok = influx.as_ref().is_none_or(|i| i.state == "ok");
+    let mut body = json!({
+        "status": if ok && influx_ok { "ok" } else { "degraded" },
         "store": if store_ok { "ok" } else { "down" },
         "broker": if ingest.broker_connected { "connected" } else { "disconnected" },
         "ingest": ingest,
     });
+    if let (Some(i), Value::Object(m)) = (influx, &mut body) {
+        m.insert("influx".into(), serde_json::to_value(i).unwrap_or(Value::Null));
+    }
     let code = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// Prometheus text exposition of the ingest and InfluxDB counters.
+async fn metrics(State(s): State<AppState>) -> Response {
+    let influx = s.influx.as_ref().map(|h| h.stats().snapshot());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(&s.stats, influx.as_ref()),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]

@@ -1,4 +1,5 @@
-//! The hub's config file: broker, HTTP API, store and profiles.
+//! The hub's config file: broker, HTTP API, store, profiles and the optional
+//! InfluxDB sink.
 //!
 //! Unknown keys, wrong types and invalid values are errors that name the
 //! file, the line and the key.
@@ -7,6 +8,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use wearline_models::config::{ConfigError, host_port, parse_toml};
 use wearline_models::profile::Profile;
 
@@ -17,6 +19,8 @@ struct RawConfig {
     #[serde(default)]
     http: HttpConfig,
     store: StoreConfig,
+    /// Raw telemetry also written to InfluxDB; absent: no sink.
+    influx: Option<RawInflux>,
     /// Folder of device profiles, relative to the config file.
     #[serde(default = "default_profiles_dir")]
     profiles_dir: PathBuf,
@@ -93,12 +97,98 @@ pub struct StoreConfig {
     pub sqlite: PathBuf,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInflux {
+    /// Base URL, `http://host:port` or `https://…`, with no path.
+    url: String,
+    /// Organisation (InfluxDB 2); ignored by victoria-metrics.
+    #[serde(default)]
+    org: String,
+    /// Bucket the points go to.
+    bucket: String,
+    /// API token; or `token_file`, or neither for a server without auth.
+    token: Option<String>,
+    /// File holding the token (trimmed), relative to the config file.
+    token_file: Option<PathBuf>,
+    /// A batch is written once it holds this many points…
+    #[serde(default = "default_batch_points")]
+    batch_points: usize,
+    /// …or this long after its oldest point was accepted.
+    #[serde(default = "default_flush_ms")]
+    flush_ms: u64,
+    /// Most points held in memory (queued or being written); ingest waits
+    /// for room beyond it.
+    #[serde(default = "default_max_queue_points")]
+    max_queue_points: usize,
+    /// How long after it was accepted a point is retried before it is dropped
+    /// and counted as `retry_exhausted`.
+    #[serde(default = "default_retry_max_secs")]
+    retry_max_secs: u64,
+    /// Time limit of one write or readiness request.
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+}
+
+const fn default_batch_points() -> usize {
+    5000
+}
+const fn default_flush_ms() -> u64 {
+    200
+}
+const fn default_max_queue_points() -> usize {
+    200_000
+}
+const fn default_retry_max_secs() -> u64 {
+    30
+}
+const fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Most points a queue may hold: its permits are counted in `u32`.
+const MAX_QUEUE_LIMIT: usize = 100_000_000;
+
+/// The validated `[influx]` section.
+#[derive(Clone)]
+pub struct InfluxConfig {
+    /// Base URL with no path (the influxdb2 crate replaces it).
+    pub url: url::Url,
+    pub org: String,
+    pub bucket: String,
+    /// Empty for a server without authentication.
+    pub token: String,
+    pub batch_points: usize,
+    pub flush: Duration,
+    pub max_queue_points: usize,
+    pub retry_max: Duration,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for InfluxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InfluxConfig")
+            .field("url", &self.url.as_str())
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
+            .field("token", &if self.token.is_empty() { "" } else { "<redacted>" })
+            .field("batch_points", &self.batch_points)
+            .field("flush", &self.flush)
+            .field("max_queue_points", &self.max_queue_points)
+            .field("retry_max", &self.retry_max)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 /// A validated hub config.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     pub broker: BrokerConfig,
     pub http: HttpConfig,
     pub sqlite: PathBuf,
+    /// The InfluxDB sink, when configured.
+    pub influx: Option<InfluxConfig>,
     /// Profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -151,15 +241,88 @@ impl HubConfig {
                 ));
             }
         }
+        let influx = match raw.influx {
+            Some(i) => Some(influx(i, base, &invalid)?),
+            None => None,
+        };
         let dir = base.join(&raw.profiles_dir);
         let profiles = load_profiles(&dir)?;
         Ok(HubConfig {
             broker: raw.broker,
             http: raw.http,
             sqlite: base.join(raw.store.sqlite),
+            influx,
             profiles,
         })
     }
+}
+
+/// Validates the `[influx]` section into typed values.
+fn influx(
+    raw: RawInflux,
+    base: &Path,
+    invalid: &dyn Fn(&str, &str) -> LoadError,
+) -> Result<InfluxConfig, LoadError> {
+    let url = url::Url::parse(&raw.url).map_err(|e| {
+        invalid(
+            "influx.url",
+            &format!("not a URL ({e}), e.g. `http://127.0.0.1:8086`"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            "influx.url",
+            "expected `http://host:port` or `https://host:port`",
+        ));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+        return Err(invalid(
+            "influx.url",
+            "the server must be at the root: influxdb2 replaces the URL's path",
+        ));
+    }
+    if raw.bucket.is_empty() {
+        return Err(invalid("influx.bucket", "must not be empty"));
+    }
+    let token = match (raw.token, raw.token_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "influx.token_file",
+                "set `token` or `token_file`, not both",
+            ));
+        }
+        (Some(t), None) => t,
+        (None, Some(file)) => read(&base.join(file))?.trim().to_string(),
+        (None, None) => String::new(),
+    };
+    if raw.batch_points == 0 {
+        return Err(invalid("influx.batch_points", "must be at least 1"));
+    }
+    if raw.max_queue_points < raw.batch_points || raw.max_queue_points > MAX_QUEUE_LIMIT {
+        return Err(invalid(
+            "influx.max_queue_points",
+            &format!("must be between `batch_points` and {MAX_QUEUE_LIMIT}"),
+        ));
+    }
+    for (key, v) in [
+        ("influx.flush_ms", raw.flush_ms),
+        ("influx.timeout_ms", raw.timeout_ms),
+    ] {
+        if v == 0 {
+            return Err(invalid(key, "must be at least 1"));
+        }
+    }
+    Ok(InfluxConfig {
+        url,
+        org: raw.org,
+        bucket: raw.bucket,
+        token,
+        batch_points: raw.batch_points,
+        flush: Duration::from_millis(raw.flush_ms),
+        max_queue_points: raw.max_queue_points,
+        retry_max: Duration::from_secs(raw.retry_max_secs),
+        timeout: Duration::from_millis(raw.timeout_ms),
+    })
 }
 
 /// Loads every `*.toml` profile in `dir`.

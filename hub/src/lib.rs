@@ -1,6 +1,7 @@
 //! The Wearline hub: an MQTT broker (embedded by default), ingestion of agent
 //! telemetry, an embedded SQLite store, remaining-life predictions per
-//! consumable, preventive work orders, and the REST API.
+//! consumable, preventive work orders, the REST API, and an optional copy of
+//! the raw telemetry in InfluxDB.
 //!
 //! Analytics and ticket rules are pure and live in `wearline-models`; this
 //! crate does the IO around them.
@@ -8,7 +9,9 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod influx;
 pub mod ingest;
+pub mod metrics;
 pub mod predict;
 pub mod run;
 pub mod store;

@@ -1,5 +1,6 @@
-//! Wiring the hub together: broker, store, ingest task and HTTP API, with a
-//! handle to stop them and a stream of events (work orders opened).
+//! Wiring the hub together: broker, store, the optional InfluxDB sink, ingest
+//! task and HTTP API, with a handle to stop them and a stream of events (work
+//! orders opened).
 
 use crate::api::{AppState, router};
 use crate::broker;
@@ -59,6 +60,17 @@ impl Hub {
         let (events, _) = broadcast::channel(1024);
         let cancel = CancellationToken::new();
 
+        let mut tasks = Vec::new();
+        let influx = match &config.influx {
+            Some(cfg) => {
+                let (handle, sink_tasks) =
+                    crate::influx::start(cfg, cancel.child_token()).context("starting the InfluxDB sink")?;
+                tasks.extend(sink_tasks);
+                Some(handle)
+            }
+            None => None,
+        };
+
         let (subscribed, mut ready) = tokio::sync::watch::channel(false);
         let mut ingest = Ingest::new(
             store.clone(),
@@ -67,6 +79,7 @@ impl Hub {
             events.clone(),
             subscribed,
         );
+        ingest.influx = influx.clone();
         ingest.replay().await.context("replaying history")?;
         let ingest_cfg = IngestConfig {
             host,
@@ -77,7 +90,7 @@ impl Hub {
             ack_after_commit: config.broker.kind == BrokerKind::External,
             shared_group: config.broker.shared_group.clone(),
         };
-        let mut tasks = vec![tokio::spawn(ingest.run(ingest_cfg, cancel.child_token()))];
+        tasks.push(tokio::spawn(ingest.run(ingest_cfg, cancel.child_token())));
         // Ready means subscribed: agents started after this lose nothing. An
         // external broker that is down does not stop the hub from serving.
         match tokio::time::timeout(SUBSCRIBE_WAIT, ready.wait_for(|s| *s)).await {
@@ -94,6 +107,7 @@ impl Hub {
         let app = router(AppState {
             store: store.clone(),
             stats: stats.clone(),
+            influx,
         });
         let api_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {
@@ -121,7 +135,8 @@ impl HubHandle {
         self.events.subscribe()
     }
 
-    /// Stops ingest and the API. The embedded broker lives until the process ends.
+    /// Stops ingest and the API, and flushes the InfluxDB sink (within
+    /// `influx::SHUTDOWN_GRACE`). The embedded broker lives until the process ends.
     pub async fn stop(self) {
         self.cancel.cancel();
         for t in self.tasks {

@@ -106,6 +106,21 @@ impl Proc {
         }
     }
 
+    /// Sends `signal` (`TERM`, `STOP`…) to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot send {signal} to {}", self.name);
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
@@ -172,11 +187,11 @@ pub fn configs_dir() -> PathBuf {
 }
 
 /// Writes a hub config using the repository's profiles, with an embedded
-/// broker and API on free ports; returns its path.
-pub fn write_hub_config(dir: &Path) -> PathBuf {
+/// broker and API on free ports, then `extra` (more sections); returns its path.
+pub fn write_hub_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("hub.toml");
     let text = format!(
-        "profiles_dir = {:?}\n[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\nsqlite = \"hub.db\"\n",
+        "profiles_dir = {:?}\n[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\nsqlite = \"hub.db\"\n{extra}",
         configs_dir().join("profiles")
     );
     std::fs::write(&path, text).expect("write hub config");
@@ -191,7 +206,12 @@ pub struct TestHub {
 }
 
 pub fn start_hub(dir: &Path) -> TestHub {
-    let cfg = write_hub_config(dir);
+    start_hub_with(dir, "")
+}
+
+/// Starts a hub whose config ends with `extra` (e.g. an `[influx]` section).
+pub fn start_hub_with(dir: &Path, extra: &str) -> TestHub {
+    let cfg = write_hub_config(dir, extra);
     let proc = Proc::start(
         dir,
         "hub",
@@ -226,6 +246,29 @@ pub fn start_plain_mosquitto(dir: &Path) -> (Proc, u16) {
     let port = free_port();
     let conf = format!("listener {port} 127.0.0.1\nallow_anonymous true\n");
     (start_mosquitto(dir, "mosquitto", &conf, &[port]), port)
+}
+
+/// Starts Debian's victoria-metrics on `port` with its data in `data`, and
+/// waits until it answers `/ready`. The same port and folder restart it.
+pub fn start_victoria_metrics(dir: &Path, name: &str, port: u16, data: &Path) -> Proc {
+    let bin = if Path::new("/usr/bin/victoria-metrics").exists() {
+        "/usr/bin/victoria-metrics"
+    } else {
+        "victoria-metrics"
+    };
+    let mut cmd = Command::new(bin);
+    cmd.arg("-httpListenAddr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-storageDataPath")
+        .arg(data)
+        .arg("-loggerLevel")
+        .arg("WARN");
+    let p = Proc::spawn(dir, name, cmd, None);
+    let ready = format!("http://127.0.0.1:{port}/ready");
+    eventually(Duration::from_secs(20), "victoria-metrics to be ready", || {
+        ureq::get(&ready).call().ok().map(|_| ())
+    });
+    p
 }
 
 /// GETs a Prometheus text page (`/metrics`); `None` while it does not answer.

@@ -66,6 +66,8 @@ pub struct Ingest {
     /// within the lead time: an order is opened when one becomes due, not on
     /// every prediction.
     due: HashMap<String, Vec<usize>>,
+    /// Fresh samples also go to InfluxDB, when configured.
+    pub influx: Option<crate::influx::InfluxHandle>,
 }
 
 /// Messages handled in one store transaction, at most.
@@ -92,6 +94,7 @@ impl Ingest {
             dirty: HashMap::new(),
             last_flush: Instant::now(),
             due: HashMap::new(),
+            influx: None,
         }
     }
 
@@ -321,6 +324,9 @@ impl Ingest {
             points += fresh.iter().map(|s| s.values.len() as u64).sum::<u64>();
             if fresh.is_empty() {
                 continue;
+            }
+            if let Some(sink) = &self.influx {
+                sink.send(&t.gateway, &t.device, &t.profile, &fresh).await;
             }
             let Some(profile) = profiles.get(&t.profile) else {
                 self.stats.unknown_profile.fetch_add(1, Ordering::Relaxed);

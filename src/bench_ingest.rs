@@ -41,15 +41,25 @@ pub struct IngestArgs {
     warmup: u64,
 }
 
-/// What the hub reports in `/health`.
+/// Points the hub reports fully processed in `/health` (read whatever its
+/// status: a loaded hub may report itself degraded), tried a few times.
 fn hub_points(api: &str) -> Option<u64> {
-    let v: serde_json::Value = ureq::get(&format!("{api}/health"))
-        .call()
-        .ok()?
-        .body_mut()
-        .read_json()
-        .ok()?;
-    v["ingest"]["points"].as_u64()
+    (0..5).find_map(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let v: serde_json::Value = ureq::get(&format!("{api}/health"))
+            .config()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .call()
+            .ok()?
+            .body_mut()
+            .read_json()
+            .ok()?;
+        v["ingest"]["points"].as_u64()
+    })
 }
 
 /// Peak resident set of a process, bytes (`VmHWM`).

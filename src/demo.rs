@@ -63,6 +63,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         http: HttpConfig { listen: args.http },
         sqlite: data_dir.join("hub.db"),
         influx: None,
+        offline_after: wearline_hub::ingest::DEFAULT_OFFLINE_AFTER,
         profiles: BTreeMap::from([(profile.name.clone(), (*profile).clone())]),
     };
     let hub = Hub::start(hub_config).await?;

@@ -6,8 +6,8 @@
 
 use crate::influx::InfluxHandle;
 use crate::ingest::IngestStats;
-use crate::store::{ConsumableRow, DeviceRow, Store, StoreError, WorkOrderRow};
-use axum::extract::{Path, State};
+use crate::store::{AlertRow, ConsumableRow, DeviceRow, Store, StoreError, WorkOrderRow};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -29,6 +29,7 @@ pub struct AppState {
 #[derive(Debug)]
 pub enum AppError {
     NotFound(String),
+    BadRequest(String),
     Store(StoreError),
 }
 
@@ -42,6 +43,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (code, msg) = match self {
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             AppError::Store(e) => {
                 tracing::error!(error = %e, "store error in API");
                 (StatusCode::INTERNAL_SERVER_ERROR, "store error".to_string())
@@ -60,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/devices/{id}", get(device))
         .route("/api/v1/devices/{id}/consumables", get(device_consumables))
+        .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/work-orders", get(work_orders))
         .route("/api/v1/work-orders/{id}", get(work_order))
         .with_state(state)
@@ -248,6 +251,48 @@ async fn device_consumables(
             .await?
             .into_iter()
             .map(Into::into)
+            .collect(),
+    ))
+}
+
+#[derive(Serialize)]
+struct AlertView {
+    #[serde(flatten)]
+    row: AlertRow,
+    opened_at: String,
+    cleared_at: Option<String>,
+    detail: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct AlertQuery {
+    /// `open` for the open ones only.
+    state: Option<String>,
+}
+
+/// Alerts, newest first: raised at the edge, by a gateway's last will, or by
+/// a device's silence. `?state=open` lists the open ones.
+async fn alerts(State(s): State<AppState>, Query(q): Query<AlertQuery>) -> ApiResult<Vec<AlertView>> {
+    let open_only = match q.state.as_deref() {
+        None | Some("all") => false,
+        Some("open") => true,
+        Some(other) => {
+            return Err(AppError::BadRequest(format!(
+                "state `{other}`: expected `open` or `all`"
+            )));
+        }
+    };
+    Ok(Json(
+        s.store
+            .alerts(open_only)
+            .await?
+            .into_iter()
+            .map(|row| AlertView {
+                opened_at: rfc3339(row.opened_ms),
+                cleared_at: row.cleared_ms.map(rfc3339),
+                detail: serde_json::from_str(&row.detail).unwrap_or(Value::Null),
+                row,
+            })
             .collect(),
     ))
 }

@@ -21,6 +21,8 @@ struct RawConfig {
     store: StoreConfig,
     /// Raw telemetry also written to InfluxDB; absent: no sink.
     influx: Option<RawInflux>,
+    #[serde(default)]
+    ingest: IngestSection,
     /// Folder of device profiles, relative to the config file.
     #[serde(default = "default_profiles_dir")]
     profiles_dir: PathBuf,
@@ -28,6 +30,27 @@ struct RawConfig {
 
 fn default_profiles_dir() -> PathBuf {
     PathBuf::from("profiles")
+}
+
+/// How ingest judges devices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestSection {
+    /// A device heard from no message for this many seconds is offline (an alert).
+    #[serde(default = "default_offline_after_secs")]
+    offline_after_secs: u64,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            offline_after_secs: default_offline_after_secs(),
+        }
+    }
+}
+
+const fn default_offline_after_secs() -> u64 {
+    300
 }
 
 /// Which MQTT broker the hub uses.
@@ -189,6 +212,8 @@ pub struct HubConfig {
     pub sqlite: PathBuf,
     /// The InfluxDB sink, when configured.
     pub influx: Option<InfluxConfig>,
+    /// A device silent this long is offline.
+    pub offline_after: std::time::Duration,
     /// Profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -245,6 +270,9 @@ impl HubConfig {
             Some(i) => Some(influx(i, base, &invalid)?),
             None => None,
         };
+        if raw.ingest.offline_after_secs == 0 {
+            return Err(invalid("ingest.offline_after_secs", "must be at least 1 second"));
+        }
         let dir = base.join(&raw.profiles_dir);
         let profiles = load_profiles(&dir)?;
         Ok(HubConfig {
@@ -252,6 +280,7 @@ impl HubConfig {
             http: raw.http,
             sqlite: base.join(raw.store.sqlite),
             influx,
+            offline_after: std::time::Duration::from_secs(raw.ingest.offline_after_secs),
             profiles,
         })
     }

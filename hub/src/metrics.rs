@@ -17,6 +17,7 @@ pub const STORE_ERRORS: &str = "wearline_hub_ingest_store_errors_total";
 pub const MALFORMED: &str = "wearline_hub_ingest_malformed_total";
 pub const WORK_ORDERS: &str = "wearline_hub_work_orders_opened_total";
 pub const LIVES_ENDED: &str = "wearline_hub_lives_ended_total";
+pub const ALERTS_OPENED: &str = "wearline_hub_alerts_opened_total";
 
 pub const INFLUX_UP: &str = "wearline_hub_influx_up";
 pub const INFLUX_ACCEPTED: &str = "wearline_hub_influx_points_accepted_total";
@@ -107,6 +108,12 @@ pub fn render(ingest: &IngestStats, influx: Option<&InfluxSnapshot>) -> String {
         "counter",
         "Consumable lives ended by a replacement.",
         &one(ingest.lives_ended),
+    );
+    metric(
+        ALERTS_OPENED,
+        "counter",
+        "Alerts opened: at the edge, by a gateway's last will, or by a device's silence.",
+        &one(ingest.alerts_opened),
     );
     let Some(i) = influx else {
         return out;

@@ -80,6 +80,7 @@ impl Hub {
             subscribed,
         );
         ingest.influx = influx.clone();
+        ingest.offline_after = config.offline_after;
         ingest.replay().await.context("replaying history")?;
         let ingest_cfg = IngestConfig {
             host,

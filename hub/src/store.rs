@@ -74,6 +74,35 @@ pub struct ConsumableRow {
     pub state: String,
 }
 
+/// An alert, from the edge or the hub.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct AlertRow {
+    pub id: i64,
+    pub device_id: String,
+    pub gateway: String,
+    pub kind: String,
+    pub source: String,
+    pub severity: String,
+    pub state: String,
+    pub opened_ms: i64,
+    pub cleared_ms: Option<i64>,
+    /// JSON text (served parsed).
+    #[serde(skip)]
+    pub detail: String,
+}
+
+/// An alert to open.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    pub device_id: String,
+    pub gateway: String,
+    pub kind: String,
+    pub source: &'static str,
+    pub severity: String,
+    pub opened_ms: i64,
+    pub detail: serde_json::Value,
+}
+
 /// A life ended by a replacement, as stored.
 #[derive(Debug, Clone)]
 pub struct LifeRow {
@@ -381,6 +410,47 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row)
+    }
+
+    /// Opens an alert unless the same device already has one of that kind
+    /// open; returns the new alert.
+    pub async fn open_alert(&self, a: &NewAlert) -> Result<Option<AlertRow>> {
+        Ok(sqlx::query_as(
+            "INSERT INTO alerts (device_id, gateway, kind, source, severity, state, opened_ms, detail)
+             VALUES (?, ?, ?, ?, ?, 'open', ?, ?) ON CONFLICT DO NOTHING RETURNING *",
+        )
+        .bind(&a.device_id)
+        .bind(&a.gateway)
+        .bind(&a.kind)
+        .bind(a.source)
+        .bind(&a.severity)
+        .bind(a.opened_ms)
+        .bind(a.detail.to_string())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Clears the open alert of this kind on this device; whether there was one.
+    pub async fn clear_alert(&self, device: &str, kind: &str, at_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE alerts SET state = 'cleared', cleared_ms = ? WHERE device_id = ? AND kind = ? AND state = 'open'",
+        )
+        .bind(at_ms)
+        .bind(device)
+        .bind(kind)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Alerts, newest first; only the open ones with `open_only`.
+    pub async fn alerts(&self, open_only: bool) -> Result<Vec<AlertRow>> {
+        let sql = if open_only {
+            "SELECT * FROM alerts WHERE state = 'open' ORDER BY id DESC"
+        } else {
+            "SELECT * FROM alerts ORDER BY id DESC"
+        };
+        Ok(sqlx::query_as(sql).fetch_all(&self.pool).await?)
     }
 
     pub async fn devices(&self) -> Result<Vec<DeviceRow>> {

@@ -11,7 +11,7 @@ pub use stats::IngestStats;
 
 use crate::predict::{ConsumableUpdate, MODEL_VERSION, Predictor, Snapshot};
 use crate::run::HubEvent;
-use crate::store::{ConsumableRow, LifeRow, NewWorkOrder, Store};
+use crate::store::{ConsumableRow, LifeRow, NewAlert, NewWorkOrder, Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use wearline_models::profile::{Consumable, Profile};
 use wearline_models::rul::tracker::{EndedLife, LifeEstimate, Limit};
 use wearline_models::rules::preventive_due;
 use wearline_models::time::date;
-use wearline_models::wire::{HUB_FILTERS, Uplink, decode_uplink};
+use wearline_models::wire::{AlertState, Connectivity, HUB_FILTERS, Severity, Uplink, decode_uplink};
 
 /// Most samples per device replayed at start: those stored after the saved
 /// life states (or, for a consumable without one, its recent history).
@@ -68,7 +68,19 @@ pub struct Ingest {
     due: HashMap<String, Vec<usize>>,
     /// Fresh samples also go to InfluxDB, when configured.
     pub influx: Option<crate::influx::InfluxHandle>,
+    /// A device heard from no message for this long is offline (an alert).
+    pub offline_after: Duration,
+    /// When each device was last heard from (wall clock), and its gateway.
+    heard: HashMap<String, (String, Instant)>,
+    /// Devices with an open `device_offline` alert.
+    silent: std::collections::HashSet<String>,
+    last_silence_check: Instant,
 }
+
+/// Default silence after which a device is offline.
+pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(300);
+/// How often silences are checked.
+const SILENCE_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Messages handled in one store transaction, at most.
 const BATCH_MAX: usize = 2048;
@@ -95,6 +107,10 @@ impl Ingest {
             last_flush: Instant::now(),
             due: HashMap::new(),
             influx: None,
+            offline_after: DEFAULT_OFFLINE_AFTER,
+            heard: HashMap::new(),
+            silent: std::collections::HashSet::new(),
+            last_silence_check: Instant::now(),
         }
     }
 
@@ -129,6 +145,16 @@ impl Ingest {
                 Err(e) => {
                     tracing::warn!(device = %row.device_id, consumable = %row.name, error = %e, "stored life state unreadable; rebuilt from history")
                 }
+            }
+        }
+        // Every known device gets a full silence from now before it is offline.
+        let now = Instant::now();
+        for d in self.store.devices().await? {
+            self.heard.insert(d.id.clone(), (d.gateway.clone(), now));
+        }
+        for a in self.store.alerts(true).await? {
+            if a.kind == DEVICE_OFFLINE {
+                self.silent.insert(a.device_id);
             }
         }
         let profiles = self.profiles.clone();
@@ -296,12 +322,21 @@ impl Ingest {
             self.stats.messages.fetch_add(1, Ordering::Relaxed);
             match decode_uplink(&p.topic, &p.payload) {
                 Ok(Uplink::Telemetry(t)) => telemetry.push(t),
+                Ok(other @ (Uplink::Alert(_) | Uplink::Status(_))) => {
+                    if let Err(e) = self.edge_event(other).await {
+                        self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "cannot record an alert");
+                    }
+                }
                 Ok(other) => other_uplink(other),
                 Err(e) => self.stats.malformed(&e, &p.topic),
             }
         }
         if telemetry.is_empty() {
             return;
+        }
+        for t in &telemetry {
+            self.heard_from(&t.device, &t.gateway).await;
         }
         let mut wait = Duration::from_millis(50);
         let fresh = loop {
@@ -350,6 +385,132 @@ impl Ingest {
         if self.last_flush.elapsed() >= FLUSH_EVERY {
             self.flush().await;
         }
+        if self.last_silence_check.elapsed() >= SILENCE_CHECK_EVERY {
+            self.check_silence(Instant::now()).await;
+        }
+    }
+
+    /// Opens a `device_offline` alert for each device not heard from for
+    /// `offline_after` as of `now`.
+    pub async fn check_silence(&mut self, now: Instant) {
+        self.last_silence_check = now;
+        let quiet: Vec<(String, String, Duration)> = self
+            .heard
+            .iter()
+            .filter(|(d, (_, at))| {
+                now.saturating_duration_since(*at) >= self.offline_after && !self.silent.contains(*d)
+            })
+            .map(|(d, (g, at))| (d.clone(), g.clone(), now.saturating_duration_since(*at)))
+            .collect();
+        for (device, gateway, silence) in quiet {
+            let alert = NewAlert {
+                device_id: device.clone(),
+                gateway,
+                kind: DEVICE_OFFLINE.into(),
+                source: "hub",
+                severity: "warning".into(),
+                opened_ms: wall_ms(),
+                detail: serde_json::json!({"silent_for_s": silence.as_secs(), "offline_after_s": self.offline_after.as_secs()}),
+            };
+            match self.store.open_alert(&alert).await {
+                Ok(row) => {
+                    if row.is_some() {
+                        self.stats.alerts_opened.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%device, silent_for_s = silence.as_secs(), "device offline: nothing heard");
+                    }
+                    self.silent.insert(device);
+                }
+                Err(e) => {
+                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, %device, "cannot open an offline alert");
+                }
+            }
+        }
+    }
+
+    /// A device was heard from: it is online again if it was silent.
+    async fn heard_from(&mut self, device: &str, gateway: &str) {
+        let now = Instant::now();
+        match self.heard.get_mut(device) {
+            Some(h) => h.1 = now,
+            None => {
+                self.heard.insert(device.to_string(), (gateway.to_string(), now));
+            }
+        }
+        if self.silent.remove(device) {
+            match self.store.clear_alert(device, DEVICE_OFFLINE, wall_ms()).await {
+                Ok(_) => tracing::info!(device, "device back online"),
+                Err(e) => {
+                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, device, "cannot clear an offline alert");
+                    self.silent.insert(device.to_string());
+                }
+            }
+        }
+    }
+
+    /// Records an alert raised or cleared at the edge, or a gateway's
+    /// connectivity (its last will opens `gateway_offline`).
+    async fn edge_event(&mut self, u: Uplink) -> Result<(), crate::store::StoreError> {
+        match u {
+            Uplink::Alert(a) => {
+                self.heard_from(&a.device, &a.gateway).await;
+                match a.state {
+                    AlertState::Open => {
+                        let row = self
+                            .store
+                            .open_alert(&NewAlert {
+                                device_id: a.device.clone(),
+                                gateway: a.gateway.clone(),
+                                kind: a.kind.clone(),
+                                source: "edge",
+                                severity: severity_name(a.severity).into(),
+                                opened_ms: a.ts_ms,
+                                detail: serde_json::json!({"metric": a.metric, "score": a.score, "baseline": a.baseline, "value": a.value}),
+                            })
+                            .await?;
+                        if row.is_some() {
+                            self.stats.alerts_opened.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tracing::info!(device = %a.device, kind = %a.kind, severity = ?a.severity, "edge alert opened");
+                    }
+                    AlertState::Cleared => {
+                        self.store.clear_alert(&a.device, &a.kind, a.ts_ms).await?;
+                        tracing::info!(device = %a.device, kind = %a.kind, "edge alert cleared");
+                    }
+                }
+            }
+            Uplink::Status(s) => {
+                tracing::info!(gateway = %s.gateway, state = ?s.state, "gateway status");
+                match s.state {
+                    Connectivity::Offline => {
+                        let row = self
+                            .store
+                            .open_alert(&NewAlert {
+                                device_id: s.gateway.clone(),
+                                gateway: s.gateway.clone(),
+                                kind: GATEWAY_OFFLINE.into(),
+                                source: "hub",
+                                severity: "warning".into(),
+                                opened_ms: wall_ms(),
+                                detail: serde_json::json!({"last_will_since_ms": s.since_ms, "agent_version": s.agent_version}),
+                            })
+                            .await?;
+                        if row.is_some() {
+                            self.stats.alerts_opened.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(gateway = %s.gateway, "gateway offline (its last will)");
+                        }
+                    }
+                    Connectivity::Online => {
+                        self.store
+                            .clear_alert(&s.gateway, GATEWAY_OFFLINE, wall_ms())
+                            .await?;
+                    }
+                }
+            }
+            other => other_uplink(other),
+        }
+        Ok(())
     }
 
     /// Writes the states and predictions of the consumables changed since the last flush.
@@ -485,6 +646,18 @@ fn consumable_row(device: &str, profile: &str, c: &Consumable, snap: &Snapshot) 
         model: e.map(|e| format!("{MODEL_VERSION}: {}", e.model)),
         explanation: e.map_or(serde_json::json!({}), |e| explain(c, e)).to_string(),
         state: serde_json::to_string(state).unwrap_or_default(),
+    }
+}
+
+/// Alert kinds the hub raises.
+pub const DEVICE_OFFLINE: &str = "device_offline";
+pub const GATEWAY_OFFLINE: &str = "gateway_offline";
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
     }
 }
 

@@ -21,6 +21,8 @@ pub struct IngestStats {
     pub work_orders_opened: AtomicU64,
     /// Consumable lives ended by a replacement.
     pub lives_ended: AtomicU64,
+    /// Alerts opened (edge, gateway last will, device silence).
+    pub alerts_opened: AtomicU64,
     pub malformed_topic: AtomicU64,
     pub malformed_json: AtomicU64,
     pub malformed_version: AtomicU64,
@@ -41,6 +43,7 @@ pub struct IngestSnapshot {
     pub store_errors: u64,
     pub work_orders_opened: u64,
     pub lives_ended: u64,
+    pub alerts_opened: u64,
     pub malformed: MalformedSnapshot,
 }
 
@@ -88,6 +91,7 @@ impl IngestStats {
             store_errors: l(&self.store_errors),
             work_orders_opened: l(&self.work_orders_opened),
             lives_ended: l(&self.lives_ended),
+            alerts_opened: l(&self.alerts_opened),
             malformed: MalformedSnapshot {
                 topic: l(&self.malformed_topic),
                 json: l(&self.malformed_json),

@@ -138,3 +138,90 @@ async fn replacements_teach_the_fleet_and_a_restart_resumes_each_life() {
     assert_eq!(hub.stats.snapshot().lives_ended, 0);
     assert_eq!(hub.store.lives().await.expect("lives").len(), 6);
 }
+
+#[tokio::test]
+async fn edge_alerts_last_wills_and_silences_open_and_clear_alerts() {
+    use wearline_models::wire::{Alert, AlertState, Connectivity, GatewayStatus, Severity};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hub = ingest(Store::open(&dir.path().join("hub.db")).await.expect("store"));
+    let alert = |state| Alert {
+        v: VERSION,
+        gateway: "gw".into(),
+        device: "d1".into(),
+        ts_ms: T0,
+        kind: "vibration_anomaly".into(),
+        metric: "vibration_rms".into(),
+        severity: Severity::Critical,
+        score: 0.9,
+        baseline: 1.0,
+        value: 3.0,
+        state,
+    };
+    let topic = "wearline/v1/gw/alerts/d1";
+    for state in [AlertState::Open, AlertState::Open] {
+        hub.handle(topic, &serde_json::to_vec(&alert(state)).expect("encode"))
+            .await;
+    }
+    let open = hub.store.alerts(true).await.expect("alerts");
+    assert_eq!(open.len(), 1, "opened once: {open:?}");
+    assert_eq!(
+        (open[0].source.as_str(), open[0].severity.as_str()),
+        ("edge", "critical")
+    );
+    hub.handle(
+        topic,
+        &serde_json::to_vec(&alert(AlertState::Cleared)).expect("encode"),
+    )
+    .await;
+    assert!(hub.store.alerts(true).await.expect("alerts").is_empty());
+
+    // A gateway's last will opens `gateway_offline`; coming back clears it.
+    let status = |state| GatewayStatus {
+        v: VERSION,
+        gateway: "gw".into(),
+        state,
+        since_ms: T0,
+        agent_version: "0.1.0".into(),
+    };
+    hub.handle(
+        "wearline/v1/gw/status",
+        &serde_json::to_vec(&status(Connectivity::Offline)).expect("encode"),
+    )
+    .await;
+    let open = hub.store.alerts(true).await.expect("alerts");
+    assert_eq!(
+        (open.len(), open[0].kind.as_str(), open[0].device_id.as_str()),
+        (1, GATEWAY_OFFLINE, "gw")
+    );
+    hub.handle(
+        "wearline/v1/gw/status",
+        &serde_json::to_vec(&status(Connectivity::Online)).expect("encode"),
+    )
+    .await;
+    assert!(hub.store.alerts(true).await.expect("alerts").is_empty());
+
+    // A device silent for `offline_after` is offline, once; its next message clears it.
+    hub.offline_after = Duration::from_secs(60);
+    let start = Instant::now();
+    send(&mut hub, "d2", vec![sample(1, 0, 5.0)]).await;
+    hub.check_silence(start + Duration::from_secs(30)).await;
+    assert!(
+        hub.store.alerts(true).await.expect("alerts").is_empty(),
+        "30 s is not offline"
+    );
+    hub.check_silence(start + Duration::from_secs(61)).await;
+    hub.check_silence(start + Duration::from_secs(120)).await;
+    let open = hub.store.alerts(true).await.expect("alerts");
+    let mut offline: Vec<&str> = open
+        .iter()
+        .filter(|a| a.kind == DEVICE_OFFLINE)
+        .map(|a| a.device_id.as_str())
+        .collect();
+    offline.sort_unstable();
+    // d1 was last heard through its alerts, as long ago: offline too, each once.
+    assert_eq!(offline, ["d1", "d2"], "{open:?}");
+    send(&mut hub, "d2", vec![sample(2, 1, 5.0)]).await;
+    let open = hub.store.alerts(true).await.expect("alerts");
+    assert!(!open.iter().any(|a| a.device_id == "d2"), "back online: {open:?}");
+    assert_eq!(hub.store.alerts(false).await.expect("alerts").len(), 4);
+}

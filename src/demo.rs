@@ -64,6 +64,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         sqlite: data_dir.join("hub.db"),
         influx: None,
         offline_after: wearline_hub::ingest::DEFAULT_OFFLINE_AFTER,
+        unknown_devices: wearline_hub::config::UnknownDevices::Register,
+        known_devices: Default::default(),
         profiles: BTreeMap::from([(profile.name.clone(), (*profile).clone())]),
     };
     let hub = Hub::start(hub_config).await?;

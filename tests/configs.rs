@@ -110,3 +110,42 @@ fn influx_section_errors_name_file_line_and_key() {
         check_bad_config("hub", &format!("{base}{section}"), expected);
     }
 }
+
+#[test]
+fn ingest_section_errors_name_file_line_and_key() {
+    let base =
+        "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\nsqlite = \"x.db\"\n[ingest]\n";
+    check_bad_config(
+        "hub",
+        &format!("{base}unknown_devices = \"reject\"\n"),
+        "7: key `ingest.unknown_devices`: `reject` needs `devices_file`",
+    );
+    check_bad_config(
+        "hub",
+        &format!("{base}offline_after_secs = 0\n"),
+        "7: key `ingest.offline_after_secs`",
+    );
+    check_bad_config(
+        "hub",
+        &format!("{base}unknown_devices = \"maybe\"\n"),
+        "7:19: key `ingest.unknown_devices`: unknown variant",
+    );
+}
+
+#[test]
+fn a_bad_device_id_in_the_devices_file_names_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = dir.path().join("devices.txt");
+    std::fs::write(&list, "# the fleet\npurifier-0001\n\npurifier 0002\n").expect("write");
+    let cfg = dir.path().join("hub.toml");
+    std::fs::write(
+        &cfg,
+        "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\nsqlite = \"x.db\"\n[ingest]\nunknown_devices = \"reject\"\ndevices_file = \"devices.txt\"\n",
+    )
+    .expect("write");
+    let out = run(&["hub", "--config", cfg.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}:4: device id `purifier 0002`", list.display());
+    assert!(stderr.contains(&want), "expected {want:?} in:\n{stderr}");
+}

@@ -39,14 +39,35 @@ struct IngestSection {
     /// A device heard from no message for this many seconds is offline (an alert).
     #[serde(default = "default_offline_after_secs")]
     offline_after_secs: u64,
+    /// What to do with telemetry from a device the hub does not know.
+    #[serde(default)]
+    unknown_devices: UnknownDevices,
+    /// Devices the hub knows beforehand: one id per line, `#` comments;
+    /// relative to the config file.
+    #[serde(default)]
+    devices_file: Option<PathBuf>,
 }
 
 impl Default for IngestSection {
     fn default() -> Self {
         IngestSection {
             offline_after_secs: default_offline_after_secs(),
+            unknown_devices: UnknownDevices::default(),
+            devices_file: None,
         }
     }
+}
+
+/// Telemetry from a device the hub does not know.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownDevices {
+    /// Register it on its first message.
+    #[default]
+    Register,
+    /// Refuse it (counted and logged): only devices in `devices_file` or
+    /// already registered are taken.
+    Reject,
 }
 
 const fn default_offline_after_secs() -> u64 {
@@ -214,6 +235,9 @@ pub struct HubConfig {
     pub influx: Option<InfluxConfig>,
     /// A device silent this long is offline.
     pub offline_after: std::time::Duration,
+    pub unknown_devices: UnknownDevices,
+    /// Devices known beforehand (from `devices_file`).
+    pub known_devices: std::collections::BTreeSet<String>,
     /// Profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -273,6 +297,33 @@ impl HubConfig {
         if raw.ingest.offline_after_secs == 0 {
             return Err(invalid("ingest.offline_after_secs", "must be at least 1 second"));
         }
+        let mut known_devices = std::collections::BTreeSet::new();
+        if let Some(f) = &raw.ingest.devices_file {
+            let path = base.join(f);
+            let list = read(&path)?;
+            for (i, line) in list.lines().enumerate() {
+                let id = line.split('#').next().unwrap_or("").trim();
+                if id.is_empty() {
+                    continue;
+                }
+                if let Err(e) = wearline_models::wire::validate_id(id) {
+                    let mut err = ConfigError::invalid(
+                        &path.display().to_string(),
+                        &list,
+                        "",
+                        format!("device id `{id}`: {e}"),
+                    );
+                    err.line = Some(i + 1);
+                    return Err(LoadError::Invalid(err));
+                }
+                known_devices.insert(id.to_string());
+            }
+        } else if raw.ingest.unknown_devices == UnknownDevices::Reject {
+            return Err(invalid(
+                "ingest.unknown_devices",
+                "`reject` needs `devices_file`, the list of devices the hub takes",
+            ));
+        }
         let dir = base.join(&raw.profiles_dir);
         let profiles = load_profiles(&dir)?;
         Ok(HubConfig {
@@ -281,6 +332,8 @@ impl HubConfig {
             sqlite: base.join(raw.store.sqlite),
             influx,
             offline_after: std::time::Duration::from_secs(raw.ingest.offline_after_secs),
+            unknown_devices: raw.ingest.unknown_devices,
+            known_devices,
             profiles,
         })
     }

@@ -18,6 +18,7 @@ pub const MALFORMED: &str = "wearline_hub_ingest_malformed_total";
 pub const WORK_ORDERS: &str = "wearline_hub_work_orders_opened_total";
 pub const LIVES_ENDED: &str = "wearline_hub_lives_ended_total";
 pub const ALERTS_OPENED: &str = "wearline_hub_alerts_opened_total";
+pub const UNKNOWN_DEVICES: &str = "wearline_hub_ingest_unknown_device_total";
 
 pub const INFLUX_UP: &str = "wearline_hub_influx_up";
 pub const INFLUX_ACCEPTED: &str = "wearline_hub_influx_points_accepted_total";
@@ -114,6 +115,12 @@ pub fn render(ingest: &IngestStats, influx: Option<&InfluxSnapshot>) -> String {
         "counter",
         "Alerts opened: at the edge, by a gateway's last will, or by a device's silence.",
         &one(ingest.alerts_opened),
+    );
+    metric(
+        UNKNOWN_DEVICES,
+        "counter",
+        "Messages refused because their device is unknown (unknown_devices = \"reject\").",
+        &one(ingest.unknown_devices),
     );
     let Some(i) = influx else {
         return out;

@@ -81,6 +81,9 @@ impl Hub {
         );
         ingest.influx = influx.clone();
         ingest.offline_after = config.offline_after;
+        if config.unknown_devices == crate::config::UnknownDevices::Reject {
+            ingest.known_devices = Some(config.known_devices.iter().cloned().collect());
+        }
         ingest.replay().await.context("replaying history")?;
         let ingest_cfg = IngestConfig {
             host,

@@ -70,6 +70,9 @@ pub struct Ingest {
     pub influx: Option<crate::influx::InfluxHandle>,
     /// A device heard from no message for this long is offline (an alert).
     pub offline_after: Duration,
+    /// With `Some`, telemetry and alerts from devices outside this set (and
+    /// not already registered in the store) are refused.
+    pub known_devices: Option<std::collections::HashSet<String>>,
     /// When each device was last heard from (wall clock), and its gateway.
     heard: HashMap<String, (String, Instant)>,
     /// Devices with an open `device_offline` alert.
@@ -108,6 +111,7 @@ impl Ingest {
             due: HashMap::new(),
             influx: None,
             offline_after: DEFAULT_OFFLINE_AFTER,
+            known_devices: None,
             heard: HashMap::new(),
             silent: std::collections::HashSet::new(),
             last_silence_check: Instant::now(),
@@ -150,6 +154,9 @@ impl Ingest {
         // Every known device gets a full silence from now before it is offline.
         let now = Instant::now();
         for d in self.store.devices().await? {
+            if let Some(known) = &mut self.known_devices {
+                known.insert(d.id.clone());
+            }
             self.heard.insert(d.id.clone(), (d.gateway.clone(), now));
         }
         for a in self.store.alerts(true).await? {
@@ -320,7 +327,17 @@ impl Ingest {
         let mut telemetry = Vec::new();
         for p in batch {
             self.stats.messages.fetch_add(1, Ordering::Relaxed);
-            match decode_uplink(&p.topic, &p.payload) {
+            let decoded = decode_uplink(&p.topic, &p.payload);
+            let device = match &decoded {
+                Ok(Uplink::Telemetry(t)) => Some(t.device.as_str()),
+                Ok(Uplink::Alert(a)) => Some(a.device.as_str()),
+                _ => None,
+            };
+            if device.is_some_and(|d| !self.is_known(d)) {
+                self.stats.unknown_device(&p.topic);
+                continue;
+            }
+            match decoded {
                 Ok(Uplink::Telemetry(t)) => telemetry.push(t),
                 Ok(other @ (Uplink::Alert(_) | Uplink::Status(_))) => {
                     if let Err(e) = self.edge_event(other).await {
@@ -379,6 +396,12 @@ impl Ingest {
         self.stats.points.fetch_add(points, Ordering::Relaxed);
         self.stats.duplicates.fetch_add(duplicates, Ordering::Relaxed);
         self.stats.samples.fetch_add(samples, Ordering::Relaxed);
+    }
+
+    /// Whether telemetry from `device` is taken (always, unless unknown
+    /// devices are refused).
+    fn is_known(&self, device: &str) -> bool {
+        self.known_devices.as_ref().is_none_or(|k| k.contains(device))
     }
 
     async fn flush_if_due(&mut self) {

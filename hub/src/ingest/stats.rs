@@ -23,6 +23,8 @@ pub struct IngestStats {
     pub lives_ended: AtomicU64,
     /// Alerts opened (edge, gateway last will, device silence).
     pub alerts_opened: AtomicU64,
+    /// Messages refused because their device is unknown (`unknown_devices = "reject"`).
+    pub unknown_devices: AtomicU64,
     pub malformed_topic: AtomicU64,
     pub malformed_json: AtomicU64,
     pub malformed_version: AtomicU64,
@@ -44,6 +46,7 @@ pub struct IngestSnapshot {
     pub work_orders_opened: u64,
     pub lives_ended: u64,
     pub alerts_opened: u64,
+    pub unknown_devices: u64,
     pub malformed: MalformedSnapshot,
 }
 
@@ -65,6 +68,21 @@ impl IngestStats {
             WireError::Invalid(_) => &self.malformed_invalid,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.log_limited(|suppressed| {
+            tracing::warn!(reason = e.reason(), topic, error = %e, suppressed, "malformed message dropped");
+        });
+    }
+
+    /// Counts a message refused for its unknown device and logs it, rate-limited.
+    pub fn unknown_device(&self, topic: &str) {
+        self.unknown_devices.fetch_add(1, Ordering::Relaxed);
+        self.log_limited(|suppressed| {
+            tracing::warn!(topic, suppressed, "message from an unknown device refused");
+        });
+    }
+
+    /// Runs `log` at most once per [`LOG_EVERY`], with the number of calls suppressed since.
+    fn log_limited(&self, log: impl FnOnce(u64)) {
         let mut last = match self.last_log.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -72,8 +90,7 @@ impl IngestStats {
         let now = Instant::now();
         if last.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
             *last = Some(now);
-            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
-            tracing::warn!(reason = e.reason(), topic, error = %e, suppressed, "malformed message dropped");
+            log(self.suppressed.swap(0, Ordering::Relaxed));
         } else {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
         }
@@ -92,6 +109,7 @@ impl IngestStats {
             work_orders_opened: l(&self.work_orders_opened),
             lives_ended: l(&self.lives_ended),
             alerts_opened: l(&self.alerts_opened),
+            unknown_devices: l(&self.unknown_devices),
             malformed: MalformedSnapshot {
                 topic: l(&self.malformed_topic),
                 json: l(&self.malformed_json),

@@ -225,3 +225,23 @@ async fn edge_alerts_last_wills_and_silences_open_and_clear_alerts() {
     assert!(!open.iter().any(|a| a.device_id == "d2"), "back online: {open:?}");
     assert_eq!(hub.store.alerts(false).await.expect("alerts").len(), 4);
 }
+
+#[tokio::test]
+async fn unknown_devices_are_refused_when_the_config_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hub = ingest(Store::open(&dir.path().join("hub.db")).await.expect("store"));
+    hub.known_devices = Some(std::collections::HashSet::from(["known".to_string()]));
+    send(&mut hub, "known", vec![sample(1, 0, 5.0)]).await;
+    send(&mut hub, "stranger", vec![sample(1, 0, 5.0), sample(2, 1, 5.0)]).await;
+    let ids: Vec<String> = hub
+        .store
+        .devices()
+        .await
+        .expect("devices")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, ["known"]);
+    let stats = hub.stats.snapshot();
+    assert_eq!((stats.unknown_devices, stats.samples), (1, 1));
+}

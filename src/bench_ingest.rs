@@ -95,6 +95,7 @@ fn poll(gateway: &str, device: &str, seq: u64, metrics: usize) -> Telemetry {
             ts_ms: 1_750_000_000_000 + seq as i64 * 1000,
             values,
             text: BTreeMap::new(),
+            restart: false,
         }],
     }
 }

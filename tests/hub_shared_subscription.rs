@@ -45,6 +45,7 @@ fn poll(device: u64, seq: u64) -> (String, Vec<u8>) {
                 ("run_hours".to_string(), seq as f64),
             ]),
             text: BTreeMap::new(),
+            restart: false,
         }],
     };
     let topic = Topic::Telemetry {

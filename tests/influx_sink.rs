@@ -43,6 +43,7 @@ fn sample(t0: i64, seq: u64) -> Sample {
             ("fan_speed".to_string(), 1000.0 + seq as f64),
         ]),
         text: BTreeMap::new(),
+        restart: false,
     }
 }
 

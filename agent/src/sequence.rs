@@ -28,6 +28,8 @@ pub struct Sequences {
     path: PathBuf,
     next: BTreeMap<String, u64>,
     reserved: BTreeMap<String, u64>,
+    /// Devices given a number since this process started.
+    issued: std::collections::BTreeSet<String>,
 }
 
 impl Sequences {
@@ -51,7 +53,20 @@ impl Sequences {
             path,
             next: reserved.clone(),
             reserved,
+            issued: std::collections::BTreeSet::new(),
         })
+    }
+
+    /// The next number for `device`, and whether it is the device's first
+    /// since this process started (numbers just before it may have been
+    /// skipped, never lost).
+    pub fn next_marked(&mut self, device: &str) -> Result<(u64, bool), SequenceError> {
+        let seq = self.next(device)?;
+        let first = !self.issued.contains(device);
+        if first {
+            self.issued.insert(device.to_string());
+        }
+        Ok((seq, first))
     }
 
     /// The next number for `device`, persisting a new reservation first when
@@ -95,12 +110,13 @@ mod tests {
             source,
         })?;
         let mut s = Sequences::open(dir.path())?;
-        assert_eq!(s.next("a")?, 1);
-        assert_eq!(s.next("a")?, 2);
+        assert_eq!(s.next_marked("a")?, (1, true));
+        assert_eq!(s.next_marked("a")?, (2, false));
         assert_eq!(s.next("b")?, 1);
         drop(s);
         let mut s = Sequences::open(dir.path())?;
-        let after = s.next("a")?;
+        let (after, restart) = s.next_marked("a")?;
+        assert!(restart, "the first number after a restart is marked");
         assert!(after > 2, "restart must not reuse numbers, got {after}");
         assert_eq!(s.next("a")?, after + 1);
         for _ in 0..2 * BLOCK {

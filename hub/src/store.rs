@@ -35,6 +35,8 @@ pub struct DeviceRow {
     pub last_seq: i64,
     pub samples: i64,
     pub points: i64,
+    /// Sequence numbers missing so far (lost on the way, not skipped by a restart).
+    pub gaps: i64,
     /// JSON object of the latest text fields (served parsed).
     #[serde(skip)]
     pub attributes: String,
@@ -281,6 +283,18 @@ impl Store {
                 fresh_keys.entry(seq).or_default().push(device);
             }
         }
+        // The devices' last sequence numbers before this batch, for gap counting.
+        let ids: std::collections::BTreeSet<&str> = batch.iter().map(|t| t.device.as_str()).collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let mut last_seq: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("SELECT id, last_seq FROM devices WHERE id IN ");
+            qb.push_tuples(chunk, |mut b, id| {
+                b.push_bind(id.to_string());
+            });
+            let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            last_seq.extend(rows);
+        }
         let mut out: Vec<Vec<usize>> = Vec::with_capacity(batch.len());
         let mut devices: std::collections::BTreeMap<&str, DeviceBatch> = std::collections::BTreeMap::new();
         let mut text: std::collections::BTreeMap<&str, serde_json::Map<String, serde_json::Value>> =
@@ -303,7 +317,10 @@ impl Store {
                     last_seq: 0,
                     samples: 0,
                     points: 0,
+                    seqs: Vec::new(),
+                    gaps: 0,
                 });
+                e.seqs.push((seq_i64(s.seq), s.restart));
                 e.gateway = &t.gateway;
                 e.profile = &t.profile;
                 e.first_ms = e.first_ms.min(s.ts_ms);
@@ -321,10 +338,13 @@ impl Store {
             }
             out.push(fresh);
         }
+        for (id, d) in &mut devices {
+            d.gaps = gaps(last_seq.get(*id).copied(), &mut d.seqs);
+        }
         let devices: Vec<_> = devices.into_iter().collect();
         for chunk in devices.chunks(CHUNK / 2) {
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO devices (id, gateway, profile, first_seen_ms, last_seen_ms, last_seq, samples, points) ",
+                "INSERT INTO devices (id, gateway, profile, first_seen_ms, last_seen_ms, last_seq, samples, points, gaps) ",
             );
             qb.push_values(chunk, |mut b, (id, d)| {
                 b.push_bind(id.to_string())
@@ -334,13 +354,15 @@ impl Store {
                     .push_bind(d.last_ms)
                     .push_bind(d.last_seq)
                     .push_bind(d.samples)
-                    .push_bind(d.points);
+                    .push_bind(d.points)
+                    .push_bind(d.gaps);
             });
             qb.push(
                 " ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, profile = excluded.profile,
                    last_seen_ms = MAX(devices.last_seen_ms, excluded.last_seen_ms),
                    last_seq = MAX(devices.last_seq, excluded.last_seq),
-                   samples = devices.samples + excluded.samples, points = devices.points + excluded.points",
+                   samples = devices.samples + excluded.samples, points = devices.points + excluded.points,
+                   gaps = MAX(0, devices.gaps + excluded.gaps)",
             );
             qb.build().execute(&mut *tx).await?;
         }
@@ -512,6 +534,34 @@ struct DeviceBatch<'a> {
     last_seq: i64,
     samples: i64,
     points: i64,
+    /// New sequence numbers with their restart marks, in arrival order.
+    seqs: Vec<(i64, bool)>,
+    /// Change of the device's gap count (negative when late ones fill gaps).
+    gaps: i64,
+}
+
+/// How a batch's new sequence numbers change a device's gap count, given
+/// its last number before (`None`: a new device, whose first number is its
+/// baseline). A jump past `last + 1` adds the numbers skipped, unless the
+/// sample is the first after an agent restart; a number below `last` fills
+/// one gap.
+fn gaps(last: Option<i64>, seqs: &mut [(i64, bool)]) -> i64 {
+    seqs.sort_unstable();
+    let mut change = 0;
+    let mut last = last;
+    for &(seq, restart) in seqs.iter() {
+        match last {
+            Some(l) if seq > l => {
+                if !restart {
+                    change += seq - l - 1;
+                }
+                last = Some(seq);
+            }
+            Some(_) => change -= 1,
+            None => last = Some(seq),
+        }
+    }
+    change
 }
 
 /// Inserts or updates one consumable's row.
@@ -571,6 +621,7 @@ mod tests {
             ts_ms: seq as i64 * 1000,
             values: BTreeMap::from([("a".to_string(), 1.0), ("b".to_string(), 2.0)]),
             text: BTreeMap::new(),
+            restart: false,
         }
     }
 
@@ -586,6 +637,58 @@ mod tests {
             lead_time_days: Some(14.0),
             explanation: serde_json::json!({"model": "m"}),
         }
+    }
+
+    #[tokio::test]
+    async fn device_rows_count_gaps_across_batches() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|source| StoreError::Dir {
+            path: "tmp".into(),
+            source,
+        })?;
+        let store = Store::open(&dir.path().join("hub.db")).await?;
+        store
+            .insert_samples("gw", "d1", "p", vec![sample(1), sample(2)])
+            .await?;
+        store.insert_samples("gw", "d1", "p", vec![sample(5)]).await?;
+        let gaps = |s: &Store| {
+            let s = s.clone();
+            async move { s.device("d1").await.map(|d| d.map(|d| d.gaps)) }
+        };
+        assert_eq!(gaps(&store).await?, Some(2), "3 and 4 missing");
+        store.insert_samples("gw", "d1", "p", vec![sample(3)]).await?;
+        assert_eq!(gaps(&store).await?, Some(1), "3 arrived late");
+        let mut after_restart = sample(2000);
+        after_restart.restart = true;
+        store
+            .insert_samples("gw", "d1", "p", vec![after_restart, sample(2001)])
+            .await?;
+        assert_eq!(gaps(&store).await?, Some(1), "a restart's skip is not a gap");
+        Ok(())
+    }
+
+    #[test]
+    fn gaps_count_missing_numbers_but_not_a_restart_skip() {
+        assert_eq!(
+            gaps(None, &mut [(5, false), (6, false)]),
+            0,
+            "a new device's first number is its baseline"
+        );
+        assert_eq!(
+            gaps(Some(6), &mut [(7, false), (10, false)]),
+            2,
+            "8 and 9 missing"
+        );
+        assert_eq!(gaps(Some(10), &mut [(9, false)]), -1, "a late one fills a gap");
+        assert_eq!(
+            gaps(Some(10), &mut [(1030, true), (1031, false)]),
+            0,
+            "after a restart"
+        );
+        assert_eq!(
+            gaps(Some(10), &mut [(13, false), (12, false)]),
+            1,
+            "out of order in one batch: only 11 missing"
+        );
     }
 
     #[tokio::test]

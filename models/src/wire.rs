@@ -158,6 +158,15 @@ pub struct Sample {
     /// Text fields (serial number, firmware version…), when the profile has any.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub text: BTreeMap<String, String>,
+    /// The device's first sample since the agent started: sequence numbers
+    /// skipped just before it (the rest of a reservation block) were never
+    /// used, so the hub does not count them as a gap.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub restart: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// An alert raised on the edge, or its clearing.
@@ -684,12 +693,14 @@ mod tests {
                     ts_ms: 1000,
                     values: [("filter_dp".to_string(), 120.5)].into(),
                     text: BTreeMap::new(),
+                    restart: false,
                 },
                 Sample {
                     seq: 8,
                     ts_ms: 2000,
                     values: [("filter_dp".to_string(), 121.0)].into(),
                     text: BTreeMap::new(),
+                    restart: false,
                 },
             ],
         }

@@ -35,8 +35,8 @@ impl SampleSink {
         values: BTreeMap<String, f64>,
         text: BTreeMap<String, String>,
     ) -> bool {
-        let seq = lock(&self.sequences).next(device);
-        let seq = match seq {
+        let seq = lock(&self.sequences).next_marked(device);
+        let (seq, restart) = match seq {
             Ok(s) => s,
             Err(e) => {
                 // Without a durable number the hub could drop the sample as a duplicate.
@@ -59,6 +59,7 @@ impl SampleSink {
             ts_ms,
             values,
             text,
+            restart,
         };
         self.tx
             .send(Outgoing::Sample {

@@ -166,6 +166,7 @@ mod tests {
             ts_ms: seq as i64,
             values: BTreeMap::from([("x".to_string(), seq as f64)]),
             text: BTreeMap::new(),
+            restart: false,
         }
     }
 

@@ -84,6 +84,7 @@ fn samples(from: u64, n: u64) -> Vec<Sample> {
             ts_ms: T0 + seq as i64 * 1000,
             values: BTreeMap::from([("dp".to_string(), seq as f64 + 0.5)]),
             text: BTreeMap::new(),
+            restart: false,
         })
         .collect()
 }

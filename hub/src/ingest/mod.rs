@@ -189,6 +189,7 @@ impl Ingest {
                         ts_ms,
                         values,
                         text: Default::default(),
+                        restart: false,
                     })
                 })
                 .collect();

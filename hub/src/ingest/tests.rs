@@ -46,6 +46,7 @@ fn sample(seq: u64, h: i64, dust: f64) -> Sample {
         ts_ms: T0 + h * HOUR,
         values: BTreeMap::from([("dp".into(), 80.0 + 170.0 * x * x), ("dust".into(), dust)]),
         text: BTreeMap::new(),
+        restart: false,
     }
 }
 

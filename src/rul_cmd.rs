@@ -102,6 +102,9 @@ struct Tuning {
     /// Long window of the health-index features; 0 turns the index off.
     #[arg(long, hide = true)]
     health: Option<usize>,
+    /// Stop after the validation (experiments only).
+    #[arg(long, hide = true)]
+    validate_only: bool,
 }
 
 impl Tuning {
@@ -111,7 +114,7 @@ impl Tuning {
         cfg.gbm.max_depth = self.depth.unwrap_or(cfg.gbm.max_depth);
         cfg.gbm.min_leaf = self.min_leaf.unwrap_or(cfg.gbm.min_leaf);
         cfg.window = self.window.unwrap_or(cfg.window);
-        cfg.cap = self.cap.unwrap_or(cfg.cap);
+        cfg.cap = self.cap.or(cfg.cap);
         cfg.members = self.members.unwrap_or(cfg.members);
         cfg.health = self.health.unwrap_or(cfg.health);
         cfg
@@ -175,7 +178,11 @@ const CUTS: u64 = 8;
 /// a fixed hash, so reproducible), and predicted once at the cut. Nothing of
 /// the test file is used. Scored against the true, uncapped remaining life, as
 /// the test is, and (second) against the life capped like the training targets.
-fn validate_cmapss(rows: &[cmapss::Row], cfg: &CmapssConfig) -> Result<(Scores, Scores)> {
+/// Also returns each cut's `(predicted, true, cap of its fold's model)`.
+fn validate_cmapss(
+    rows: &[cmapss::Row],
+    cfg: &CmapssConfig,
+) -> Result<(Scores, Scores, Vec<(f64, f64, f64)>)> {
     let all = cmapss::units(rows);
     let mut pairs = Vec::new();
     let mut progress = Progress::new("validation folds");
@@ -203,11 +210,12 @@ fn validate_cmapss(rows: &[cmapss::Row], cfg: &CmapssConfig) -> Result<(Scores, 
         }
         let model = CmapssModel::train(&fit, cfg, &mut |_, _| {})?;
         let preds = model.predict_last(&val);
-        pairs.extend(preds.iter().zip(&truth).map(|(p, t)| (p.1, *t)));
+        pairs.extend(preds.iter().zip(&truth).map(|(p, t)| (p.1, *t, model.cap)));
         progress.update(fold as usize + 1, FOLDS as usize);
     }
-    let capped: Vec<(f64, f64)> = pairs.iter().map(|&(p, t)| (p, t.min(cfg.cap))).collect();
-    Ok((metrics::score(&pairs), metrics::score(&capped)))
+    let capped: Vec<(f64, f64)> = pairs.iter().map(|&(p, t, cap)| (p, t.min(cap))).collect();
+    let plain: Vec<(f64, f64)> = pairs.iter().map(|&(p, t, _)| (p, t)).collect();
+    Ok((metrics::score(&plain), metrics::score(&capped), pairs))
 }
 
 fn eval_cmapss(
@@ -225,7 +233,9 @@ fn eval_cmapss(
     let truth_v = cmapss::parse_truth(&truth.display().to_string(), &read(truth)?)?;
     let cfg = tuning.apply(CmapssConfig::default());
     if validate {
-        let (v, vc) = validate_cmapss(&train_rows, &cfg)?;
+        let (v, vc, pairs) = validate_cmapss(&train_rows, &cfg)?;
+        let healthy: Vec<f64> = pairs.iter().filter(|p| p.1 >= p.2 + 25.0).map(|p| p.0).collect();
+        let c150: Vec<(f64, f64)> = pairs.iter().map(|&(p, t, _)| (p, t.min(150.0))).collect();
         eprintln!(
             "5-fold validation on {} (held-out units cut at uniformly drawn cycles): RMSE {:.2}, PHM08 score {:.1}, bias {:+.2} over {} cuts; against the capped life RMSE {:.2}",
             train.display(),
@@ -235,6 +245,15 @@ fn eval_cmapss(
             v.units,
             vc.rmse
         );
+        eprintln!(
+            "validation detail: RMSE against the life capped at 150 {:.2}; mean prediction of the {} cuts with at least cap + 25 left {:.1}",
+            metrics::score(&c150).rmse,
+            healthy.len(),
+            healthy.iter().sum::<f64>() / healthy.len().max(1) as f64
+        );
+    }
+    if tuning.validate_only {
+        return Ok(());
     }
     let started = Instant::now();
     let mut progress = Progress::new("training trees");
@@ -247,10 +266,11 @@ fn eval_cmapss(
         .map(|s| format!("s{}", s + 1))
         .collect();
     eprintln!(
-        "trained on {} rows of {} in {:.1} s: {} operating condition(s), sensors kept: {}",
+        "trained on {} rows of {} in {:.1} s: cap {}, {} operating condition(s), sensors kept: {}",
         model.rows,
         train.display(),
         started.elapsed().as_secs_f64(),
+        model.cap,
         model.normaliser.conditions.len(),
         sensors.join(" ")
     );

@@ -12,7 +12,10 @@
 //! value, window mean and slope, two EWMAs, and its mean and slope over a long
 //! window (250 cycles, in practice the whole history), which tell a unit that
 //! has been degrading for a while from a noisy healthy one. A gradient-boosted
-//! ensemble ([`super::gbm`]) maps those to the piecewise-linear target, capped.
+//! ensemble ([`super::gbm`]) maps those to the piecewise-linear target, capped
+//! at the remaining life of the shortest training unit at its first cycle (the
+//! largest cap at which every training unit starts on the plateau: 127 for
+//! FD001 and FD002).
 
 use super::gbm::{Gbm, GbmConfig, matrix};
 use super::{Result, RulError};
@@ -147,8 +150,11 @@ pub fn check_training(file: &str, text: &str, rows: &[Row]) -> Result<()> {
 /// Settings of the pipeline; the same for every data set.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CmapssConfig {
-    /// Targets are `min(RUL, cap)`.
-    pub cap: f64,
+    /// Targets are `min(RUL, cap)`. `None`: the cap is learned from the
+    /// training file, as the remaining life of its shortest unit at that
+    /// unit's first cycle, so every training unit starts on the plateau
+    /// ([`CmapssModel::cap`]).
+    pub cap: Option<f64>,
     /// Cycles in the feature window.
     pub window: usize,
     /// Smoothing factor of the EWMA feature.
@@ -170,7 +176,7 @@ pub struct CmapssConfig {
 impl Default for CmapssConfig {
     fn default() -> Self {
         CmapssConfig {
-            cap: 125.0,
+            cap: None,
             window: 30,
             ewma_alpha: 0.1,
             max_conditions: 8,
@@ -424,6 +430,8 @@ pub struct CmapssModel {
     pub members: Vec<Gbm>,
     /// Training rows used.
     pub rows: usize,
+    /// The cap of the targets and predictions ([`CmapssConfig::cap`]).
+    pub cap: f64,
     /// Health-index weights `[intercept, one per kept sensor..]` (empty when
     /// [`CmapssConfig::health`] is 0).
     pub hi: Vec<f64>,
@@ -521,6 +529,20 @@ impl CmapssModel {
     /// Trains on run-to-failure units: each unit's last cycle is its failure.
     pub fn train(rows: &[Row], cfg: &CmapssConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Self> {
         let normaliser = Normaliser::learn(rows, cfg)?;
+        let cap = match cfg.cap {
+            Some(c) => c,
+            None => units(rows)
+                .iter()
+                .filter_map(|u| Some(f64::from(u.last()?.cycle - u.first()?.cycle)))
+                .min_by(f64::total_cmp)
+                .unwrap_or(0.0),
+        };
+        if cap.is_nan() || cap <= 0.0 {
+            return Err(RulError::Config {
+                name: "cap",
+                reason: format!("{cap} is not a positive remaining life"),
+            });
+        }
         let hi = if cfg.health > 0 {
             let mut z = Vec::with_capacity(rows.len());
             let mut t = Vec::with_capacity(rows.len());
@@ -528,7 +550,7 @@ impl CmapssModel {
                 let last = unit.last().map_or(0, |r| r.cycle);
                 for r in &unit {
                     z.push(normaliser.apply(r));
-                    t.push(f64::from(last - r.cycle).min(cfg.cap));
+                    t.push(f64::from(last - r.cycle).min(cap));
                 }
             }
             ridge(&z, &t, 1.0)
@@ -541,7 +563,7 @@ impl CmapssModel {
             let last = unit.last().map_or(0, |r| r.cycle);
             for (r, f) in unit.iter().zip(features_of(&unit, &normaliser, cfg, &hi)) {
                 x.push(f);
-                y.push(f64::from(last - r.cycle).min(cfg.cap));
+                y.push(f64::from(last - r.cycle).min(cap));
             }
         }
         let x = matrix(&x)?;
@@ -564,6 +586,7 @@ impl CmapssModel {
             normaliser,
             members,
             rows: x.nrows(),
+            cap,
             hi,
         })
     }
@@ -578,7 +601,7 @@ impl CmapssModel {
                 let last = f.last()?;
                 let p = self.members.iter().map(|g| g.predict(last)).sum::<f64>()
                     / self.members.len().max(1) as f64;
-                Some((id, p.clamp(0.0, self.cfg.cap)))
+                Some((id, p.clamp(0.0, self.cap)))
             })
             .collect()
     }
@@ -698,6 +721,24 @@ mod tests {
         };
         let model = CmapssModel::train(&rows, &cfg, &mut |_, _| {}).expect("train");
         assert_eq!(model.normaliser.kept, vec![1], "constant sensors dropped");
+        // The shortest unit lives 83 cycles: 82 left at its first.
+        assert_eq!(model.cap, 82.0, "cap learned from the shortest life");
+        let fixed = CmapssConfig {
+            cap: Some(60.0),
+            members: 1,
+            ..cfg
+        };
+        let m60 = CmapssModel::train(&rows, &fixed, &mut |_, _| {}).expect("train");
+        assert_eq!(m60.cap, 60.0);
+        let early: Vec<Row> = rows
+            .iter()
+            .filter(|r| r.unit == 5 && r.cycle <= 3)
+            .cloned()
+            .collect();
+        assert!(
+            m60.predict_last(&early)[0].1 <= 60.0,
+            "predictions stop at the cap"
+        );
         // Cut one unit 20 cycles before failure.
         let cut: Vec<Row> = rows
             .iter()

@@ -167,6 +167,9 @@ fn scores_json(s: &Scores) -> serde_json::Value {
     serde_json::json!({"rmse": round3(s.rmse), "score": round3(s.score), "units": s.units})
 }
 
+/// Validation scores (uncapped, capped) and each cut's `(predicted, true, cap)`.
+type Validation = (Scores, Scores, Vec<(f64, f64, f64)>);
+
 /// Folds of the C-MAPSS validation.
 const FOLDS: u32 = 5;
 /// Cut points per held-out unit.
@@ -179,10 +182,7 @@ const CUTS: u64 = 8;
 /// the test file is used. Scored against the true, uncapped remaining life, as
 /// the test is, and (second) against the life capped like the training targets.
 /// Also returns each cut's `(predicted, true, cap of its fold's model)`.
-fn validate_cmapss(
-    rows: &[cmapss::Row],
-    cfg: &CmapssConfig,
-) -> Result<(Scores, Scores, Vec<(f64, f64, f64)>)> {
+fn validate_cmapss(rows: &[cmapss::Row], cfg: &CmapssConfig) -> Result<Validation> {
     let all = cmapss::units(rows);
     let mut pairs = Vec::new();
     let mut progress = Progress::new("validation folds");

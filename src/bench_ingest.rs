@@ -39,6 +39,11 @@ pub struct IngestArgs {
     seconds: u64,
     #[arg(long, default_value_t = 5)]
     warmup: u64,
+    /// Messages per second over all publishers; 0 publishes as fast as the
+    /// broker takes them. Run once at 0 to find the maximum, then at half of
+    /// it for the latency goal.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
 }
 
 /// Points the hub reports fully processed in `/health` (read whatever its
@@ -105,6 +110,7 @@ async fn publisher(
     index: usize,
     devices: Vec<String>,
     metrics: usize,
+    rate: f64,
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
     let gateway = format!("bench-gw-{index:03}");
@@ -121,12 +127,19 @@ async fn publisher(
         }
     });
     let mut seq = 0u64;
+    let started = tokio::time::Instant::now();
+    let mut sent = 0u64;
     'outer: loop {
         seq += 1;
         for d in &devices {
             if stop.load(Ordering::Relaxed) {
                 break 'outer;
             }
+            if rate > 0.0 {
+                // Paced: message `sent` leaves at `sent / rate` seconds.
+                tokio::time::sleep_until(started + Duration::from_secs_f64(sent as f64 / rate)).await;
+            }
+            sent += 1;
             let t = poll(&gateway, d, seq, metrics);
             let topic = Topic::Telemetry {
                 gateway: gateway.clone(),
@@ -139,6 +152,86 @@ async fn publisher(
     }
     driver.abort();
     Ok(())
+}
+
+/// Publishes one poll of a probe device every 20 ms and reads the hub's API
+/// until each is queryable; returns the latencies (publish to visible) of
+/// the probes published between `from` and `until`.
+async fn probe(
+    port: u16,
+    api: String,
+    metrics: usize,
+    from: Instant,
+    until: Instant,
+) -> Result<Vec<Duration>> {
+    let mut opts = MqttOptions::new("bench-probe", "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let driver = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let published: Arc<std::sync::Mutex<BTreeMap<u64, Instant>>> = Arc::default();
+    let seen = Arc::new(AtomicBool::new(false));
+    // The reader: polls the probe device's last sequence number.
+    let reader = {
+        let published = published.clone();
+        let seen = seen.clone();
+        tokio::task::spawn_blocking(move || {
+            let url = format!("{api}/api/v1/devices/bench-probe");
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut latencies = Vec::new();
+            let mut last = 0u64;
+            while Instant::now() < until + Duration::from_secs(2) {
+                let v: Option<serde_json::Value> = agent
+                    .get(&url)
+                    .call()
+                    .ok()
+                    .and_then(|mut r| r.body_mut().read_json().ok());
+                let now = Instant::now();
+                if let Some(seq) = v.and_then(|v| v["last_seq"].as_u64()).filter(|s| *s > last) {
+                    let map = published.lock().map(|m| m.clone()).unwrap_or_default();
+                    for at in map.range(last + 1..=seq).map(|(_, at)| *at) {
+                        if at >= from && at <= until {
+                            latencies.push(now - at);
+                        }
+                    }
+                    last = seq;
+                    seen.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            latencies
+        })
+    };
+    let mut seq = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    while Instant::now() < until {
+        tick.tick().await;
+        seq += 1;
+        let t = poll("bench-gw-probe", "bench-probe", seq, metrics);
+        let topic = Topic::Telemetry {
+            gateway: t.gateway.clone(),
+            device: t.device.clone(),
+        }
+        .render();
+        let payload = serde_json::to_vec(&t)?;
+        if let Ok(mut m) = published.lock() {
+            m.insert(seq, Instant::now());
+        }
+        client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
+    }
+    let latencies = reader.await?;
+    driver.abort();
+    Ok(latencies)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
 /// Subscribes like the hub and counts telemetry messages.
@@ -235,11 +328,13 @@ async fn measure(
             .step_by(args.publishers)
             .map(|d| format!("bench-{d:06}"))
             .collect();
+        let rate = args.rate as f64 / args.publishers as f64;
         pubs.push(tokio::spawn(publisher(
             broker_port,
             p,
             devices,
             args.metrics,
+            rate,
             stop.clone(),
         )));
     }
@@ -247,6 +342,15 @@ async fn measure(
         "{} publishers, {} devices, {} values per poll: warming up {} s, measuring {} s",
         args.publishers, args.devices, args.metrics, args.warmup, args.seconds
     );
+    let window_start = Instant::now() + Duration::from_secs(args.warmup);
+    let window_end = window_start + Duration::from_secs(args.seconds);
+    let prober = tokio::spawn(probe(
+        broker_port,
+        api.clone(),
+        args.metrics,
+        window_start,
+        window_end,
+    ));
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     let points = |api: String| async move {
         tokio::task::spawn_blocking(move || hub_points(&api))
@@ -272,6 +376,9 @@ async fn measure(
         }
     }
     sub.abort();
+    let mut latencies = prober.await??;
+    latencies.sort_unstable();
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
     let per_msg = args.metrics as f64;
     let hub_pps = (h1 - h0) as f64 / elapsed;
     let bare_pps = (b1 - b0) as f64 * per_msg / elapsed;
@@ -289,6 +396,10 @@ async fn measure(
         ratio,
         rss_mb
     );
+    println!(
+        "publish to queryable through the API ({} probes, one per 20 ms): p50 {p50:.1} ms, p99 {p99:.1} ms",
+        latencies.len()
+    );
     let r = |x: f64| (x * 1000.0).round() / 1000.0;
     println!(
         "{}",
@@ -298,6 +409,10 @@ async fn measure(
             "bare_subscriber_points_per_sec": bare_pps.round(),
             "ratio": r(ratio),
             "peak_rss_mb": r(rss_mb),
+            "rate_limit_messages_per_sec": args.rate,
+            "latency_probes": latencies.len(),
+            "latency_p50_ms": r(p50),
+            "latency_p99_ms": r(p99),
         })
     );
     Ok(())

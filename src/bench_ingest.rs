@@ -304,14 +304,23 @@ async fn measure(
     pid: u32,
     stdout: Option<std::process::ChildStdout>,
 ) -> Result<()> {
-    // The hub prints its API address once it serves.
+    // The hub prints its API address once it serves. Its stdout is read to
+    // the end on a thread of its own: a closed pipe would fail its next line.
     let stdout = stdout.context("hub stdout")?;
-    tokio::task::spawn_blocking(move || {
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        lines.find(|l| l.as_ref().is_ok_and(|l| l.starts_with("api:")))
-    })
-    .await?
-    .context("the hub exited before serving (see its log)")??;
+    let (serving_tx, serving) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut serving_tx = Some(serving_tx);
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("api:")
+                && let Some(tx) = serving_tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    serving
+        .await
+        .context("the hub exited before serving (see its log)")?;
     let api = format!("http://127.0.0.1:{api_port}");
 
     let bare = Arc::new(AtomicU64::new(0));

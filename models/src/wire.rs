@@ -564,15 +564,11 @@ pub fn decode_uplink(topic: &str, payload: &[u8]) -> Result<Uplink, WireError> {
 mod tests {
     use super::*;
 
-    /// Hostile input: the protocol examples truncated, with bytes flipped,
-    /// and with numbers replaced by out-of-range or non-finite spellings. The
-    /// decoder must never panic, and whatever it accepts must be valid (the
-    /// same property the `decode_uplink` fuzz target in `models/fuzz` checks
-    /// with coverage guidance).
-    #[test]
-    fn hostile_payloads_never_panic_and_never_pass_bad_values() {
+    /// The fenced blocks of `docs/protocol.md` tagged `json topic=...`, as
+    /// `(topic, body)`.
+    fn protocol_examples() -> Vec<(String, String)> {
         let doc = include_str!("../../docs/protocol.md");
-        let mut examples = Vec::new();
+        let mut out = Vec::new();
         let mut lines = doc.lines();
         while let Some(line) = lines.next() {
             if let Some(topic) = line.trim().strip_prefix("```json topic=") {
@@ -581,9 +577,20 @@ mod tests {
                     .take_while(|l| l.trim() != "```")
                     .collect::<Vec<_>>()
                     .join("\n");
-                examples.push((topic.trim().to_string(), body));
+                out.push((topic.trim().to_string(), body));
             }
         }
+        out
+    }
+
+    /// Hostile input: the protocol examples truncated, with bytes flipped,
+    /// and with numbers replaced by out-of-range or non-finite spellings. The
+    /// decoder must never panic, and whatever it accepts must be valid (the
+    /// same property the `decode_uplink` fuzz target in `models/fuzz` checks
+    /// with coverage guidance).
+    #[test]
+    fn hostile_payloads_never_panic_and_never_pass_bad_values() {
+        let examples = protocol_examples();
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
             state ^= state << 13;
@@ -638,19 +645,9 @@ mod tests {
     /// `json topic=...` must decode on that topic and survive a round trip.
     #[test]
     fn protocol_doc_examples_decode() {
-        let doc = include_str!("../../docs/protocol.md");
         let mut checked = 0;
-        let mut lines = doc.lines();
-        while let Some(line) = lines.next() {
-            let Some(topic) = line.trim().strip_prefix("```json topic=") else {
-                continue;
-            };
-            let body: String = lines
-                .by_ref()
-                .take_while(|l| l.trim() != "```")
-                .collect::<Vec<_>>()
-                .join("\n");
-            let topic = topic.trim();
+        for (topic, body) in protocol_examples() {
+            let topic = topic.as_str();
             let parsed = Topic::parse(topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
             assert_eq!(parsed.render(), topic);
             if let Topic::Command { .. } = parsed {

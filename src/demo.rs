@@ -61,7 +61,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             shared_group: None,
         },
         http: HttpConfig { listen: args.http },
-        sqlite: data_dir.join("hub.db"),
+        store: wearline_hub::store::Location::Sqlite(data_dir.join("hub.db")),
         influx: None,
         offline_after: wearline_hub::ingest::DEFAULT_OFFLINE_AFTER,
         unknown_devices: wearline_hub::config::UnknownDevices::Register,

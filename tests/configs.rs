@@ -112,6 +112,27 @@ fn influx_section_errors_name_file_line_and_key() {
 }
 
 #[test]
+fn store_section_errors_name_file_line_and_key() {
+    let base = "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\n";
+    check_bad_config(
+        "hub",
+        &format!("{base}postgres = \"mysql://h/db\"\n"),
+        "5: key `store.postgres`: expected a URL `postgres://",
+    );
+    check_bad_config(
+        "hub",
+        &format!("{base}sqlite = \"x.db\"\npostgres = \"postgres://h/db\"\n"),
+        "6: key `store.postgres`: set `sqlite` (a file) or `postgres` (a URL), not both",
+    );
+    check_bad_config("hub", base, "4: key `store.sqlite`: set `sqlite`");
+    check_bad_config(
+        "hub",
+        &format!("{base}url = \"postgres://h/db\"\n"),
+        "5:1: key `store.url`: unknown field",
+    );
+}
+
+#[test]
 fn ingest_section_errors_name_file_line_and_key() {
     let base =
         "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\nsqlite = \"x.db\"\n[ingest]\n";

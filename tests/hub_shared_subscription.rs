@@ -1,7 +1,8 @@
 //! Two hubs split one fleet through a shared subscription on Debian's
-//! mosquitto and share one store. One is killed with SIGKILL under load and
-//! restarted as a supervisor would: every message published is stored
-//! exactly once, and both hubs took part.
+//! mosquitto and share one store (an SQLite file, or a real PostgreSQL).
+//! One is killed with SIGKILL under load and restarted as a supervisor
+//! would: every message published is stored exactly once, and both hubs
+//! took part.
 
 mod support;
 
@@ -15,10 +16,11 @@ use wearline_models::wire::{Sample, Telemetry, Topic, VERSION};
 const DEVICES: u64 = 100;
 const POLLS: u64 = 30;
 
-fn hub_config(dir: &Path, name: &str, broker_port: u16) -> std::path::PathBuf {
+/// `store` is the `[store]` line both hubs share.
+fn hub_config(dir: &Path, name: &str, broker_port: u16, store: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
-        "profiles_dir = {:?}\n[broker]\nkind = \"external\"\naddress = \"127.0.0.1:{broker_port}\"\nclient_id = \"{name}\"\nshared_group = \"hubs\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\nsqlite = \"shared.db\"\n",
+        "profiles_dir = {:?}\n[broker]\nkind = \"external\"\naddress = \"127.0.0.1:{broker_port}\"\nclient_id = \"{name}\"\nshared_group = \"hubs\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\n{store}\n",
         configs_dir().join("profiles")
     );
     std::fs::write(&path, text).expect("write hub config");
@@ -63,7 +65,19 @@ fn ingested(api: &str) -> u64 {
 }
 
 #[test]
-fn two_hubs_share_a_fleet_and_a_killed_one_loses_and_doubles_nothing() {
+fn two_hubs_on_sqlite_share_a_fleet_and_a_killed_one_loses_and_doubles_nothing() {
+    two_hubs_share_a_fleet("sqlite = \"shared.db\"");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hubs_on_postgres_share_a_fleet_and_a_killed_one_loses_and_doubles_nothing() {
+    let url = wearline_hub::testing::postgres_database().await;
+    tokio::task::spawn_blocking(move || two_hubs_share_a_fleet(&format!("postgres = \"{url}\"")))
+        .await
+        .expect("the test");
+}
+
+fn two_hubs_share_a_fleet(store: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     // Unlimited queues: a persistent session keeps everything while its hub is down.
@@ -72,8 +86,8 @@ fn two_hubs_share_a_fleet_and_a_killed_one_loses_and_doubles_nothing() {
     );
     let _broker = start_mosquitto(dir.path(), "mosquitto", &conf, &[port]);
     let (cfg_a, cfg_b) = (
-        hub_config(dir.path(), "hub-a", port),
-        hub_config(dir.path(), "hub-b", port),
+        hub_config(dir.path(), "hub-a", port, store),
+        hub_config(dir.path(), "hub-b", port, store),
     );
     let (hub_a, api_a) = start(dir.path(), "hub-a", &cfg_a);
     let (_hub_b, api_b) = start(dir.path(), "hub-b", &cfg_b);

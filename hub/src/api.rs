@@ -80,6 +80,7 @@ async fn health(State(s): State<AppState>) -> Response {
     let mut body = json!({
         "status": if ok && influx_ok { "ok" } else { "degraded" },
         "store": if store_ok { "ok" } else { "down" },
+        "store_backend": s.store.backend().as_str(),
         "broker": if ingest.broker_connected { "connected" } else { "disconnected" },
         "ingest": ingest,
     });

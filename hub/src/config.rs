@@ -4,6 +4,7 @@
 //! Unknown keys, wrong types and invalid values are errors that name the
 //! file, the line and the key.
 
+use crate::store::Location;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -138,7 +139,11 @@ fn default_http() -> SocketAddr {
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// SQLite database file, relative to the config file; created and migrated at start.
-    pub sqlite: PathBuf,
+    #[serde(default)]
+    pub sqlite: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://user:password@host:port/database`) instead.
+    #[serde(default)]
+    pub postgres: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,7 +235,8 @@ impl std::fmt::Debug for InfluxConfig {
 pub struct HubConfig {
     pub broker: BrokerConfig,
     pub http: HttpConfig,
-    pub sqlite: PathBuf,
+    /// The database: an SQLite file or a PostgreSQL server.
+    pub store: Location,
     /// The InfluxDB sink, when configured.
     pub influx: Option<InfluxConfig>,
     /// A device silent this long is offline.
@@ -290,6 +296,33 @@ impl HubConfig {
                 ));
             }
         }
+        let store = match (raw.store.sqlite, raw.store.postgres) {
+            (Some(path), None) => Location::Sqlite(base.join(path)),
+            (None, Some(url)) => {
+                let ok = url::Url::parse(&url)
+                    .map(|u| matches!(u.scheme(), "postgres" | "postgresql") && u.host_str().is_some())
+                    .unwrap_or(false);
+                if !ok {
+                    return Err(invalid(
+                        "store.postgres",
+                        "expected a URL `postgres://user:password@host:port/database`",
+                    ));
+                }
+                Location::Postgres(url)
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "store.postgres",
+                    "set `sqlite` (a file) or `postgres` (a URL), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "store.sqlite",
+                    "set `sqlite` (a file, e.g. `sqlite = \"hub.db\"`) or `postgres` (a URL)",
+                ));
+            }
+        };
         let influx = match raw.influx {
             Some(i) => Some(influx(i, base, &invalid)?),
             None => None,
@@ -329,7 +362,7 @@ impl HubConfig {
         Ok(HubConfig {
             broker: raw.broker,
             http: raw.http,
-            sqlite: base.join(raw.store.sqlite),
+            store,
             influx,
             offline_after: std::time::Duration::from_secs(raw.ingest.offline_after_secs),
             unknown_devices: raw.ingest.unknown_devices,

@@ -35,6 +35,7 @@
 //! counters.
 
 use crate::config::InfluxConfig;
+use crate::histogram::{Histogram, HistogramSnapshot};
 use bytes::Bytes;
 use influxdb2::api::write::TimestampPrecision;
 use influxdb2::models::{DataPoint, WriteDataPoint};
@@ -59,11 +60,6 @@ pub const HEALTH_EVERY: Duration = Duration::from_secs(5);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Drops are logged at most once per this interval.
 const LOG_EVERY: Duration = Duration::from_secs(5);
-/// Upper bounds of the write-latency histogram, in seconds.
-pub const LATENCY_BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
-
 /// Why points were dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -190,56 +186,6 @@ impl From<&InfluxConfig> for Settings {
             timeout: c.timeout,
         }
     }
-}
-
-/// A fixed-bucket latency histogram, with its maximum.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    /// Per bucket of [`LATENCY_BUCKETS`] (not cumulative), then above the last.
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    count: AtomicU64,
-    sum_us: AtomicU64,
-    max_us: AtomicU64,
-}
-
-impl Histogram {
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = LATENCY_BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-        self.max_us.fetch_max(us, Ordering::Relaxed);
-    }
-
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut cumulative = Vec::with_capacity(LATENCY_BUCKETS.len());
-        let mut total = 0;
-        for (b, le) in self.buckets.iter().zip(LATENCY_BUCKETS) {
-            total += b.load(Ordering::Relaxed);
-            cumulative.push((le, total));
-        }
-        HistogramSnapshot {
-            buckets: cumulative,
-            count: self.count.load(Ordering::Relaxed),
-            sum_secs: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
-            max_secs: self.max_us.load(Ordering::Relaxed) as f64 / 1e6,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct HistogramSnapshot {
-    /// Cumulative counts by upper bound in seconds (`+Inf` is `count`).
-    #[serde(skip)]
-    pub buckets: Vec<(f64, u64)>,
-    pub count: u64,
-    pub sum_secs: f64,
-    pub max_secs: f64,
 }
 
 /// The sink's counters and state.

@@ -1,5 +1,5 @@
 //! The Wearline hub: an MQTT broker (embedded by default), ingestion of agent
-//! telemetry, an embedded SQLite store, remaining-life predictions per
+//! telemetry, a store (embedded SQLite, or PostgreSQL), remaining-life predictions per
 //! consumable, preventive work orders, the REST API, and an optional copy of
 //! the raw telemetry in InfluxDB.
 //!
@@ -9,12 +9,15 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod histogram;
 pub mod influx;
 pub mod ingest;
 pub mod metrics;
 pub mod predict;
 pub mod run;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use config::HubConfig;
 pub use run::{Hub, HubEvent, HubHandle};

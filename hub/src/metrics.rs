@@ -19,6 +19,8 @@ pub const WORK_ORDERS: &str = "wearline_hub_work_orders_opened_total";
 pub const LIVES_ENDED: &str = "wearline_hub_lives_ended_total";
 pub const ALERTS_OPENED: &str = "wearline_hub_alerts_opened_total";
 pub const UNKNOWN_DEVICES: &str = "wearline_hub_ingest_unknown_device_total";
+pub const STORE_LATENCY: &str = "wearline_hub_store_write_duration_seconds";
+pub const STORE_LATENCY_MAX: &str = "wearline_hub_store_write_duration_max_seconds";
 
 pub const INFLUX_UP: &str = "wearline_hub_influx_up";
 pub const INFLUX_ACCEPTED: &str = "wearline_hub_influx_points_accepted_total";
@@ -34,8 +36,8 @@ pub const INFLUX_LATENCY: &str = "wearline_hub_influx_write_duration_seconds";
 pub const INFLUX_LATENCY_MAX: &str = "wearline_hub_influx_write_duration_max_seconds";
 
 /// Renders every metric in the Prometheus text format (0.0.4).
-pub fn render(ingest: &IngestStats, influx: Option<&InfluxSnapshot>) -> String {
-    let ingest = ingest.snapshot();
+pub fn render(stats: &IngestStats, influx: Option<&InfluxSnapshot>) -> String {
+    let ingest = stats.snapshot();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -122,6 +124,27 @@ pub fn render(ingest: &IngestStats, influx: Option<&InfluxSnapshot>) -> String {
         "Messages refused because their device is unknown (unknown_devices = \"reject\").",
         &one(ingest.unknown_devices),
     );
+    let (telemetry, consumables) = (
+        stats.store_telemetry.snapshot(),
+        stats.store_consumables.snapshot(),
+    );
+    let mut store = telemetry.samples(Some(r#"op="telemetry""#));
+    store.extend(consumables.samples(Some(r#"op="consumables""#)));
+    metric(
+        STORE_LATENCY,
+        "histogram",
+        "Duration of committed store transactions: a telemetry batch, or a flush of consumable states.",
+        &store,
+    );
+    metric(
+        STORE_LATENCY_MAX,
+        "gauge",
+        "Longest committed store transaction since start.",
+        &[
+            (r#"{op="telemetry"}"#.into(), telemetry.max_secs),
+            (r#"{op="consumables"}"#.into(), consumables.max_secs),
+        ],
+    );
     let Some(i) = influx else {
         return out;
     };
@@ -195,14 +218,7 @@ pub fn render(ingest: &IngestStats, influx: Option<&InfluxSnapshot>) -> String {
         &[(String::new(), i.send_wait_secs)],
     );
     let l = &i.write_latency;
-    let mut buckets: Vec<(String, f64)> = l
-        .buckets
-        .iter()
-        .map(|(le, n)| (format!(r#"_bucket{{le="{le}"}}"#), *n as f64))
-        .collect();
-    buckets.push((r#"_bucket{le="+Inf"}"#.into(), l.count as f64));
-    buckets.push(("_sum".into(), l.sum_secs));
-    buckets.push(("_count".into(), l.count as f64));
+    let buckets = l.samples(None);
     metric(
         INFLUX_LATENCY,
         "histogram",
@@ -229,6 +245,9 @@ mod tests {
     #[test]
     fn renders_parseable_families() {
         let ingest = IngestStats::default();
+        ingest
+            .store_telemetry
+            .observe(std::time::Duration::from_millis(30));
         let influx = InfluxStats::default();
         influx.write_latency.observe(std::time::Duration::from_millis(3));
         let text = render(&ingest, Some(&influx.snapshot()));
@@ -256,6 +275,16 @@ mod tests {
         );
         assert!(
             text.contains(&format!("{INFLUX_LATENCY}_bucket{{le=\"+Inf\"}} 1")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{STORE_LATENCY}_bucket{{op=\"telemetry\",le=\"0.05\"}} 1"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{STORE_LATENCY}_count{{op=\"consumables\"}} 0")),
             "{text}"
         );
         assert!(

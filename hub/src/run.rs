@@ -53,9 +53,9 @@ impl Hub {
         };
         let (host, port) = host_port(&broker_addr).context("broker address must be host:port")?;
         let host = host.to_string();
-        let store = Store::open(&config.sqlite)
+        let store = Store::open(&config.store)
             .await
-            .with_context(|| format!("opening the store {}", config.sqlite.display()))?;
+            .with_context(|| format!("opening the store {}", config.store))?;
         let stats = Arc::new(IngestStats::default());
         let (events, _) = broadcast::channel(1024);
         let cancel = CancellationToken::new();

@@ -374,8 +374,12 @@ impl Ingest {
         }
         let mut wait = Duration::from_millis(50);
         let fresh = loop {
+            let started = Instant::now();
             match self.store.insert_batch(&telemetry).await {
-                Ok(f) => break f,
+                Ok(f) => {
+                    self.stats.store_telemetry.observe(started.elapsed());
+                    break f;
+                }
                 Err(e) => {
                     self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, retry_in = ?wait, "cannot store telemetry; retrying");
@@ -569,7 +573,12 @@ impl Ingest {
                 Some(consumable_row(device, profile, c, &snap))
             })
             .collect();
-        if let Err(e) = self.store.upsert_consumables(&rows).await {
+        let started = Instant::now();
+        let written = self.store.upsert_consumables(&rows).await;
+        if written.is_ok() {
+            self.stats.store_consumables.observe(started.elapsed());
+        }
+        if let Err(e) = written {
             self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, rows = rows.len(), "cannot write consumable states; kept for the next flush");
             self.dirty = dirty;

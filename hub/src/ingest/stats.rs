@@ -1,5 +1,6 @@
 //! Ingestion counters, and rate-limited logging of malformed input.
 
+use crate::histogram::Histogram;
 use serde::Serialize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +30,10 @@ pub struct IngestStats {
     pub malformed_json: AtomicU64,
     pub malformed_version: AtomicU64,
     pub malformed_invalid: AtomicU64,
+    /// Committed telemetry batches (samples, devices, attributes).
+    pub store_telemetry: Histogram,
+    /// Committed flushes of consumable states and predictions.
+    pub store_consumables: Histogram,
     last_log: Mutex<Option<Instant>>,
     suppressed: AtomicU64,
 }

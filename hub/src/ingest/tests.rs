@@ -1,8 +1,10 @@
-//! Ingest against a real SQLite store: replacements end lives, ended lives
-//! teach the fleet prior, and a restart resumes each life where it was.
+//! Ingest against a real store, on SQLite and on PostgreSQL: replacements
+//! end lives, ended lives teach the fleet prior, and a restart resumes each
+//! life where it was.
 
 use super::*;
 use crate::store::Store;
+use crate::testing::TestDb;
 use wearline_models::wire::{Sample, Telemetry, VERSION};
 
 const HOUR: i64 = 3_600_000;
@@ -63,11 +65,14 @@ async fn send(i: &mut Ingest, device: &str, samples: Vec<Sample>) {
         .await;
 }
 
-#[tokio::test]
-async fn replacements_teach_the_fleet_and_a_restart_resumes_each_life() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("hub.db");
-    let mut hub = ingest(Store::open(&path).await.expect("store"));
+crate::on_each_backend!(
+    replacements_teach_the_fleet_and_a_restart_resumes_each_life,
+    edge_alerts_last_wills_and_silences_open_and_clear_alerts,
+    unknown_devices_are_refused_when_the_config_says_so,
+);
+
+async fn replacements_teach_the_fleet_and_a_restart_resumes_each_life(db: TestDb) {
+    let mut hub = ingest(Store::open(&db.location).await.expect("store"));
 
     // Six devices each wear a filter out (hourly, in batches of 10) and get a new one.
     for k in 0..6u32 {
@@ -126,7 +131,7 @@ async fn replacements_teach_the_fleet_and_a_restart_resumes_each_life() {
 
     // A restart: the life goes on from its saved state, and nothing is learned twice.
     drop(hub);
-    let mut hub = ingest(Store::open(&path).await.expect("store"));
+    let mut hub = ingest(Store::open(&db.location).await.expect("store"));
     hub.replay().await.expect("replay");
     assert_eq!(
         hub.predictor.knowledge("purifier", "filter").map(|k| k.lives),
@@ -140,11 +145,9 @@ async fn replacements_teach_the_fleet_and_a_restart_resumes_each_life() {
     assert_eq!(hub.store.lives().await.expect("lives").len(), 6);
 }
 
-#[tokio::test]
-async fn edge_alerts_last_wills_and_silences_open_and_clear_alerts() {
+async fn edge_alerts_last_wills_and_silences_open_and_clear_alerts(db: TestDb) {
     use wearline_models::wire::{Alert, AlertState, Connectivity, GatewayStatus, Severity};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut hub = ingest(Store::open(&dir.path().join("hub.db")).await.expect("store"));
+    let mut hub = ingest(Store::open(&db.location).await.expect("store"));
     let alert = |state| Alert {
         v: VERSION,
         gateway: "gw".into(),
@@ -227,10 +230,8 @@ async fn edge_alerts_last_wills_and_silences_open_and_clear_alerts() {
     assert_eq!(hub.store.alerts(false).await.expect("alerts").len(), 4);
 }
 
-#[tokio::test]
-async fn unknown_devices_are_refused_when_the_config_says_so() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut hub = ingest(Store::open(&dir.path().join("hub.db")).await.expect("store"));
+async fn unknown_devices_are_refused_when_the_config_says_so(db: TestDb) {
+    let mut hub = ingest(Store::open(&db.location).await.expect("store"));
     hub.known_devices = Some(std::collections::HashSet::from(["known".to_string()]));
     send(&mut hub, "known", vec![sample(1, 0, 5.0)]).await;
     send(&mut hub, "stranger", vec![sample(1, 0, 5.0), sample(2, 1, 5.0)]).await;

@@ -1,0 +1,191 @@
+//! Storing a batch of telemetry in one transaction: deduplicated samples,
+//! device rows (counts, last sequence number, gaps) and text attributes.
+
+use super::sql::{greatest, push_tuples};
+use super::{Result, Store, seq_i64};
+use sqlx::AssertSqlSafe;
+use wearline_models::wire::{Sample, Telemetry};
+
+impl Store {
+    /// Stores the samples of many telemetry messages in one transaction and
+    /// returns, per message and in order, the indices of its samples that
+    /// were new (a `(device, seq)` already stored, or twice in the batch, is
+    /// dropped).
+    pub async fn insert_batch(&self, batch: &[Telemetry]) -> Result<Vec<Vec<usize>>> {
+        /// Rows per statement (at most 9 parameters each: under SQLite's 32 766
+        /// and PostgreSQL's 65 535).
+        const CHUNK: usize = 2000;
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(usize, &Sample)> = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.samples.iter().map(move |s| (i, s)))
+            .collect();
+        // Inserted rows by sequence number, then device (no allocation to look one up).
+        let mut fresh_keys: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+        for chunk in rows.chunks(CHUNK) {
+            let mut sql = String::from("INSERT INTO samples (device_id, seq, ts_ms, body) VALUES ");
+            push_tuples(&mut sql, chunk.len(), 4, 1);
+            sql.push_str(" ON CONFLICT DO NOTHING RETURNING device_id, seq");
+            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            for (i, s) in chunk {
+                q = q
+                    .bind(batch[*i].device.as_str())
+                    .bind(seq_i64(s.seq))
+                    .bind(s.ts_ms)
+                    .bind(serde_json::to_string(&s.values).unwrap_or_default());
+            }
+            let inserted: Vec<(String, i64)> = q.fetch_all(&mut *tx).await?;
+            for (device, seq) in inserted {
+                fresh_keys.entry(seq).or_default().push(device);
+            }
+        }
+        // The devices' last sequence numbers before this batch, for gap counting.
+        let ids: std::collections::BTreeSet<&str> = batch.iter().map(|t| t.device.as_str()).collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let mut last_seq: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut sql = String::from("SELECT id, last_seq FROM devices WHERE id IN ");
+            push_tuples(&mut sql, 1, chunk.len(), 1);
+            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            let rows: Vec<(String, i64)> = q.fetch_all(&mut *tx).await?;
+            last_seq.extend(rows);
+        }
+        let mut out: Vec<Vec<usize>> = Vec::with_capacity(batch.len());
+        let mut devices: std::collections::BTreeMap<&str, DeviceBatch> = std::collections::BTreeMap::new();
+        let mut text: std::collections::BTreeMap<&str, serde_json::Map<String, serde_json::Value>> =
+            std::collections::BTreeMap::new();
+        for t in batch {
+            let fresh: Vec<usize> = (0..t.samples.len())
+                .filter(|&k| {
+                    let devices = fresh_keys.get_mut(&seq_i64(t.samples[k].seq));
+                    devices
+                        .and_then(|v| v.iter().position(|d| *d == t.device).map(|i| v.swap_remove(i)))
+                        .is_some()
+                })
+                .collect();
+            for s in fresh.iter().map(|&k| &t.samples[k]) {
+                let e = devices.entry(&t.device).or_insert(DeviceBatch {
+                    gateway: &t.gateway,
+                    profile: &t.profile,
+                    first_ms: s.ts_ms,
+                    last_ms: s.ts_ms,
+                    last_seq: 0,
+                    samples: 0,
+                    points: 0,
+                    seqs: Vec::new(),
+                    gaps: 0,
+                });
+                e.seqs.push((seq_i64(s.seq), s.restart));
+                e.gateway = &t.gateway;
+                e.profile = &t.profile;
+                e.first_ms = e.first_ms.min(s.ts_ms);
+                e.last_ms = e.last_ms.max(s.ts_ms);
+                e.last_seq = e.last_seq.max(seq_i64(s.seq));
+                e.samples += 1;
+                e.points += s.values.len() as i64;
+                if !s.text.is_empty() {
+                    text.entry(&t.device).or_default().extend(
+                        s.text
+                            .iter()
+                            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
+                    );
+                }
+            }
+            out.push(fresh);
+        }
+        for (id, d) in &mut devices {
+            d.gaps = gaps(last_seq.get(*id).copied(), &mut d.seqs);
+        }
+        let devices: Vec<_> = devices.into_iter().collect();
+        for chunk in devices.chunks(CHUNK / 2) {
+            let mut sql = String::from(
+                "INSERT INTO devices (id, gateway, profile, first_seen_ms, last_seen_ms, last_seq, samples, points, gaps) VALUES ",
+            );
+            push_tuples(&mut sql, chunk.len(), 9, 1);
+            sql.push_str(&format!(
+                " ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, profile = excluded.profile,
+                   last_seen_ms = {}, last_seq = {},
+                   samples = devices.samples + excluded.samples, points = devices.points + excluded.points,
+                   gaps = {}",
+                greatest("devices.last_seen_ms", "excluded.last_seen_ms"),
+                greatest("devices.last_seq", "excluded.last_seq"),
+                greatest("0", "devices.gaps + excluded.gaps"),
+            ));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (id, d) in chunk {
+                q = q
+                    .bind(*id)
+                    .bind(d.gateway)
+                    .bind(d.profile)
+                    .bind(d.first_ms)
+                    .bind(d.last_ms)
+                    .bind(d.last_seq)
+                    .bind(d.samples)
+                    .bind(d.points)
+                    .bind(d.gaps);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // Text fields are device attributes: keep the latest value of each.
+        for (device, fields) in text {
+            let current: Option<(String,)> = sqlx::query_as("SELECT attributes FROM devices WHERE id = $1")
+                .bind(device)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let mut attrs: serde_json::Map<String, serde_json::Value> = current
+                .and_then(|(a,)| serde_json::from_str(&a).ok())
+                .unwrap_or_default();
+            attrs.extend(fields);
+            sqlx::query("UPDATE devices SET attributes = $1 WHERE id = $2")
+                .bind(serde_json::Value::Object(attrs).to_string())
+                .bind(device)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+/// What one batch adds to a device's row.
+struct DeviceBatch<'a> {
+    gateway: &'a str,
+    profile: &'a str,
+    first_ms: i64,
+    last_ms: i64,
+    last_seq: i64,
+    samples: i64,
+    points: i64,
+    /// New sequence numbers with their restart marks, in arrival order.
+    seqs: Vec<(i64, bool)>,
+    /// Change of the device's gap count (negative when late ones fill gaps).
+    gaps: i64,
+}
+
+/// How a batch's new sequence numbers change a device's gap count, given
+/// its last number before (`None`: a new device, whose first number is its
+/// baseline). A jump past `last + 1` adds the numbers skipped, unless the
+/// sample is the first after an agent restart; a number below `last` fills
+/// one gap.
+pub(super) fn gaps(last: Option<i64>, seqs: &mut [(i64, bool)]) -> i64 {
+    seqs.sort_unstable();
+    let mut change = 0;
+    let mut last = last;
+    for &(seq, restart) in seqs.iter() {
+        match last {
+            Some(l) if seq > l => {
+                if !restart {
+                    change += seq - l - 1;
+                }
+                last = Some(seq);
+            }
+            Some(_) => change -= 1,
+            None => last = Some(seq),
+        }
+    }
+    change
+}

@@ -1,0 +1,479 @@
+//! The hub's store: devices, recent history, consumable predictions, alerts
+//! and work orders, in an embedded SQLite database (the default; no server)
+//! or in PostgreSQL (selected by a URL), created and migrated at start.
+//!
+//! Both back ends run the same code: sqlx's `Any` driver, and SQL that both
+//! dialects accept (`$N` parameters, `ON CONFLICT`, `RETURNING`, `CASE` for
+//! a two-value maximum). Only the migrations are per back end
+//! (`migrations/sqlite`, `migrations/postgres`), numbered alike.
+//!
+//! Deduplication and the one-open-work-order rule are enforced by the
+//! database itself (primary key on (device, seq); a partial unique index on
+//! open work orders), so they hold across restarts and concurrent hubs.
+
+mod batch;
+mod location;
+mod sql;
+
+pub use location::{Backend, Location};
+
+use serde::Serialize;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool, Executor, FromRow};
+use std::time::Duration;
+use wearline_models::wire::{Sample, Telemetry};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create {path}")]
+    Dir { path: String, source: std::io::Error },
+    #[error("the store path {0} is not valid UTF-8")]
+    Path(String),
+}
+
+/// A device as the hub knows it.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct DeviceRow {
+    pub id: String,
+    pub gateway: String,
+    pub profile: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub last_seq: i64,
+    pub samples: i64,
+    pub points: i64,
+    /// Sequence numbers missing so far (lost on the way, not skipped by a restart).
+    pub gaps: i64,
+    /// JSON object of the latest text fields (served parsed).
+    #[serde(skip)]
+    pub attributes: String,
+}
+
+/// One consumable of one device: its current life and latest prediction.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct ConsumableRow {
+    pub device_id: String,
+    pub name: String,
+    pub profile: String,
+    pub lead_time_days: f64,
+    pub life_start_ms: i64,
+    pub as_of_ms: i64,
+    /// Samples in the current life.
+    pub samples: i64,
+    /// Usage in the current life (the consumable's usage units).
+    pub used: f64,
+    pub last_value: Option<f64>,
+    /// The limit expected to end the life: `wear`, `rated_life` or `calendar`.
+    #[sqlx(rename = "limit_kind")]
+    #[serde(rename = "limit")]
+    pub limit_kind: Option<String>,
+    pub remaining_usage: Option<f64>,
+    pub usage_per_day: Option<f64>,
+    pub end_of_life_ms: Option<i64>,
+    pub eol_low_ms: Option<i64>,
+    pub eol_high_ms: Option<i64>,
+    /// Two-sided coverage of the interval.
+    pub coverage: Option<f64>,
+    pub model: Option<String>,
+    /// JSON text: the estimate and the data behind it (served parsed).
+    #[serde(skip)]
+    pub explanation: String,
+    /// JSON text: the life tracker's state (not served).
+    #[serde(skip)]
+    pub state: String,
+}
+
+/// An alert, from the edge or the hub.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct AlertRow {
+    pub id: i64,
+    pub device_id: String,
+    pub gateway: String,
+    pub kind: String,
+    pub source: String,
+    pub severity: String,
+    pub state: String,
+    pub opened_ms: i64,
+    pub cleared_ms: Option<i64>,
+    /// JSON text (served parsed).
+    #[serde(skip)]
+    pub detail: String,
+}
+
+/// An alert to open.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    pub device_id: String,
+    pub gateway: String,
+    pub kind: String,
+    pub source: &'static str,
+    pub severity: String,
+    pub opened_ms: i64,
+    pub detail: serde_json::Value,
+}
+
+/// A life ended by a replacement, as stored.
+#[derive(Debug, Clone)]
+pub struct LifeRow {
+    pub device_id: String,
+    pub name: String,
+    pub profile: String,
+    pub started_ms: i64,
+    pub ended_ms: i64,
+    pub life: Option<f64>,
+    pub used: f64,
+    /// JSON of the whole record.
+    pub body: String,
+}
+
+/// A work order.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct WorkOrderRow {
+    pub id: i64,
+    pub device_id: String,
+    pub kind: String,
+    pub cause: String,
+    pub status: String,
+    pub priority: String,
+    pub title: String,
+    pub opened_at_ms: i64,
+    pub predicted_eol_ms: Option<i64>,
+    pub lead_time_days: Option<f64>,
+    /// JSON text: the prediction and data behind the order (served parsed).
+    #[serde(skip)]
+    pub explanation: String,
+}
+
+/// A work order to open.
+#[derive(Debug, Clone)]
+pub struct NewWorkOrder {
+    pub device_id: String,
+    pub kind: &'static str,
+    pub cause: String,
+    pub priority: &'static str,
+    pub title: String,
+    pub opened_at_ms: i64,
+    pub predicted_eol_ms: Option<i64>,
+    pub lead_time_days: Option<f64>,
+    pub explanation: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `location`.
+    pub async fn open(location: &Location) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = location.backend();
+        let url = location.url()?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    // Per connection: WAL lets the API read while ingest writes;
+                    // NORMAL sync is durable across a process kill (not an OS crash).
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 5000;",
+                            )
+                            .await
+                            .map(|_| ())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(&url)
+                    .await?
+            }
+        };
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// Which database this store is in.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Stores one device's samples; returns those that were new (not
+    /// already stored under the same device and sequence number).
+    pub async fn insert_samples(
+        &self,
+        gateway: &str,
+        device: &str,
+        profile: &str,
+        samples: Vec<Sample>,
+    ) -> Result<Vec<Sample>> {
+        let t = Telemetry {
+            v: wearline_models::wire::VERSION,
+            gateway: gateway.to_string(),
+            device: device.to_string(),
+            profile: profile.to_string(),
+            samples,
+        };
+        let fresh = self
+            .insert_batch(std::slice::from_ref(&t))
+            .await?
+            .pop()
+            .unwrap_or_default();
+        let mut samples: Vec<Option<Sample>> = t.samples.into_iter().map(Some).collect();
+        Ok(fresh.into_iter().filter_map(|k| samples[k].take()).collect())
+    }
+
+    /// The newest sample of `device`: its time and values.
+    pub async fn latest_sample(&self, device: &str) -> Result<Option<(i64, serde_json::Value)>> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT ts_ms, body FROM samples WHERE device_id = $1 ORDER BY seq DESC LIMIT 1")
+                .bind(device)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(ts, body)| (ts, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))))
+    }
+
+    /// Records a consumable's state and latest prediction.
+    pub async fn upsert_consumable(&self, row: &ConsumableRow) -> Result<()> {
+        self.upsert_consumables(std::slice::from_ref(row)).await
+    }
+
+    /// Records an ended life; recording the same one again changes nothing.
+    pub async fn insert_life(&self, row: &LifeRow) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO consumable_lives (device_id, name, profile, started_ms, ended_ms, life, used, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(&row.device_id)
+        .bind(&row.name)
+        .bind(&row.profile)
+        .bind(row.started_ms)
+        .bind(row.ended_ms)
+        .bind(row.life)
+        .bind(row.used)
+        .bind(&row.body)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every ended life, as `(profile, consumable, body)`, oldest first.
+    pub async fn lives(&self) -> Result<Vec<(String, String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT profile, name, body FROM consumable_lives ORDER BY ended_ms")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Every consumable of every device (for resuming at start).
+    pub async fn all_consumables(&self) -> Result<Vec<ConsumableRow>> {
+        Ok(sqlx::query_as("SELECT * FROM consumables")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Records many consumables' states and predictions in one transaction.
+    pub async fn upsert_consumables(&self, rows: &[ConsumableRow]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            upsert_consumable(&mut tx, row).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Samples of `device` newer than `after_ms`, oldest first, at most the newest `limit`.
+    pub async fn samples_after(&self, device: &str, after_ms: i64, limit: i64) -> Result<Vec<(i64, String)>> {
+        let mut rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT ts_ms, body FROM samples WHERE device_id = $1 AND ts_ms > $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(device)
+        .bind(after_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Opens a work order unless one is already open for the same device and
+    /// cause; returns the new order, or `None` when one was already open.
+    pub async fn open_work_order(&self, wo: &NewWorkOrder) -> Result<Option<WorkOrderRow>> {
+        let row: Option<WorkOrderRow> = sqlx::query_as(
+            "INSERT INTO work_orders (device_id, kind, cause, status, priority, title, opened_at_ms,
+                predicted_eol_ms, lead_time_days, explanation)
+             VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $9)
+             ON CONFLICT DO NOTHING
+             RETURNING *",
+        )
+        .bind(&wo.device_id)
+        .bind(wo.kind)
+        .bind(&wo.cause)
+        .bind(wo.priority)
+        .bind(&wo.title)
+        .bind(wo.opened_at_ms)
+        .bind(wo.predicted_eol_ms)
+        .bind(wo.lead_time_days)
+        .bind(wo.explanation.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    /// Opens an alert unless the same device already has one of that kind
+    /// open; returns the new alert.
+    pub async fn open_alert(&self, a: &NewAlert) -> Result<Option<AlertRow>> {
+        Ok(sqlx::query_as(
+            "INSERT INTO alerts (device_id, gateway, kind, source, severity, state, opened_ms, detail)
+             VALUES ($1, $2, $3, $4, $5, 'open', $6, $7) ON CONFLICT DO NOTHING RETURNING *",
+        )
+        .bind(&a.device_id)
+        .bind(&a.gateway)
+        .bind(&a.kind)
+        .bind(a.source)
+        .bind(&a.severity)
+        .bind(a.opened_ms)
+        .bind(a.detail.to_string())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Clears the open alert of this kind on this device; whether there was one.
+    pub async fn clear_alert(&self, device: &str, kind: &str, at_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE alerts SET state = 'cleared', cleared_ms = $1 WHERE device_id = $2 AND kind = $3 AND state = 'open'",
+        )
+        .bind(at_ms)
+        .bind(device)
+        .bind(kind)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Alerts, newest first; only the open ones with `open_only`.
+    pub async fn alerts(&self, open_only: bool) -> Result<Vec<AlertRow>> {
+        let sql = if open_only {
+            "SELECT * FROM alerts WHERE state = 'open' ORDER BY id DESC"
+        } else {
+            "SELECT * FROM alerts ORDER BY id DESC"
+        };
+        Ok(sqlx::query_as(sql).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
+        Ok(sqlx::query_as("SELECT * FROM devices ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn device(&self, id: &str) -> Result<Option<DeviceRow>> {
+        Ok(sqlx::query_as("SELECT * FROM devices WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn consumables(&self, device: &str) -> Result<Vec<ConsumableRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM consumables WHERE device_id = $1 ORDER BY name")
+                .bind(device)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn work_orders(&self) -> Result<Vec<WorkOrderRow>> {
+        Ok(sqlx::query_as("SELECT * FROM work_orders ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn work_order(&self, id: i64) -> Result<Option<WorkOrderRow>> {
+        Ok(sqlx::query_as("SELECT * FROM work_orders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Total telemetry points (metric values) stored.
+    pub async fn points(&self) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT CAST(COALESCE(SUM(points), 0) AS BIGINT) FROM devices")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Inserts or updates one consumable's row.
+async fn upsert_consumable(tx: &mut AnyConnection, row: &ConsumableRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO consumables (device_id, name, profile, lead_time_days, life_start_ms, as_of_ms, samples,
+            used, last_value, limit_kind, remaining_usage, usage_per_day, end_of_life_ms, eol_low_ms,
+            eol_high_ms, coverage, model, explanation, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+         ON CONFLICT (device_id, name) DO UPDATE SET profile = excluded.profile,
+            lead_time_days = excluded.lead_time_days, life_start_ms = excluded.life_start_ms,
+            as_of_ms = excluded.as_of_ms, samples = excluded.samples, used = excluded.used,
+            last_value = excluded.last_value, limit_kind = excluded.limit_kind,
+            remaining_usage = excluded.remaining_usage, usage_per_day = excluded.usage_per_day,
+            end_of_life_ms = excluded.end_of_life_ms, eol_low_ms = excluded.eol_low_ms,
+            eol_high_ms = excluded.eol_high_ms, coverage = excluded.coverage, model = excluded.model,
+            explanation = excluded.explanation, state = excluded.state",
+    )
+    .bind(&row.device_id)
+    .bind(&row.name)
+    .bind(&row.profile)
+    .bind(row.lead_time_days)
+    .bind(row.life_start_ms)
+    .bind(row.as_of_ms)
+    .bind(row.samples)
+    .bind(row.used)
+    .bind(row.last_value)
+    .bind(&row.limit_kind)
+    .bind(row.remaining_usage)
+    .bind(row.usage_per_day)
+    .bind(row.end_of_life_ms)
+    .bind(row.eol_low_ms)
+    .bind(row.eol_high_ms)
+    .bind(row.coverage)
+    .bind(&row.model)
+    .bind(&row.explanation)
+    .bind(&row.state)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Sequence numbers are u64 on the wire and i64 in SQL; values past i64::MAX
+/// are clamped (an agent would need 292 000 years at 1 kHz to get there).
+fn seq_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

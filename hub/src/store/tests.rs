@@ -1,0 +1,333 @@
+//! Store tests. Every test that touches a database runs twice, on SQLite
+//! and on a real PostgreSQL (`name::sqlite`, `name::postgres`).
+
+use super::batch::gaps;
+use super::*;
+use crate::testing::TestDb;
+use std::collections::BTreeMap;
+
+fn sample(seq: u64) -> Sample {
+    Sample {
+        seq,
+        ts_ms: seq as i64 * 1000,
+        values: BTreeMap::from([("a".to_string(), 1.0), ("b".to_string(), 2.0)]),
+        text: BTreeMap::new(),
+        restart: false,
+    }
+}
+
+fn order(device: &str) -> NewWorkOrder {
+    NewWorkOrder {
+        device_id: device.into(),
+        kind: "preventive",
+        cause: "consumable:filter".into(),
+        priority: "P2",
+        title: "Replace filter".into(),
+        opened_at_ms: 1,
+        predicted_eol_ms: Some(2),
+        lead_time_days: Some(14.0),
+        explanation: serde_json::json!({"model": "m"}),
+    }
+}
+
+fn telemetry(device: &str, seqs: std::ops::Range<u64>) -> Telemetry {
+    Telemetry {
+        v: wearline_models::wire::VERSION,
+        gateway: "gw".into(),
+        device: device.into(),
+        profile: "p".into(),
+        samples: seqs.map(sample).collect(),
+    }
+}
+
+crate::on_each_backend!(
+    device_rows_count_gaps_across_batches,
+    duplicates_are_dropped_across_reopen_and_one_order_stays_open,
+    a_batch_reports_fresh_samples_per_message,
+    text_fields_become_device_attributes,
+    consumables_lives_and_alerts_round_trip,
+    concurrent_writers_store_each_sample_once,
+);
+
+async fn device_rows_count_gaps_across_batches(db: TestDb) {
+    let store = Store::open(&db.location).await.expect("open");
+    let insert = |samples: Vec<Sample>| {
+        let store = store.clone();
+        async move {
+            store
+                .insert_samples("gw", "d1", "p", samples)
+                .await
+                .expect("insert")
+        }
+    };
+    let gaps = || async { store.device("d1").await.expect("device").map(|d| d.gaps) };
+    insert(vec![sample(1), sample(2)]).await;
+    insert(vec![sample(5)]).await;
+    assert_eq!(gaps().await, Some(2), "3 and 4 missing");
+    insert(vec![sample(3)]).await;
+    assert_eq!(gaps().await, Some(1), "3 arrived late");
+    let mut after_restart = sample(2000);
+    after_restart.restart = true;
+    insert(vec![after_restart, sample(2001)]).await;
+    assert_eq!(gaps().await, Some(1), "a restart's skip is not a gap");
+    let d = store.device("d1").await.expect("device").expect("d1");
+    assert_eq!((d.last_seq, d.last_seen_ms), (2001, 2_001_000));
+    insert(vec![sample(4)]).await;
+    let d = store.device("d1").await.expect("device").expect("d1");
+    assert_eq!(
+        (d.gaps, d.last_seq, d.last_seen_ms),
+        (0, 2001, 2_001_000),
+        "a late one moves nothing back"
+    );
+}
+
+#[test]
+fn gaps_count_missing_numbers_but_not_a_restart_skip() {
+    assert_eq!(
+        gaps(None, &mut [(5, false), (6, false)]),
+        0,
+        "a new device's first number is its baseline"
+    );
+    assert_eq!(
+        gaps(Some(6), &mut [(7, false), (10, false)]),
+        2,
+        "8 and 9 missing"
+    );
+    assert_eq!(gaps(Some(10), &mut [(9, false)]), -1, "a late one fills a gap");
+    assert_eq!(
+        gaps(Some(10), &mut [(1030, true), (1031, false)]),
+        0,
+        "after a restart"
+    );
+    assert_eq!(
+        gaps(Some(10), &mut [(13, false), (12, false)]),
+        1,
+        "out of order in one batch: only 11 missing"
+    );
+}
+
+async fn duplicates_are_dropped_across_reopen_and_one_order_stays_open(db: TestDb) {
+    let store = Store::open(&db.location).await.expect("open");
+    assert_eq!(store.backend(), db.location.backend());
+    let fresh = store
+        .insert_samples("gw", "d1", "p", vec![sample(1), sample(2)])
+        .await
+        .expect("insert");
+    assert_eq!(fresh.len(), 2);
+    drop(store);
+
+    let store = Store::open(&db.location)
+        .await
+        .expect("reopen (migrations run once)");
+    let fresh = store
+        .insert_samples("gw", "d1", "p", vec![sample(2), sample(3)])
+        .await
+        .expect("insert");
+    assert_eq!(fresh.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![3]);
+    let d = store.device("d1").await.expect("device").expect("d1");
+    assert_eq!((d.samples, d.points, d.last_seq, d.last_seen_ms), (3, 6, 3, 3000));
+    assert_eq!(store.points().await.expect("points"), 6);
+    let latest = store.latest_sample("d1").await.expect("latest").expect("one");
+    assert_eq!(latest, (3000, serde_json::json!({"a": 1.0, "b": 2.0})));
+    let after = store.samples_after("d1", 1000, 10).await.expect("after");
+    assert_eq!(
+        after.iter().map(|(ts, _)| *ts).collect::<Vec<_>>(),
+        vec![2000, 3000]
+    );
+
+    let first = store
+        .open_work_order(&order("d1"))
+        .await
+        .expect("open")
+        .expect("opened");
+    assert_eq!(first.status, "open");
+    assert_eq!(first.lead_time_days, Some(14.0));
+    assert!(
+        store.open_work_order(&order("d1")).await.expect("open").is_none(),
+        "second open order refused"
+    );
+    let other = store
+        .open_work_order(&order("d2"))
+        .await
+        .expect("open")
+        .expect("other device");
+    assert!(other.id > first.id);
+    assert_eq!(store.work_orders().await.expect("list").len(), 2);
+    assert_eq!(
+        store
+            .work_order(other.id)
+            .await
+            .expect("get")
+            .map(|w| w.device_id),
+        Some("d2".to_string())
+    );
+}
+
+async fn a_batch_reports_fresh_samples_per_message(db: TestDb) {
+    let store = Store::open(&db.location).await.expect("open");
+    store.insert_batch(&[telemetry("a", 1..3)]).await.expect("first");
+    // Message 0 repeats a stored sample; messages 1 and 2 carry the same new
+    // one (only the first keeps it); message 3 is another device.
+    let batch = [
+        telemetry("a", 2..4),
+        telemetry("a", 4..5),
+        telemetry("a", 4..6),
+        telemetry("b", 1..3),
+    ];
+    let fresh = store.insert_batch(&batch).await.expect("batch");
+    assert_eq!(fresh, vec![vec![1], vec![0], vec![1], vec![0, 1]]);
+    let a = store.device("a").await.expect("a").expect("a");
+    assert_eq!((a.samples, a.last_seq, a.gaps), (5, 5, 0));
+    let devices: Vec<String> = store
+        .devices()
+        .await
+        .expect("devices")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(devices, ["a", "b"]);
+}
+
+async fn text_fields_become_device_attributes(db: TestDb) {
+    let store = Store::open(&db.location).await.expect("open");
+    let mut s1 = sample(1);
+    s1.text = BTreeMap::from([("serial".into(), "SN-1".into()), ("fw".into(), "1.0".into())]);
+    let mut s2 = sample(2);
+    s2.text = BTreeMap::from([("fw".into(), "1.1".into())]);
+    store.insert_samples("gw", "d1", "p", vec![s1]).await.expect("1");
+    store.insert_samples("gw", "d1", "p", vec![s2]).await.expect("2");
+    let d = store.device("d1").await.expect("device").expect("d1");
+    let attrs: serde_json::Value = serde_json::from_str(&d.attributes).expect("json");
+    assert_eq!(attrs, serde_json::json!({"serial": "SN-1", "fw": "1.1"}));
+}
+
+async fn consumables_lives_and_alerts_round_trip(db: TestDb) {
+    let store = Store::open(&db.location).await.expect("open");
+    let mut row = ConsumableRow {
+        device_id: "d1".into(),
+        name: "filter".into(),
+        profile: "p".into(),
+        lead_time_days: 14.0,
+        life_start_ms: 10,
+        as_of_ms: 20,
+        samples: 3,
+        used: 1.5,
+        last_value: None,
+        limit_kind: None,
+        remaining_usage: None,
+        usage_per_day: None,
+        end_of_life_ms: None,
+        eol_low_ms: None,
+        eol_high_ms: None,
+        coverage: None,
+        model: None,
+        explanation: "{}".into(),
+        state: "{\"s\":1}".into(),
+    };
+    store.upsert_consumable(&row).await.expect("insert");
+    row.as_of_ms = 30;
+    row.limit_kind = Some("wear".into());
+    row.end_of_life_ms = Some(1_000);
+    row.coverage = Some(0.9);
+    row.last_value = Some(123.25);
+    store
+        .upsert_consumables(std::slice::from_ref(&row))
+        .await
+        .expect("update");
+    let got = store.consumables("d1").await.expect("list");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (
+            got[0].as_of_ms,
+            got[0].limit_kind.as_deref(),
+            got[0].end_of_life_ms,
+            got[0].coverage,
+            got[0].last_value
+        ),
+        (30, Some("wear"), Some(1_000), Some(0.9), Some(123.25))
+    );
+    assert_eq!(store.all_consumables().await.expect("all").len(), 1);
+
+    let life = LifeRow {
+        device_id: "d1".into(),
+        name: "filter".into(),
+        profile: "p".into(),
+        started_ms: 10,
+        ended_ms: 99,
+        life: Some(89.0),
+        used: 89.0,
+        body: "{\"life\":89}".into(),
+    };
+    assert!(store.insert_life(&life).await.expect("life"));
+    assert!(
+        !store.insert_life(&life).await.expect("again"),
+        "the same life is stored once"
+    );
+    assert_eq!(
+        store.lives().await.expect("lives"),
+        vec![("p".to_string(), "filter".to_string(), "{\"life\":89}".to_string())]
+    );
+
+    let alert = NewAlert {
+        device_id: "d1".into(),
+        gateway: "gw".into(),
+        kind: "vibration".into(),
+        source: "edge",
+        severity: "critical".into(),
+        opened_ms: 5,
+        detail: serde_json::json!({"score": 9.5}),
+    };
+    let a = store.open_alert(&alert).await.expect("alert").expect("opened");
+    assert!(
+        store.open_alert(&alert).await.expect("alert").is_none(),
+        "one open per kind"
+    );
+    assert_eq!(store.alerts(true).await.expect("open").len(), 1);
+    assert!(store.clear_alert("d1", "vibration", 6).await.expect("clear"));
+    assert!(
+        !store.clear_alert("d1", "vibration", 7).await.expect("clear"),
+        "nothing left to clear"
+    );
+    assert!(store.alerts(true).await.expect("open").is_empty());
+    let all = store.alerts(false).await.expect("all");
+    assert_eq!((all[0].id, all[0].cleared_ms), (a.id, Some(6)));
+    store
+        .open_alert(&alert)
+        .await
+        .expect("alert")
+        .expect("a new one once cleared");
+    store.ping().await.expect("ping");
+}
+
+/// Two writers (as two hubs on one database) insert overlapping batches at
+/// once: every sample is stored once and reported fresh to exactly one.
+async fn concurrent_writers_store_each_sample_once(db: TestDb) {
+    let a = Store::open(&db.location).await.expect("open a");
+    let b = Store::open(&db.location).await.expect("open b");
+    let write = |store: Store| async move {
+        let mut fresh = 0;
+        for round in 0..20u64 {
+            let batch: Vec<Telemetry> = (0..10)
+                .map(|d| telemetry(&format!("dev{d}"), round * 5..round * 5 + 10))
+                .collect();
+            fresh += store
+                .insert_batch(&batch)
+                .await
+                .expect("batch")
+                .iter()
+                .map(Vec::len)
+                .sum::<usize>();
+        }
+        fresh
+    };
+    let (fa, fb) = tokio::join!(tokio::spawn(write(a.clone())), tokio::spawn(write(b)));
+    let total = fa.expect("a") + fb.expect("b");
+    // Each device: seqs 0..105.
+    assert_eq!(total, 10 * 105);
+    let devices = a.devices().await.expect("devices");
+    assert_eq!(devices.len(), 10);
+    assert!(
+        devices.iter().all(|d| d.samples == 105 && d.last_seq == 104),
+        "{devices:?}"
+    );
+}

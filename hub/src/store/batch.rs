@@ -25,7 +25,7 @@ impl Store {
         let mut fresh_keys: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
         for chunk in rows.chunks(CHUNK) {
             let mut sql = String::from("INSERT INTO samples (device_id, seq, ts_ms, body) VALUES ");
-            push_tuples(&mut sql, chunk.len(), 4, 1);
+            push_tuples(&mut sql, self.backend, chunk.len(), 4, 1);
             sql.push_str(" ON CONFLICT DO NOTHING RETURNING device_id, seq");
             let mut q = sqlx::query_as(AssertSqlSafe(sql));
             for (i, s) in chunk {
@@ -46,7 +46,7 @@ impl Store {
         let mut last_seq: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
         for chunk in ids.chunks(CHUNK) {
             let mut sql = String::from("SELECT id, last_seq FROM devices WHERE id IN ");
-            push_tuples(&mut sql, 1, chunk.len(), 1);
+            push_tuples(&mut sql, self.backend, 1, chunk.len(), 1);
             let mut q = sqlx::query_as(AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(*id);
@@ -105,7 +105,7 @@ impl Store {
             let mut sql = String::from(
                 "INSERT INTO devices (id, gateway, profile, first_seen_ms, last_seen_ms, last_seq, samples, points, gaps) VALUES ",
             );
-            push_tuples(&mut sql, chunk.len(), 9, 1);
+            push_tuples(&mut sql, self.backend, chunk.len(), 9, 1);
             sql.push_str(&format!(
                 " ON CONFLICT (id) DO UPDATE SET gateway = excluded.gateway, profile = excluded.profile,
                    last_seen_ms = {}, last_seq = {},

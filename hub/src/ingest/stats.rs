@@ -29,6 +29,9 @@ pub struct IngestStats {
     pub malformed_json: AtomicU64,
     pub malformed_version: AtomicU64,
     pub malformed_invalid: AtomicU64,
+    /// Tenant topics naming another gateway (a certificate gateway
+    /// publishing as someone else).
+    pub malformed_tenant: AtomicU64,
     last_log: Mutex<Option<Instant>>,
     suppressed: AtomicU64,
 }
@@ -56,6 +59,7 @@ pub struct MalformedSnapshot {
     pub json: u64,
     pub version: u64,
     pub invalid: u64,
+    pub tenant: u64,
 }
 
 impl IngestStats {
@@ -66,6 +70,7 @@ impl IngestStats {
             WireError::Json { .. } => &self.malformed_json,
             WireError::Version(_) => &self.malformed_version,
             WireError::Invalid(_) => &self.malformed_invalid,
+            WireError::Tenant { .. } => &self.malformed_tenant,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.log_limited(|suppressed| {
@@ -115,6 +120,7 @@ impl IngestStats {
                 json: l(&self.malformed_json),
                 version: l(&self.malformed_version),
                 invalid: l(&self.malformed_invalid),
+                tenant: l(&self.malformed_tenant),
             },
         }
     }

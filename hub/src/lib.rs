@@ -12,6 +12,7 @@ pub mod config;
 pub mod influx;
 pub mod ingest;
 pub mod metrics;
+pub mod passwords;
 pub mod predict;
 pub mod run;
 pub mod store;

@@ -59,6 +59,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             username: None,
             password: None,
             shared_group: None,
+            password_file: None,
+            max_connections: None,
+            max_payload_bytes: None,
+            tls: None,
         },
         http: HttpConfig { listen: args.http },
         store: wearline_hub::store::Location::Sqlite(data_dir.join("hub.db")),
@@ -67,6 +71,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         unknown_devices: wearline_hub::config::UnknownDevices::Register,
         known_devices: Default::default(),
         profiles: BTreeMap::from([(profile.name.clone(), (*profile).clone())]),
+        passwords: None,
     };
     let hub = Hub::start(hub_config).await?;
     let mut events = hub.subscribe();

@@ -121,6 +121,9 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     let hub = wearline_hub::Hub::start(config).await?;
     println!("api: http://{}", hub.api_addr);
     println!("broker: {}", hub.broker_addr);
+    if let Some(tls) = hub.broker_tls_addr {
+        println!("broker-tls: {tls}");
+    }
     shutdown_signal().await;
     hub.stop().await;
     Ok(())

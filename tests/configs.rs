@@ -170,3 +170,60 @@ fn a_bad_device_id_in_the_devices_file_names_its_line() {
     let want = format!("{}:4: device id `purifier 0002`", list.display());
     assert!(stderr.contains(&want), "expected {want:?} in:\n{stderr}");
 }
+
+#[test]
+fn broker_security_errors_name_file_line_and_key() {
+    let base = "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n";
+    let store = "[store]\nsqlite = \"x.db\"\n";
+    let tls = "[broker.tls]\nlisten = \"127.0.0.1:0\"\ncert_file = \"none.pem\"\nkey_file = \"none.key\"\nclient_ca_file = \"none-ca.pem\"\n";
+    let cases = [
+        (
+            format!("{base}max_connections = 0\n{store}"),
+            "4: key `broker.max_connections`: must be between 1 and 100000".to_string(),
+        ),
+        (
+            format!("{base}max_payload_bytes = 10\n{store}"),
+            "4: key `broker.max_payload_bytes`".to_string(),
+        ),
+        (
+            format!("{base}{tls}{store}"),
+            "6: key `broker.tls.cert_file`: cannot read".to_string(),
+        ),
+        (
+            format!("[broker]\nkind = \"embedded\"\naddress = \"0.0.0.0:0\"\n{tls}{store}"),
+            "3: key `broker.address`: with `[broker.tls]`, the plain listener must be on loopback"
+                .to_string(),
+        ),
+        (
+            format!("[broker]\nkind = \"external\"\naddress = \"mq:1883\"\npassword_file = \"p\"\n{store}"),
+            "4: key `broker.password_file`: only for the embedded broker".to_string(),
+        ),
+        (
+            format!(
+                "{base}[broker.tls]\nlisten = \"127.0.0.1:0\"\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n{store}"
+            ),
+            "4:1: key `broker.tls`: missing field `client_ca_file`".to_string(),
+        ),
+    ];
+    for (text, expected) in cases {
+        check_bad_config("hub", &text, &expected);
+    }
+}
+
+#[test]
+fn a_bad_line_in_the_password_file_names_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = dir.path().join("passwd");
+    std::fs::write(&list, "# fleet\ngw1:s3cret\n").expect("write");
+    let cfg = dir.path().join("hub.toml");
+    std::fs::write(
+        &cfg,
+        "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\npassword_file = \"passwd\"\n[store]\nsqlite = \"x.db\"\n",
+    )
+    .expect("write");
+    let out = run(&["hub", "--config", cfg.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}:2: user `gw1`: expected a hash", list.display());
+    assert!(stderr.contains(&want), "expected {want:?} in:\n{stderr}");
+}

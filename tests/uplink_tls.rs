@@ -6,77 +6,19 @@ mod support;
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 use support::*;
 
 /// Makes a CA and a broker certificate for 127.0.0.1 signed by it.
 fn certificates(dir: &Path, name: &str) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl (Debian) is needed");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let (ca_key, ca, key, csr, crt, ext) = (
-        format!("{name}-ca.key"),
-        format!("{name}-ca.pem"),
-        format!("{name}-server.key"),
-        format!("{name}-server.csr"),
-        format!("{name}-server.pem"),
-        format!("{name}-ext.cnf"),
-    );
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &ca_key,
-        "-out",
-        &ca,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=wearline test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &csr,
-        "-subj",
+    make_ca(dir, name);
+    make_cert(
+        dir,
+        name,
+        &format!("{name}-server"),
         "/CN=127.0.0.1",
-    ]);
-    std::fs::write(dir.join(&ext), "subjectAltName=IP:127.0.0.1\n").expect("ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &ca,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-out",
-        &crt,
-        "-days",
-        "2",
-        "-extfile",
-        &ext,
-    ]);
+        "subjectAltName=IP:127.0.0.1\n",
+    );
 }
 
 #[test]

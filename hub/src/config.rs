@@ -4,6 +4,7 @@
 //! Unknown keys, wrong types and invalid values are errors that name the
 //! file, the line and the key.
 
+use crate::passwords::PasswordFile;
 use crate::store::Location;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -106,7 +107,42 @@ pub struct BrokerConfig {
     /// acknowledged).
     #[serde(default)]
     pub shared_group: Option<String>,
+    /// Embedded: every client must log in as a user of this mosquitto
+    /// password file (`user:$7$…`, from `mosquitto_passwd`), relative to the
+    /// config file.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Embedded: most client connections at once.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Embedded: largest MQTT packet accepted; a bigger one disconnects its client.
+    #[serde(default)]
+    pub max_payload_bytes: Option<usize>,
+    /// Embedded: a TLS listener for gateways with client certificates.
+    #[serde(default)]
+    pub tls: Option<BrokerTls>,
 }
+
+/// `[broker.tls]`: the embedded broker's TLS listener. Paths are relative
+/// to the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerTls {
+    /// Where the TLS listener listens (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The broker's certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// The broker's private key (PEM).
+    pub key_file: PathBuf,
+    /// The CA that signs the gateways' client certificates (PEM; its first
+    /// certificate is used). Required: rumqttd's tenant check needs them.
+    pub client_ca_file: PathBuf,
+}
+
+/// Highest `max_connections`.
+const MAX_CONNECTIONS_LIMIT: usize = 100_000;
+/// `max_payload_bytes` bounds.
+const PAYLOAD_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=(256 << 20);
 
 const fn default_broker_kind() -> BrokerKind {
     BrokerKind::Embedded
@@ -246,6 +282,8 @@ pub struct HubConfig {
     pub known_devices: std::collections::BTreeSet<String>,
     /// Profiles by name.
     pub profiles: BTreeMap<String, Profile>,
+    /// The embedded broker's credentials (`broker.password_file`).
+    pub passwords: Option<std::sync::Arc<PasswordFile>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -323,6 +361,8 @@ impl HubConfig {
                 ));
             }
         };
+        let mut broker = raw.broker;
+        let passwords = embedded_security(&mut broker, base, &invalid)?;
         let influx = match raw.influx {
             Some(i) => Some(influx(i, base, &invalid)?),
             None => None,
@@ -360,7 +400,7 @@ impl HubConfig {
         let dir = base.join(&raw.profiles_dir);
         let profiles = load_profiles(&dir)?;
         Ok(HubConfig {
-            broker: raw.broker,
+            broker,
             http: raw.http,
             store,
             influx,
@@ -368,7 +408,103 @@ impl HubConfig {
             unknown_devices: raw.ingest.unknown_devices,
             known_devices,
             profiles,
+            passwords,
         })
+    }
+}
+
+/// Checks the embedded broker's security keys, resolves their paths against
+/// `base` and reads the password file.
+fn embedded_security(
+    b: &mut BrokerConfig,
+    base: &Path,
+    invalid: &dyn Fn(&str, &str) -> LoadError,
+) -> Result<Option<std::sync::Arc<PasswordFile>>, LoadError> {
+    if b.kind == BrokerKind::External {
+        for (key, set) in [
+            ("broker.password_file", b.password_file.is_some()),
+            ("broker.max_connections", b.max_connections.is_some()),
+            ("broker.max_payload_bytes", b.max_payload_bytes.is_some()),
+            ("broker.tls", b.tls.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    key,
+                    "only for the embedded broker; configure an external broker itself (see docs/configuration.md)",
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    if let Some(n) = b.max_connections
+        && !(1..=MAX_CONNECTIONS_LIMIT).contains(&n)
+    {
+        return Err(invalid(
+            "broker.max_connections",
+            &format!("must be between 1 and {MAX_CONNECTIONS_LIMIT}"),
+        ));
+    }
+    if let Some(n) = b.max_payload_bytes
+        && !PAYLOAD_BYTES_RANGE.contains(&n)
+    {
+        return Err(invalid(
+            "broker.max_payload_bytes",
+            &format!(
+                "must be between {} and {}",
+                PAYLOAD_BYTES_RANGE.start(),
+                PAYLOAD_BYTES_RANGE.end()
+            ),
+        ));
+    }
+    if let Some(t) = &mut b.tls {
+        let plain_loopback = b
+            .address
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        if !plain_loopback {
+            return Err(invalid(
+                "broker.address",
+                "with `[broker.tls]`, the plain listener must be on loopback (127.0.0.1 or ::1): traffic that leaves the machine goes over TLS",
+            ));
+        }
+        for (key, path, marker) in [
+            (
+                "broker.tls.cert_file",
+                &mut t.cert_file,
+                "-----BEGIN CERTIFICATE-----",
+            ),
+            ("broker.tls.key_file", &mut t.key_file, "PRIVATE KEY-----"),
+            (
+                "broker.tls.client_ca_file",
+                &mut t.client_ca_file,
+                "-----BEGIN CERTIFICATE-----",
+            ),
+        ] {
+            *path = base.join(&*path);
+            let text = std::fs::read_to_string(&*path)
+                .map_err(|e| invalid(key, &format!("cannot read {}: {e}", path.display())))?;
+            if !text.contains(marker) {
+                return Err(invalid(
+                    key,
+                    &format!("{} is not a PEM file with `{marker}`", path.display()),
+                ));
+            }
+        }
+    }
+    match &mut b.password_file {
+        Some(f) => {
+            *f = base.join(&*f);
+            let text = read(f)?;
+            let file = PasswordFile::parse(&f.display().to_string(), &text)?;
+            if file.is_empty() {
+                return Err(invalid(
+                    "broker.password_file",
+                    &format!("{} has no user: no device could log in", f.display()),
+                ));
+            }
+            Ok(Some(std::sync::Arc::new(file)))
+        }
+        None => Ok(None),
     }
 }
 

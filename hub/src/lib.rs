@@ -13,6 +13,7 @@ pub mod histogram;
 pub mod influx;
 pub mod ingest;
 pub mod metrics;
+pub mod passwords;
 pub mod predict;
 pub mod run;
 pub mod store;

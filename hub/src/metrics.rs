@@ -98,6 +98,7 @@ pub fn render(stats: &IngestStats, influx: Option<&InfluxSnapshot>) -> String {
             (r#"{reason="json"}"#.into(), m.json as f64),
             (r#"{reason="version"}"#.into(), m.version as f64),
             (r#"{reason="invalid"}"#.into(), m.invalid as f64),
+            (r#"{reason="tenant"}"#.into(), m.tenant as f64),
         ],
     );
     metric(

@@ -31,6 +31,8 @@ pub struct HubHandle {
     pub api_addr: SocketAddr,
     /// The broker agents should publish to.
     pub broker_addr: String,
+    /// The embedded broker's TLS listener, when configured.
+    pub broker_tls_addr: Option<SocketAddr>,
     pub store: Store,
     pub stats: Arc<IngestStats>,
     events: broadcast::Sender<HubEvent>,
@@ -41,13 +43,38 @@ pub struct HubHandle {
 impl Hub {
     /// Starts the hub's parts on the current runtime.
     pub async fn start(config: HubConfig) -> anyhow::Result<HubHandle> {
+        let mut login = (config.broker.username.clone(), config.broker.password.clone());
+        let mut tls_addr = None;
         let broker_addr = match config.broker.kind {
             BrokerKind::Embedded => {
-                let addr: SocketAddr = config.broker.address.parse().context("broker.address")?;
-                let addr = tokio::task::spawn_blocking(move || broker::start_embedded(addr))
+                let plain: SocketAddr = config.broker.address.parse().context("broker.address")?;
+                let settings = broker::EmbeddedSettings {
+                    plain,
+                    tls: config.broker.tls.as_ref().map(|t| broker::TlsListener {
+                        listen: t.listen,
+                        cert_file: t.cert_file.clone(),
+                        key_file: t.key_file.clone(),
+                        client_ca_file: t.client_ca_file.clone(),
+                    }),
+                    passwords: config.passwords.clone(),
+                    max_connections: config
+                        .broker
+                        .max_connections
+                        .unwrap_or(broker::DEFAULT_MAX_CONNECTIONS),
+                    max_payload_bytes: config
+                        .broker
+                        .max_payload_bytes
+                        .unwrap_or(broker::DEFAULT_MAX_PAYLOAD_BYTES),
+                    hub_client_id: config.broker.client_id.clone(),
+                };
+                let started = tokio::task::spawn_blocking(move || broker::start_embedded(&settings))
                     .await
                     .context("starting the embedded broker")??;
-                addr.to_string()
+                if let Some((user, secret)) = started.hub_login {
+                    login = (Some(user), Some(secret));
+                }
+                tls_addr = started.tls;
+                started.plain.to_string()
             }
             BrokerKind::External => config.broker.address.clone(),
         };
@@ -89,10 +116,11 @@ impl Hub {
             host,
             port,
             client_id: config.broker.client_id.clone(),
-            username: config.broker.username.clone(),
-            password: config.broker.password.clone(),
+            username: login.0,
+            password: login.1,
             ack_after_commit: config.broker.kind == BrokerKind::External,
             shared_group: config.broker.shared_group.clone(),
+            tenant_topics: tls_addr.is_some(),
         };
         tasks.push(tokio::spawn(ingest.run(ingest_cfg, cancel.child_token())));
         // Ready means subscribed: agents started after this lose nothing. An
@@ -124,6 +152,7 @@ impl Hub {
         Ok(HubHandle {
             api_addr,
             broker_addr,
+            broker_tls_addr: tls_addr,
             store,
             stats,
             events,

@@ -26,6 +26,10 @@ pub enum WireError {
     Version(u32),
     #[error("invalid payload: {0}")]
     Invalid(String),
+    /// A topic under `/tenants/{tenant}/` (a client-certificate gateway on the
+    /// embedded broker) that names another gateway.
+    #[error("gateway `{gateway}` published under tenant `{tenant}`: a gateway publishes only its own topics")]
+    Tenant { tenant: String, gateway: String },
 }
 
 impl WireError {
@@ -36,7 +40,28 @@ impl WireError {
             WireError::Json { .. } => "json",
             WireError::Version(_) => "version",
             WireError::Invalid(_) => "invalid",
+            WireError::Tenant { .. } => "tenant",
         }
+    }
+}
+
+/// Prefix of the topics of a gateway that authenticates with a client
+/// certificate on the embedded broker: rumqttd takes the certificate's
+/// subject O as the tenant and lets it publish and subscribe only under
+/// `/tenants/{O}/`. Such a gateway's topics are `/tenants/{gateway}/wearline/v1/{gateway}/…`.
+pub const TENANT_PREFIX: &str = "/tenants/";
+
+/// The topic prefix of `gateway` in tenant mode: `/tenants/{gateway}/`.
+pub fn tenant_prefix(gateway: &str) -> String {
+    format!("{TENANT_PREFIX}{gateway}/")
+}
+
+/// Splits a tenant topic `/tenants/{tenant}/{rest}` into `(Some(tenant), rest)`,
+/// and any other topic into `(None, topic)`.
+pub fn split_tenant(topic: &str) -> (Option<&str>, &str) {
+    match topic.strip_prefix(TENANT_PREFIX).and_then(|r| r.split_once('/')) {
+        Some((tenant, rest)) => (Some(tenant), rest),
+        None => (None, topic),
     }
 }
 
@@ -59,6 +84,22 @@ pub enum Topic {
     Config { gateway: String },
     /// `wearline/v1/{gateway}/config-results`: [`ConfigResult`], QoS 1.
     ConfigResult { gateway: String },
+}
+
+impl Topic {
+    /// The gateway whose topic this is.
+    pub fn gateway(&self) -> &str {
+        match self {
+            Topic::Telemetry { gateway, .. }
+            | Topic::Alert { gateway, .. }
+            | Topic::Status { gateway }
+            | Topic::Health { gateway }
+            | Topic::Command { gateway }
+            | Topic::CommandResult { gateway }
+            | Topic::Config { gateway }
+            | Topic::ConfigResult { gateway } => gateway,
+        }
+    }
 }
 
 /// Subscription filters for the hub (everything agents publish).
@@ -511,9 +552,23 @@ pub enum Uplink {
 
 /// Decodes a message an agent published, checking that the ids in the
 /// payload match the topic it arrived on.
+///
+/// A topic under [`TENANT_PREFIX`] is accepted only when its tenant is the
+/// gateway its inner topic names ([`WireError::Tenant`] otherwise), and the
+/// payload is then checked against the inner topic as usual.
 pub fn decode_uplink(topic: &str, payload: &[u8]) -> Result<Uplink, WireError> {
+    let (tenant, inner) = split_tenant(topic);
+    let parsed = Topic::parse(inner).map_err(|_| WireError::Topic(topic.to_string()))?;
+    if let Some(tenant) = tenant
+        && tenant != parsed.gateway()
+    {
+        return Err(WireError::Tenant {
+            tenant: tenant.to_string(),
+            gateway: parsed.gateway().to_string(),
+        });
+    }
     let mismatch = |what: &str| WireError::Invalid(format!("payload {what} does not match topic `{topic}`"));
-    match Topic::parse(topic)? {
+    match parsed {
         Topic::Telemetry { gateway, device } => {
             let t: Telemetry = decode(payload)?;
             if t.gateway != gateway || t.device != device {
@@ -713,6 +768,37 @@ mod tests {
         .render();
         assert_eq!(topic, "wearline/v1/gw-1/telemetry/d1");
         assert_eq!(decode_uplink(&topic, &encode(&t)), Ok(Uplink::Telemetry(t)));
+    }
+
+    #[test]
+    fn tenant_topics_carry_only_their_own_gateway() {
+        let t = telemetry();
+        let own = format!("{}wearline/v1/gw-1/telemetry/d1", tenant_prefix("gw-1"));
+        assert_eq!(own, "/tenants/gw-1/wearline/v1/gw-1/telemetry/d1");
+        assert_eq!(decode_uplink(&own, &encode(&t)), Ok(Uplink::Telemetry(t.clone())));
+        // Another gateway's topic under this tenant: refused whatever the payload says.
+        check_refused(
+            "/tenants/gw1/wearline/v1/gw-1/telemetry/d1",
+            &encode(&t),
+            "tenant",
+        );
+        check_refused(
+            "/tenants/gw1/wearline/v1/gw-1/telemetry/d1",
+            b"{not json",
+            "tenant",
+        );
+        // The payload must still agree with the inner topic.
+        check_refused(
+            "/tenants/gw-2/wearline/v1/gw-2/telemetry/d1",
+            &encode(&t),
+            "invalid",
+        );
+        check_refused("/tenants/gw-1/other/v1/gw-1/status", b"{}", "topic");
+        check_refused("/tenants/gw-1", b"{}", "topic");
+        assert_eq!(
+            split_tenant("wearline/v1/g/status"),
+            (None, "wearline/v1/g/status")
+        );
     }
 
     #[track_caller]

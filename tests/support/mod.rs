@@ -189,9 +189,14 @@ pub fn configs_dir() -> PathBuf {
 /// Writes a hub config using the repository's profiles, with an embedded
 /// broker and API on free ports, then `extra` (more sections); returns its path.
 pub fn write_hub_config(dir: &Path, extra: &str) -> PathBuf {
+    write_hub_config_broker(dir, "", extra)
+}
+
+/// Like [`write_hub_config`], with more `[broker]` keys (`broker_keys`).
+pub fn write_hub_config_broker(dir: &Path, broker_keys: &str, extra: &str) -> PathBuf {
     let path = dir.join("hub.toml");
     let text = format!(
-        "profiles_dir = {:?}\n[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\nsqlite = \"hub.db\"\n{extra}",
+        "profiles_dir = {:?}\n[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n{broker_keys}\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\nsqlite = \"hub.db\"\n{extra}",
         configs_dir().join("profiles")
     );
     std::fs::write(&path, text).expect("write hub config");
@@ -211,7 +216,11 @@ pub fn start_hub(dir: &Path) -> TestHub {
 
 /// Starts a hub whose config ends with `extra` (e.g. an `[influx]` section).
 pub fn start_hub_with(dir: &Path, extra: &str) -> TestHub {
-    let cfg = write_hub_config(dir, extra);
+    start_hub_config(dir, &write_hub_config(dir, extra))
+}
+
+/// Starts a hub with the config file `cfg`.
+pub fn start_hub_config(dir: &Path, cfg: &Path) -> TestHub {
     let proc = Proc::start(
         dir,
         "hub",
@@ -220,6 +229,107 @@ pub fn start_hub_with(dir: &Path, extra: &str) -> TestHub {
     let api = proc.expect_line("api:", Duration::from_secs(30));
     let broker = proc.expect_line("broker:", Duration::from_secs(5));
     TestHub { proc, api, broker }
+}
+
+/// Runs openssl in `dir`, failing the test with its stderr.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian) is needed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes a CA `{name}-ca.pem` (key `{name}-ca.key`) in `dir`.
+pub fn make_ca(dir: &Path, name: &str) {
+    let (key, ca) = (format!("{name}-ca.key"), format!("{name}-ca.pem"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &ca,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=wearline test CA",
+        ],
+    );
+}
+
+/// Makes `{cert}.pem` and `{cert}.key` in `dir` with `subject`, signed by the
+/// CA `{ca}-ca.pem`; `ext` is the extensions file's text (e.g.
+/// `subjectAltName=IP:127.0.0.1`).
+pub fn make_cert(dir: &Path, ca: &str, cert: &str, subject: &str, ext: &str) {
+    let (key, csr, crt, extfile) = (
+        format!("{cert}.key"),
+        format!("{cert}.csr"),
+        format!("{cert}.pem"),
+        format!("{cert}.ext"),
+    );
+    openssl(
+        dir,
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
+        ],
+    );
+    std::fs::write(dir.join(&extfile), ext).expect("ext file");
+    let (ca_pem, ca_key) = (format!("{ca}-ca.pem"), format!("{ca}-ca.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &extfile,
+        ],
+    );
+}
+
+/// Writes a mosquitto password file at `path` with Debian's
+/// `mosquitto_passwd` (`users`: name and password).
+pub fn mosquitto_passwd(path: &Path, users: &[(&str, &str)]) {
+    std::fs::write(path, "").expect("password file");
+    let bin = if Path::new("/usr/bin/mosquitto_passwd").exists() {
+        "/usr/bin/mosquitto_passwd"
+    } else {
+        "mosquitto_passwd"
+    };
+    for (user, password) in users {
+        let out = Command::new(bin)
+            .arg("-b")
+            .arg(path)
+            .args([user, password])
+            .output()
+            .expect("mosquitto_passwd (Debian's mosquitto) is needed");
+        assert!(
+            out.status.success(),
+            "mosquitto_passwd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// Starts Debian's mosquitto with `conf` (listeners and the like) and waits

@@ -47,6 +47,9 @@ pub struct IngestConfig {
     pub ack_after_commit: bool,
     /// Subscribe through this shared-subscription group (`$share/GROUP/…`).
     pub shared_group: Option<String>,
+    /// Also subscribe to the tenant topics (`/tenants/+/…`) of
+    /// client-certificate gateways on the embedded broker's TLS listener.
+    pub tenant_topics: bool,
 }
 
 pub struct Ingest {
@@ -241,10 +244,19 @@ impl Ingest {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     failures = 0;
                     tracing::info!("ingest connected to broker");
-                    let filters = HUB_FILTERS.iter().map(|f| {
+                    let tenants = cfg.tenant_topics.then(|| {
+                        HUB_FILTERS
+                            .iter()
+                            .map(|f| format!("{}+/{f}", wearline_models::wire::TENANT_PREFIX))
+                    });
+                    let all = HUB_FILTERS
+                        .iter()
+                        .map(|f| f.to_string())
+                        .chain(tenants.into_iter().flatten());
+                    let filters = all.map(|f| {
                         let path = match &cfg.shared_group {
                             Some(g) => format!("$share/{g}/{f}"),
-                            None => f.to_string(),
+                            None => f,
                         };
                         rumqttc::SubscribeFilter::new(path, QoS::AtLeastOnce)
                     });

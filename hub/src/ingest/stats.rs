@@ -30,6 +30,9 @@ pub struct IngestStats {
     pub malformed_json: AtomicU64,
     pub malformed_version: AtomicU64,
     pub malformed_invalid: AtomicU64,
+    /// Tenant topics naming another gateway (a certificate gateway
+    /// publishing as someone else).
+    pub malformed_tenant: AtomicU64,
     /// Committed telemetry batches (samples, devices, attributes).
     pub store_telemetry: Histogram,
     /// Committed flushes of consumable states and predictions.
@@ -61,6 +64,7 @@ pub struct MalformedSnapshot {
     pub json: u64,
     pub version: u64,
     pub invalid: u64,
+    pub tenant: u64,
 }
 
 impl IngestStats {
@@ -71,6 +75,7 @@ impl IngestStats {
             WireError::Json { .. } => &self.malformed_json,
             WireError::Version(_) => &self.malformed_version,
             WireError::Invalid(_) => &self.malformed_invalid,
+            WireError::Tenant { .. } => &self.malformed_tenant,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.log_limited(|suppressed| {
@@ -120,6 +125,7 @@ impl IngestStats {
                 json: l(&self.malformed_json),
                 version: l(&self.malformed_version),
                 invalid: l(&self.malformed_invalid),
+                tenant: l(&self.malformed_tenant),
             },
         }
     }

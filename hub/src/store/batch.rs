@@ -1,8 +1,9 @@
-//! Storing a batch of telemetry in one transaction: deduplicated samples,
-//! device rows (counts, last sequence number, gaps) and text attributes.
+//! The store's batch writes: a batch of telemetry in one transaction
+//! (deduplicated samples, device rows with counts, last sequence number and
+//! gaps, text attributes), and consumable states in multi-row upserts.
 
 use super::sql::{greatest, push_tuples};
-use super::{Result, Store, seq_i64};
+use super::{ConsumableRow, Result, Store, seq_i64};
 use sqlx::AssertSqlSafe;
 use wearline_models::wire::{Sample, Telemetry};
 
@@ -27,7 +28,7 @@ impl Store {
             let mut sql = String::from("INSERT INTO samples (device_id, seq, ts_ms, body) VALUES ");
             push_tuples(&mut sql, self.backend, chunk.len(), 4, 1);
             sql.push_str(" ON CONFLICT DO NOTHING RETURNING device_id, seq");
-            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            let mut q = sqlx::query_as(AssertSqlSafe(sql)).persistent(self.persistent());
             for (i, s) in chunk {
                 q = q
                     .bind(batch[*i].device.as_str())
@@ -47,7 +48,7 @@ impl Store {
         for chunk in ids.chunks(CHUNK) {
             let mut sql = String::from("SELECT id, last_seq FROM devices WHERE id IN ");
             push_tuples(&mut sql, self.backend, 1, chunk.len(), 1);
-            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            let mut q = sqlx::query_as(AssertSqlSafe(sql)).persistent(self.persistent());
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -115,7 +116,7 @@ impl Store {
                 greatest("devices.last_seq", "excluded.last_seq"),
                 greatest("0", "devices.gaps + excluded.gaps"),
             ));
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(self.persistent());
             for (id, d) in chunk {
                 q = q
                     .bind(*id)
@@ -133,6 +134,7 @@ impl Store {
         // Text fields are device attributes: keep the latest value of each.
         for (device, fields) in text {
             let current: Option<(String,)> = sqlx::query_as("SELECT attributes FROM devices WHERE id = $1")
+                .persistent(self.persistent())
                 .bind(device)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -141,6 +143,7 @@ impl Store {
                 .unwrap_or_default();
             attrs.extend(fields);
             sqlx::query("UPDATE devices SET attributes = $1 WHERE id = $2")
+                .persistent(self.persistent())
                 .bind(serde_json::Value::Object(attrs).to_string())
                 .bind(device)
                 .execute(&mut *tx)
@@ -148,6 +151,64 @@ impl Store {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// Records many consumables' states and predictions in one transaction,
+    /// with multi-row upserts; a consumable given twice keeps its last row.
+    pub async fn upsert_consumables(&self, rows: &[ConsumableRow]) -> Result<()> {
+        /// Rows per statement (19 parameters each).
+        const CHUNK: usize = 256;
+        let mut last: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            last.insert((r.device_id.as_str(), r.name.as_str()), i);
+        }
+        let mut keep: Vec<usize> = last.into_values().collect();
+        keep.sort_unstable();
+        let mut tx = self.pool.begin().await?;
+        for chunk in keep.chunks(CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO consumables (device_id, name, profile, lead_time_days, life_start_ms, as_of_ms, samples,
+                    used, last_value, limit_kind, remaining_usage, usage_per_day, end_of_life_ms, eol_low_ms,
+                    eol_high_ms, coverage, model, explanation, state) VALUES ",
+            );
+            push_tuples(&mut sql, self.backend, chunk.len(), 19, 1);
+            sql.push_str(
+                " ON CONFLICT (device_id, name) DO UPDATE SET profile = excluded.profile,
+                    lead_time_days = excluded.lead_time_days, life_start_ms = excluded.life_start_ms,
+                    as_of_ms = excluded.as_of_ms, samples = excluded.samples, used = excluded.used,
+                    last_value = excluded.last_value, limit_kind = excluded.limit_kind,
+                    remaining_usage = excluded.remaining_usage, usage_per_day = excluded.usage_per_day,
+                    end_of_life_ms = excluded.end_of_life_ms, eol_low_ms = excluded.eol_low_ms,
+                    eol_high_ms = excluded.eol_high_ms, coverage = excluded.coverage, model = excluded.model,
+                    explanation = excluded.explanation, state = excluded.state",
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(self.persistent());
+            for row in chunk.iter().map(|&i| &rows[i]) {
+                q = q
+                    .bind(row.device_id.as_str())
+                    .bind(row.name.as_str())
+                    .bind(row.profile.as_str())
+                    .bind(row.lead_time_days)
+                    .bind(row.life_start_ms)
+                    .bind(row.as_of_ms)
+                    .bind(row.samples)
+                    .bind(row.used)
+                    .bind(row.last_value)
+                    .bind(row.limit_kind.as_deref())
+                    .bind(row.remaining_usage)
+                    .bind(row.usage_per_day)
+                    .bind(row.end_of_life_ms)
+                    .bind(row.eol_low_ms)
+                    .bind(row.eol_high_ms)
+                    .bind(row.coverage)
+                    .bind(row.model.as_deref())
+                    .bind(row.explanation.as_str())
+                    .bind(row.state.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 

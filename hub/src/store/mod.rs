@@ -19,7 +19,7 @@ pub use location::{Backend, Location};
 
 use serde::Serialize;
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyConnection, AnyPool, Executor, FromRow};
+use sqlx::{AnyPool, Executor, FromRow};
 use std::time::Duration;
 use wearline_models::wire::{Sample, Telemetry};
 
@@ -210,6 +210,17 @@ impl Store {
         Ok(Store { pool, backend })
     }
 
+    /// Whether statements are prepared once per connection and reused.
+    /// Not on PostgreSQL: sqlx 0.9's `Any` driver sends a NULL `f64` as a
+    /// NULL `float4` (its `Real` and `Double` nulls are swapped), and a
+    /// PostgreSQL statement keeps the parameter types of its first
+    /// execution, so a cached statement first run with a NULL float fails
+    /// later with "incorrect binary data format". Unnamed statements take
+    /// each execution's own types.
+    fn persistent(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
     /// Which database this store is in.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -244,6 +255,7 @@ impl Store {
     pub async fn latest_sample(&self, device: &str) -> Result<Option<(i64, serde_json::Value)>> {
         let row: Option<(i64, String)> =
             sqlx::query_as("SELECT ts_ms, body FROM samples WHERE device_id = $1 ORDER BY seq DESC LIMIT 1")
+                .persistent(self.persistent())
                 .bind(device)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -261,6 +273,7 @@ impl Store {
             "INSERT INTO consumable_lives (device_id, name, profile, started_ms, ended_ms, life, used, body)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         )
+        .persistent(self.persistent())
         .bind(&row.device_id)
         .bind(&row.name)
         .bind(&row.profile)
@@ -278,6 +291,7 @@ impl Store {
     pub async fn lives(&self) -> Result<Vec<(String, String, String)>> {
         Ok(
             sqlx::query_as("SELECT profile, name, body FROM consumable_lives ORDER BY ended_ms")
+                .persistent(self.persistent())
                 .fetch_all(&self.pool)
                 .await?,
         )
@@ -286,18 +300,9 @@ impl Store {
     /// Every consumable of every device (for resuming at start).
     pub async fn all_consumables(&self) -> Result<Vec<ConsumableRow>> {
         Ok(sqlx::query_as("SELECT * FROM consumables")
+            .persistent(self.persistent())
             .fetch_all(&self.pool)
             .await?)
-    }
-
-    /// Records many consumables' states and predictions in one transaction.
-    pub async fn upsert_consumables(&self, rows: &[ConsumableRow]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for row in rows {
-            upsert_consumable(&mut tx, row).await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Samples of `device` newer than `after_ms`, oldest first, at most the newest `limit`.
@@ -305,6 +310,7 @@ impl Store {
         let mut rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT ts_ms, body FROM samples WHERE device_id = $1 AND ts_ms > $2 ORDER BY seq DESC LIMIT $3",
         )
+        .persistent(self.persistent())
         .bind(device)
         .bind(after_ms)
         .bind(limit)
@@ -324,6 +330,7 @@ impl Store {
              ON CONFLICT DO NOTHING
              RETURNING *",
         )
+        .persistent(self.persistent())
         .bind(&wo.device_id)
         .bind(wo.kind)
         .bind(&wo.cause)
@@ -345,6 +352,7 @@ impl Store {
             "INSERT INTO alerts (device_id, gateway, kind, source, severity, state, opened_ms, detail)
              VALUES ($1, $2, $3, $4, $5, 'open', $6, $7) ON CONFLICT DO NOTHING RETURNING *",
         )
+        .persistent(self.persistent())
         .bind(&a.device_id)
         .bind(&a.gateway)
         .bind(&a.kind)
@@ -361,6 +369,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE alerts SET state = 'cleared', cleared_ms = $1 WHERE device_id = $2 AND kind = $3 AND state = 'open'",
         )
+.persistent(self.persistent())
         .bind(at_ms)
         .bind(device)
         .bind(kind)
@@ -376,17 +385,22 @@ impl Store {
         } else {
             "SELECT * FROM alerts ORDER BY id DESC"
         };
-        Ok(sqlx::query_as(sql).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sql)
+            .persistent(self.persistent())
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
         Ok(sqlx::query_as("SELECT * FROM devices ORDER BY id")
+            .persistent(self.persistent())
             .fetch_all(&self.pool)
             .await?)
     }
 
     pub async fn device(&self, id: &str) -> Result<Option<DeviceRow>> {
         Ok(sqlx::query_as("SELECT * FROM devices WHERE id = $1")
+            .persistent(self.persistent())
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
@@ -395,6 +409,7 @@ impl Store {
     pub async fn consumables(&self, device: &str) -> Result<Vec<ConsumableRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM consumables WHERE device_id = $1 ORDER BY name")
+                .persistent(self.persistent())
                 .bind(device)
                 .fetch_all(&self.pool)
                 .await?,
@@ -403,12 +418,14 @@ impl Store {
 
     pub async fn work_orders(&self) -> Result<Vec<WorkOrderRow>> {
         Ok(sqlx::query_as("SELECT * FROM work_orders ORDER BY id")
+            .persistent(self.persistent())
             .fetch_all(&self.pool)
             .await?)
     }
 
     pub async fn work_order(&self, id: i64) -> Result<Option<WorkOrderRow>> {
         Ok(sqlx::query_as("SELECT * FROM work_orders WHERE id = $1")
+            .persistent(self.persistent())
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
@@ -417,6 +434,7 @@ impl Store {
     /// Total telemetry points (metric values) stored.
     pub async fn points(&self) -> Result<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT CAST(COALESCE(SUM(points), 0) AS BIGINT) FROM devices")
+            .persistent(self.persistent())
             .fetch_one(&self.pool)
             .await?;
         Ok(n)
@@ -424,49 +442,12 @@ impl Store {
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1")
+            .persistent(self.persistent())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
-}
-
-/// Inserts or updates one consumable's row.
-async fn upsert_consumable(tx: &mut AnyConnection, row: &ConsumableRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO consumables (device_id, name, profile, lead_time_days, life_start_ms, as_of_ms, samples,
-            used, last_value, limit_kind, remaining_usage, usage_per_day, end_of_life_ms, eol_low_ms,
-            eol_high_ms, coverage, model, explanation, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-         ON CONFLICT (device_id, name) DO UPDATE SET profile = excluded.profile,
-            lead_time_days = excluded.lead_time_days, life_start_ms = excluded.life_start_ms,
-            as_of_ms = excluded.as_of_ms, samples = excluded.samples, used = excluded.used,
-            last_value = excluded.last_value, limit_kind = excluded.limit_kind,
-            remaining_usage = excluded.remaining_usage, usage_per_day = excluded.usage_per_day,
-            end_of_life_ms = excluded.end_of_life_ms, eol_low_ms = excluded.eol_low_ms,
-            eol_high_ms = excluded.eol_high_ms, coverage = excluded.coverage, model = excluded.model,
-            explanation = excluded.explanation, state = excluded.state",
-    )
-    .bind(&row.device_id)
-    .bind(&row.name)
-    .bind(&row.profile)
-    .bind(row.lead_time_days)
-    .bind(row.life_start_ms)
-    .bind(row.as_of_ms)
-    .bind(row.samples)
-    .bind(row.used)
-    .bind(row.last_value)
-    .bind(&row.limit_kind)
-    .bind(row.remaining_usage)
-    .bind(row.usage_per_day)
-    .bind(row.end_of_life_ms)
-    .bind(row.eol_low_ms)
-    .bind(row.eol_high_ms)
-    .bind(row.coverage)
-    .bind(&row.model)
-    .bind(&row.explanation)
-    .bind(&row.state)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 /// Sequence numbers are u64 on the wire and i64 in SQL; values past i64::MAX

@@ -47,6 +47,7 @@ crate::on_each_backend!(
     text_fields_become_device_attributes,
     consumables_lives_and_alerts_round_trip,
     concurrent_writers_store_each_sample_once,
+    null_and_present_floats_alternate_in_one_statement,
 );
 
 async fn device_rows_count_gaps_across_batches(db: TestDb) {
@@ -201,10 +202,9 @@ async fn text_fields_become_device_attributes(db: TestDb) {
     assert_eq!(attrs, serde_json::json!({"serial": "SN-1", "fw": "1.1"}));
 }
 
-async fn consumables_lives_and_alerts_round_trip(db: TestDb) {
-    let store = Store::open(&db.location).await.expect("open");
-    let mut row = ConsumableRow {
-        device_id: "d1".into(),
+fn consumable(device: &str) -> ConsumableRow {
+    ConsumableRow {
+        device_id: device.into(),
         name: "filter".into(),
         profile: "p".into(),
         lead_time_days: 14.0,
@@ -223,7 +223,37 @@ async fn consumables_lives_and_alerts_round_trip(db: TestDb) {
         model: None,
         explanation: "{}".into(),
         state: "{\"s\":1}".into(),
-    };
+    }
+}
+
+/// The same statement run with a float NULL, then not, then NULL again
+/// (sqlx's `Any` driver once made PostgreSQL refuse the second run).
+async fn null_and_present_floats_alternate_in_one_statement(db: TestDb) {
+    let store = Store::open(&db.location).await.expect("open");
+    for i in 0..12 {
+        let mut row = consumable("d1");
+        row.last_value = (i % 2 == 1).then_some(f64::from(i));
+        row.coverage = (i % 3 == 0).then_some(0.9);
+        store.upsert_consumable(&row).await.expect("upsert");
+        let got = &store.consumables("d1").await.expect("read")[0];
+        assert_eq!((got.last_value, got.coverage), (row.last_value, row.coverage), "round {i}");
+        let life = LifeRow {
+            device_id: "d1".into(),
+            name: "filter".into(),
+            profile: "p".into(),
+            started_ms: i64::from(i),
+            ended_ms: 100,
+            life: (i % 2 == 0).then_some(1.5),
+            used: 1.0,
+            body: "{}".into(),
+        };
+        assert!(store.insert_life(&life).await.expect("life"));
+    }
+}
+
+async fn consumables_lives_and_alerts_round_trip(db: TestDb) {
+    let store = Store::open(&db.location).await.expect("open");
+    let mut row = consumable("d1");
     store.upsert_consumable(&row).await.expect("insert");
     row.as_of_ms = 30;
     row.limit_kind = Some("wear".into());

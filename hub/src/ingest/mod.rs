@@ -64,6 +64,9 @@ pub struct Ingest {
     /// Consumables changed since the last flush: by device, its profile and
     /// the consumables' indices in it.
     dirty: HashMap<String, (String, Vec<usize>)>,
+    /// The devices of `dirty`, oldest change first: each flush writes the
+    /// longest-waiting ones.
+    dirty_order: std::collections::VecDeque<String>,
     last_flush: Instant,
     /// Consumables (by device, their indices) whose latest prediction was
     /// within the lead time: an order is opened when one becomes due, not on
@@ -94,9 +97,15 @@ const BATCH_WAIT: Duration = Duration::from_millis(5);
 
 /// Messages handled in one store transaction, at most.
 const BATCH_MAX: usize = 2048;
-/// Consumable states and predictions are written at most this often (a
-/// restart replays the samples stored after the last written state).
-const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Consumable states and predictions are written this often (a restart
+/// replays the samples stored after the last written state)…
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// …at most this many consumables at a time, those changed longest ago
+/// first: one big write would hold up the telemetry queued behind it (it
+/// made the p99 of publish-to-queryable 388 ms in `wearline bench ingest`
+/// at half rate). 2 560 consumables a second; when more change, each is
+/// written less often, never lost.
+const FLUSH_ROWS: usize = 256;
 
 impl Ingest {
     pub fn new(
@@ -114,6 +123,7 @@ impl Ingest {
             events,
             subscribed,
             dirty: HashMap::new(),
+            dirty_order: std::collections::VecDeque::new(),
             last_flush: Instant::now(),
             due: HashMap::new(),
             influx: None,
@@ -439,7 +449,7 @@ impl Ingest {
 
     async fn flush_if_due(&mut self) {
         if self.last_flush.elapsed() >= FLUSH_EVERY {
-            self.flush().await;
+            self.flush_some(FLUSH_ROWS).await;
         }
         if self.last_silence_check.elapsed() >= SILENCE_CHECK_EVERY {
             self.check_silence(Instant::now()).await;
@@ -569,14 +579,37 @@ impl Ingest {
         Ok(())
     }
 
-    /// Writes the states and predictions of the consumables changed since the last flush.
+    /// Writes the states and predictions of every consumable changed since
+    /// it was last written.
     pub async fn flush(&mut self) {
-        self.last_flush = Instant::now();
-        if self.dirty.is_empty() {
-            return;
+        while !self.dirty.is_empty() {
+            if !self.flush_some(usize::MAX).await {
+                return;
+            }
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        let rows: Vec<ConsumableRow> = dirty
+        self.last_flush = Instant::now();
+    }
+
+    /// Writes the states and predictions of the consumables changed longest
+    /// ago, about `max_rows` of them (whole devices); whether it succeeded
+    /// (on failure they stay to be written by the next flush).
+    async fn flush_some(&mut self, max_rows: usize) -> bool {
+        self.last_flush = Instant::now();
+        let mut taken: Vec<(String, (String, Vec<usize>))> = Vec::new();
+        let mut count = 0;
+        while count < max_rows {
+            let Some(device) = self.dirty_order.pop_front() else {
+                break;
+            };
+            if let Some(entry) = self.dirty.remove(&device) {
+                count += entry.1.len();
+                taken.push((device, entry));
+            }
+        }
+        if taken.is_empty() {
+            return true;
+        }
+        let rows: Vec<ConsumableRow> = taken
             .iter()
             .flat_map(|(device, (profile, indices))| indices.iter().map(move |i| (device, profile, *i)))
             .filter_map(|(device, profile, index)| {
@@ -586,14 +619,33 @@ impl Ingest {
             })
             .collect();
         let started = Instant::now();
-        let written = self.store.upsert_consumables(&rows).await;
-        if written.is_ok() {
-            self.stats.store_consumables.observe(started.elapsed());
-        }
-        if let Err(e) = written {
-            self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, rows = rows.len(), "cannot write consumable states; kept for the next flush");
-            self.dirty = dirty;
+        match self.store.upsert_consumables(&rows).await {
+            Ok(()) => {
+                self.stats.store_consumables.observe(started.elapsed());
+                true
+            }
+            Err(e) => {
+                self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, rows = rows.len(), "cannot write consumable states; kept for the next flush");
+                // Back at the front, merged with what changed meanwhile.
+                for (device, (profile, indices)) in taken.into_iter().rev() {
+                    match self.dirty.get_mut(&device) {
+                        Some((_, now)) => {
+                            for i in indices {
+                                if !now.contains(&i) {
+                                    now.push(i);
+                                }
+                            }
+                            self.dirty_order.retain(|d| *d != device);
+                        }
+                        None => {
+                            self.dirty.insert(device.clone(), (profile, indices));
+                        }
+                    }
+                    self.dirty_order.push_front(device);
+                }
+                false
+            }
         }
     }
 
@@ -630,6 +682,7 @@ impl Ingest {
             None => {
                 self.dirty
                     .insert(device.to_string(), (profile.name.clone(), vec![u.index]));
+                self.dirty_order.push_back(device.to_string());
             }
         }
         let order = u

@@ -168,6 +168,28 @@ pub struct NewWorkOrder {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Dropped with the last clone, which ends the checkpoint task.
+    _alive: std::sync::Arc<()>,
+}
+
+/// How often SQLite's WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies SQLite's WAL back into the database file every
+/// [`CHECKPOINT_EVERY`], without blocking writers or readers (`PASSIVE`),
+/// until the store is dropped.
+async fn checkpoints(pool: AnyPool, alive: std::sync::Weak<()>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if alive.strong_count() == 0 {
+            return;
+        }
+        if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::warn!(error = %e, "SQLite checkpoint failed; retrying in a second");
+        }
+    }
 }
 
 impl Store {
@@ -182,11 +204,14 @@ impl Store {
                     .max_connections(4)
                     // Per connection: WAL lets the API read while ingest writes;
                     // NORMAL sync is durable across a process kill (not an OS crash).
+                    // No automatic checkpoints: a commit that crosses the WAL's
+                    // limit would copy it back into the database file itself,
+                    // holding up ingest; `checkpoints` does it in the background.
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 5000;",
+                                 PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 0;",
                             )
                             .await
                             .map(|_| ())
@@ -207,7 +232,15 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        let alive = std::sync::Arc::new(());
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoints(pool.clone(), std::sync::Arc::downgrade(&alive)));
+        }
+        Ok(Store {
+            pool,
+            backend,
+            _alive: alive,
+        })
     }
 
     /// Whether statements are prepared once per connection and reused.

@@ -1,8 +1,10 @@
 //! Two hubs split one fleet through a shared subscription on Debian's
 //! mosquitto and share one store (an SQLite file, or a real PostgreSQL).
 //! One is killed with SIGKILL under load and restarted as a supervisor
-//! would: every message published is stored exactly once, and both hubs
-//! took part.
+//! would: every message published is stored exactly once, both hubs took
+//! part, and each device's predictions were made from all its samples,
+//! once each (one hub holds a device's lease and reads the others' samples
+//! from the store).
 
 mod support;
 
@@ -13,7 +15,9 @@ use std::time::Duration;
 use support::*;
 use wearline_models::wire::{Sample, Telemetry, Topic, VERSION};
 
-const DEVICES: u64 = 100;
+// Odd, so that the broker's round robin splits every device's messages
+// between the two hubs (with an even count each device stays on one).
+const DEVICES: u64 = 101;
 const POLLS: u64 = 30;
 
 /// `store` is the `[store]` line both hubs share.
@@ -152,4 +156,16 @@ fn two_hubs_share_a_fleet(store: &str) {
         a2 > 0,
         "the restarted hub A got its share (and its session's backlog)"
     );
+
+    // Every device's filter tracker took all its samples, once each, though
+    // each hub received only part of them.
+    for d in &devices {
+        let id = d["id"].as_str().expect("id");
+        let filter = eventually(Duration::from_secs(60), "every sample predicted from", || {
+            let list = get_json(&format!("{api_b}/api/v1/devices/{id}/consumables"));
+            let filter = list.as_array()?.iter().find(|c| c["name"] == "filter")?.clone();
+            (filter["samples"].as_u64() == Some(POLLS)).then_some(filter)
+        });
+        assert_eq!(filter["used"].as_f64(), Some((POLLS - 1) as f64), "{filter}");
+    }
 }

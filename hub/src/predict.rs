@@ -75,6 +75,11 @@ impl Predictor {
         }
     }
 
+    /// Drops a device's trackers (another hub makes its predictions now).
+    pub fn forget(&mut self, device: &str) {
+        self.trackers.remove(device);
+    }
+
     /// Time stamp of the latest sample a consumable's tracker has taken.
     pub fn last_ms(&self, device: &str, consumable: &str) -> Option<i64> {
         self.trackers

@@ -111,6 +111,9 @@ impl Hub {
         if config.unknown_devices == crate::config::UnknownDevices::Reject {
             ingest.known_devices = Some(config.known_devices.iter().cloned().collect());
         }
+        if config.broker.shared_group.is_some() {
+            ingest.shared = Some(crate::ingest::Shared::new(config.broker.client_id.clone()));
+        }
         ingest.replay().await.context("replaying history")?;
         let ingest_cfg = IngestConfig {
             host,

@@ -5,8 +5,10 @@
 //! A malformed message is counted by reason and logged (rate-limited); it
 //! never stops the task.
 
+mod shared;
 mod stats;
 
+pub use shared::Shared;
 pub use stats::IngestStats;
 
 use crate::predict::{ConsumableUpdate, MODEL_VERSION, Predictor, Snapshot};
@@ -67,6 +69,9 @@ pub struct Ingest {
     /// The devices of `dirty`, oldest change first: each flush writes the
     /// longest-waiting ones.
     dirty_order: std::collections::VecDeque<String>,
+    /// With several hubs on one store (a shared subscription): the device
+    /// leases that decide which hub predicts for which device.
+    pub shared: Option<shared::Shared>,
     last_flush: Instant,
     /// Consumables (by device, their indices) whose latest prediction was
     /// within the lead time: an order is opened when one becomes due, not on
@@ -124,6 +129,7 @@ impl Ingest {
             subscribed,
             dirty: HashMap::new(),
             dirty_order: std::collections::VecDeque::new(),
+            shared: None,
             last_flush: Instant::now(),
             due: HashMap::new(),
             influx: None,
@@ -139,6 +145,9 @@ impl Ingest {
     /// lives, each tracker's saved state, then the samples stored after it
     /// (those taken in before a crash but not yet in a saved state).
     pub async fn replay(&mut self) -> Result<(), crate::store::StoreError> {
+        if self.shared.is_some() {
+            return self.replay_shared().await;
+        }
         let mut lives: BTreeMap<(String, String), Vec<EndedLife>> = BTreeMap::new();
         for (profile, name, body) in self.store.lives().await? {
             match serde_json::from_str(&body) {
@@ -168,19 +177,7 @@ impl Ingest {
                 }
             }
         }
-        // Every known device gets a full silence from now before it is offline.
-        let now = Instant::now();
-        for d in self.store.devices().await? {
-            if let Some(known) = &mut self.known_devices {
-                known.insert(d.id.clone());
-            }
-            self.heard.insert(d.id.clone(), (d.gateway.clone(), now));
-        }
-        for a in self.store.alerts(true).await? {
-            if a.kind == DEVICE_OFFLINE {
-                self.silent.insert(a.device_id);
-            }
-        }
+        self.resume_liveness().await?;
         let profiles = self.profiles.clone();
         for d in self.store.devices().await? {
             let Some(profile) = profiles.get(&d.profile) else {
@@ -219,6 +216,31 @@ impl Ingest {
             }
         }
         self.flush().await;
+        Ok(())
+    }
+
+    /// Replay for a hub of a shared group: the ended lives and the devices'
+    /// liveness; trackers resume device by device as their leases are taken.
+    async fn replay_shared(&mut self) -> Result<(), crate::store::StoreError> {
+        self.sync_lives().await;
+        self.resume_liveness().await
+    }
+
+    /// Every known device gets a full silence from now before it is
+    /// offline; devices already offline stay so until heard from.
+    async fn resume_liveness(&mut self) -> Result<(), crate::store::StoreError> {
+        let now = Instant::now();
+        for d in self.store.devices().await? {
+            if let Some(known) = &mut self.known_devices {
+                known.insert(d.id.clone());
+            }
+            self.heard.insert(d.id.clone(), (d.gateway.clone(), now));
+        }
+        for a in self.store.alerts(true).await? {
+            if a.kind == DEVICE_OFFLINE {
+                self.silent.insert(a.device_id);
+            }
+        }
         Ok(())
     }
 
@@ -412,6 +434,8 @@ impl Ingest {
         };
         let profiles = self.profiles.clone();
         let (mut samples, mut points, mut duplicates) = (0u64, 0u64, 0u64);
+        // Shared group: devices to predict for from the store, with their profile.
+        let mut to_feed: BTreeMap<String, String> = BTreeMap::new();
         for (t, fresh) in telemetry.iter().zip(fresh) {
             duplicates += (t.samples.len() - fresh.len()) as u64;
             samples += fresh.len() as u64;
@@ -427,12 +451,19 @@ impl Ingest {
                 self.stats.unknown_profile.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
+            if self.shared.is_some() {
+                to_feed.insert(t.device.clone(), t.profile.clone());
+                continue;
+            }
             for update in self.predictor.observe(&t.device, profile, &fresh) {
                 if let Err(e) = self.apply(&t.device, profile, update).await {
                     self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, device = %t.device, "cannot record a prediction");
                 }
             }
+        }
+        if !to_feed.is_empty() {
+            self.feed_shared(to_feed).await;
         }
         // Counted once fully processed (stored and predictions updated), so a
         // reader that sees the count sees the samples' effects.
@@ -451,6 +482,7 @@ impl Ingest {
         if self.last_flush.elapsed() >= FLUSH_EVERY {
             self.flush_some(FLUSH_ROWS).await;
         }
+        self.shared_tick().await;
         if self.last_silence_check.elapsed() >= SILENCE_CHECK_EVERY {
             self.check_silence(Instant::now()).await;
         }
@@ -671,6 +703,11 @@ impl Ingest {
                 body: serde_json::to_string(life).unwrap_or_default(),
             };
             if self.store.insert_life(&row).await? {
+                if let Some(shared) = &mut self.shared {
+                    shared
+                        .known_lives
+                        .insert((row.device_id.clone(), row.name.clone(), row.started_ms));
+                }
                 self.stats.lives_ended.fetch_add(1, Ordering::Relaxed);
                 self.predictor
                     .add_lives(&profile.name, &c.name, vec![life.clone()]);

@@ -2,7 +2,7 @@
 //! (deduplicated samples, device rows with counts, last sequence number and
 //! gaps, text attributes), and consumable states in multi-row upserts.
 
-use super::sql::{greatest, push_tuples};
+use super::sql::{greatest, placeholder, push_tuples};
 use super::{ConsumableRow, Result, Store, seq_i64};
 use sqlx::AssertSqlSafe;
 use wearline_models::wire::{Sample, Telemetry};
@@ -209,6 +209,41 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Takes or renews, for `owner`, the leases of `devices` that are free,
+    /// expired or already its own, until `now_ms + ttl_ms`; returns the
+    /// devices `owner` holds afterwards. Two hubs asking at once: the
+    /// database gives each device to one.
+    pub async fn lease_devices(
+        &self,
+        owner: &str,
+        devices: &[&str],
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<String>> {
+        /// Devices per statement (3 parameters each).
+        const CHUNK: usize = 5000;
+        let mut held = Vec::with_capacity(devices.len());
+        let mut tx = self.pool.begin().await?;
+        for chunk in devices.chunks(CHUNK) {
+            let mut sql = String::from("INSERT INTO device_leases (device_id, owner, expires_ms) VALUES ");
+            push_tuples(&mut sql, self.backend, chunk.len(), 3, 1);
+            sql.push_str(&format!(
+                " ON CONFLICT (device_id) DO UPDATE SET owner = excluded.owner, expires_ms = excluded.expires_ms
+                  WHERE device_leases.owner = excluded.owner OR device_leases.expires_ms < {}
+                  RETURNING device_id",
+                placeholder(self.backend, chunk.len() * 3 + 1)
+            ));
+            let mut q = sqlx::query_as(AssertSqlSafe(sql)).persistent(self.persistent());
+            for d in chunk {
+                q = q.bind(*d).bind(owner).bind(now_ms + ttl_ms);
+            }
+            let rows: Vec<(String,)> = q.bind(now_ms).fetch_all(&mut *tx).await?;
+            held.extend(rows.into_iter().map(|(d,)| d));
+        }
+        tx.commit().await?;
+        Ok(held)
     }
 }
 

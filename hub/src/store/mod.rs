@@ -250,7 +250,7 @@ impl Store {
     /// execution, so a cached statement first run with a NULL float fails
     /// later with "incorrect binary data format". Unnamed statements take
     /// each execution's own types.
-    fn persistent(&self) -> bool {
+    pub(crate) fn persistent(&self) -> bool {
         self.backend == Backend::Sqlite
     }
 
@@ -336,6 +336,53 @@ impl Store {
             .persistent(self.persistent())
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Samples of `device` after sequence number `after_seq` (or, without
+    /// one, newer than `after_ms`), in sequence order, at most `limit`:
+    /// `(seq, ts_ms, body)`.
+    pub async fn samples_since(
+        &self,
+        device: &str,
+        after_seq: Option<i64>,
+        after_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, i64, String)>> {
+        let q = match after_seq {
+            Some(seq) => sqlx::query_as(
+                "SELECT seq, ts_ms, body FROM samples WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(device)
+            .bind(seq),
+            None => sqlx::query_as(
+                "SELECT seq, ts_ms, body FROM samples WHERE device_id = $1 AND ts_ms > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(device)
+            .bind(after_ms),
+        };
+        Ok(q.persistent(self.persistent())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Every device's highest sequence number stored: `(device, last_seq)`.
+    pub async fn last_seqs(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT id, last_seq FROM devices")
+            .persistent(self.persistent())
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Every ended life with its key: `(device, consumable, started_ms,
+    /// profile, body)`.
+    pub async fn lives_keyed(&self) -> Result<Vec<(String, String, i64, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT device_id, name, started_ms, profile, body FROM consumable_lives ORDER BY ended_ms",
+        )
+        .persistent(self.persistent())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Samples of `device` newer than `after_ms`, oldest first, at most the newest `limit`.

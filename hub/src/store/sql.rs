@@ -31,6 +31,15 @@ pub(super) fn push_tuples(sql: &mut String, backend: Backend, rows: usize, cols:
     }
 }
 
+/// Parameter `n` (1-based) of a statement whose earlier parameters were
+/// written by [`push_tuples`] or this function, in the back end's form.
+pub(super) fn placeholder(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Postgres => format!("${n}"),
+        Backend::Sqlite => "?".into(),
+    }
+}
+
 /// The larger of two SQL expressions (`MAX(a, b)` in SQLite is
 /// `GREATEST(a, b)` in PostgreSQL; `CASE` is both).
 pub(super) fn greatest(a: &str, b: &str) -> String {

@@ -48,7 +48,87 @@ crate::on_each_backend!(
     consumables_lives_and_alerts_round_trip,
     concurrent_writers_store_each_sample_once,
     null_and_present_floats_alternate_in_one_statement,
+    a_device_lease_has_one_holder_until_it_expires,
+    samples_since_reads_in_sequence_order,
 );
+
+async fn a_device_lease_has_one_holder_until_it_expires(db: TestDb) {
+    let store = Store::open(&db.location).await.expect("open");
+    let (a, b) = (
+        store.lease_devices("hub-a", &["d1", "d2"], 1_000, 30_000),
+        store.lease_devices("hub-b", &["d2", "d3"], 1_000, 30_000),
+    );
+    let (a, b) = tokio::join!(a, b);
+    let (mut a, mut b) = (a.expect("a"), b.expect("b"));
+    a.sort();
+    b.sort();
+    assert!(
+        a.contains(&"d1".to_string()) && b.contains(&"d3".to_string()),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(
+        a.iter().chain(&b).filter(|d| *d == "d2").count(),
+        1,
+        "d2 has one holder: {a:?} {b:?}"
+    );
+    let d2_holder = if a.contains(&"d2".to_string()) {
+        "hub-a"
+    } else {
+        "hub-b"
+    };
+    let other = if d2_holder == "hub-a" { "hub-b" } else { "hub-a" };
+    assert_eq!(
+        store
+            .lease_devices(d2_holder, &["d2"], 20_000, 30_000)
+            .await
+            .expect("renew"),
+        ["d2"],
+        "the holder renews"
+    );
+    assert!(
+        store
+            .lease_devices(other, &["d2"], 40_000, 30_000)
+            .await
+            .expect("refused")
+            .is_empty(),
+        "not before the renewed lease expires (50 000)"
+    );
+    assert_eq!(
+        store
+            .lease_devices(other, &["d2"], 50_001, 30_000)
+            .await
+            .expect("take"),
+        ["d2"],
+        "taken once expired"
+    );
+}
+
+async fn samples_since_reads_in_sequence_order(db: TestDb) {
+    let store = Store::open(&db.location).await.expect("open");
+    store
+        .insert_samples("gw", "d1", "p", vec![sample(3), sample(1), sample(2)])
+        .await
+        .expect("insert");
+    let seqs = |rows: Vec<(i64, i64, String)>| rows.into_iter().map(|r| r.0).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(store.samples_since("d1", None, i64::MIN, 10).await.expect("all")),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .samples_since("d1", Some(1), i64::MIN, 10)
+                .await
+                .expect("after 1")
+        ),
+        [2, 3]
+    );
+    assert_eq!(
+        seqs(store.samples_since("d1", None, 1000, 1).await.expect("after 1 s")),
+        [2]
+    );
+    assert_eq!(store.last_seqs().await.expect("last"), [("d1".to_string(), 3)]);
+}
 
 async fn device_rows_count_gaps_across_batches(db: TestDb) {
     let store = Store::open(&db.location).await.expect("open");
@@ -236,7 +316,11 @@ async fn null_and_present_floats_alternate_in_one_statement(db: TestDb) {
         row.coverage = (i % 3 == 0).then_some(0.9);
         store.upsert_consumable(&row).await.expect("upsert");
         let got = &store.consumables("d1").await.expect("read")[0];
-        assert_eq!((got.last_value, got.coverage), (row.last_value, row.coverage), "round {i}");
+        assert_eq!(
+            (got.last_value, got.coverage),
+            (row.last_value, row.coverage),
+            "round {i}"
+        );
         let life = LifeRow {
             device_id: "d1".into(),
             name: "filter".into(),

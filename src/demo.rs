@@ -148,6 +148,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             () = &mut stop => break,
             ev = events.recv() => match ev {
                 Ok(HubEvent::WorkOrderOpened(wo)) => print_order(&wo),
+                Ok(HubEvent::WorkOrderEscalated { order, breach }) => {
+                    println!("work order #{} escalated to {} ({breach} time missed)", order.id, order.priority);
+                }
                 Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "work order events missed"),
                 Err(RecvError::Closed) => break,
             },

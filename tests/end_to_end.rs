@@ -160,6 +160,52 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
         "exactly one open order per device and consumable"
     );
 
+    // A service manager works the order through its lifecycle; a step out of
+    // order is refused with the reason, and the trail says who did what.
+    let id = wo["id"].as_i64().expect("id");
+    let step = |body: serde_json::Value| post_json(&format!("{work_orders}/{id}/transitions"), &body);
+    let (code, refused) = step(serde_json::json!({"action": "resolve", "actor": "maria"}));
+    assert_eq!(code, 409, "{refused}");
+    assert_eq!(
+        refused["error"],
+        "cannot resolve a work order that is open: allowed: assign, cancel"
+    );
+    let (code, bad) = step(serde_json::json!({"action": "fix", "actor": "maria"}));
+    assert_eq!(code, 400, "{bad}");
+    let (code, assigned) =
+        step(serde_json::json!({"action": "assign", "actor": "maria", "assignee": "tech-7"}));
+    assert_eq!(
+        (code, assigned["status"].as_str(), assigned["assignee"].as_str()),
+        (200, Some("assigned"), Some("tech-7"))
+    );
+    assert!(assigned["respond_by"].as_str().is_some(), "{assigned}");
+    for (action, status) in [("start", "in_progress"), ("resolve", "resolved")] {
+        let (code, row) =
+            step(serde_json::json!({"action": action, "actor": "tech-7", "note": "new filter fitted"}));
+        assert_eq!((code, row["status"].as_str()), (200, Some(status)), "{row}");
+    }
+    let trail = get_json(&format!("{work_orders}/{id}/events"));
+    let trail: Vec<(String, String)> = trail
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or("").to_string(),
+                e["action"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("hub", "opened"),
+        ("maria", "assign"),
+        ("tech-7", "start"),
+        ("tech-7", "resolve"),
+    ];
+    assert_eq!(trail, expected.map(|(a, b)| (a.to_string(), b.to_string())),);
+    let resolved = get_json(&format!("{work_orders}?status=resolved&limit=10"));
+    assert_eq!(resolved.as_array().map(Vec::len), Some(1), "{resolved}");
+
     // Devices that are down or silent delayed nobody: both purifiers kept reporting.
     let devices = get_json(&format!("{}/api/v1/devices", hub.api));
     let ids: Vec<&str> = devices

@@ -6,16 +6,20 @@
 
 use crate::influx::InfluxHandle;
 use crate::ingest::IngestStats;
-use crate::store::{AlertRow, ConsumableRow, DeviceRow, Store, StoreError, WorkOrderRow};
+use crate::store::{
+    AlertRow, Change, ChangeError, ConsumableRow, DeviceRow, Store, StoreError, WorkOrderEvent,
+    WorkOrderFilter, WorkOrderRow,
+};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use wearline_models::time::rfc3339;
+use wearline_models::workorder::{Action, Status};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -30,6 +34,9 @@ pub struct AppState {
 pub enum AppError {
     NotFound(String),
     BadRequest(String),
+    /// The request conflicts with the resource's state (a refused
+    /// lifecycle change, a concurrent change).
+    Conflict(String),
     Store(StoreError),
 }
 
@@ -44,6 +51,7 @@ impl IntoResponse for AppError {
         let (code, msg) = match self {
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            AppError::Conflict(m) => (StatusCode::CONFLICT, m),
             AppError::Store(e) => {
                 tracing::error!(error = %e, "store error in API");
                 (StatusCode::INTERNAL_SERVER_ERROR, "store error".to_string())
@@ -65,6 +73,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/work-orders", get(work_orders))
         .route("/api/v1/work-orders/{id}", get(work_order))
+        .route(
+            "/api/v1/work-orders/{id}/transitions",
+            post(transition_work_order),
+        )
+        .route("/api/v1/work-orders/{id}/events", get(work_order_events))
         .with_state(state)
 }
 
@@ -182,6 +195,8 @@ struct WorkOrderView {
     row: WorkOrderRow,
     opened_at: String,
     predicted_end_of_life: Option<String>,
+    respond_by: String,
+    resolve_by: String,
     explanation: Value,
 }
 
@@ -191,10 +206,20 @@ impl From<WorkOrderRow> for WorkOrderView {
         WorkOrderView {
             opened_at: rfc3339(row.opened_at_ms),
             predicted_end_of_life: row.predicted_eol_ms.map(rfc3339),
+            respond_by: rfc3339(row.respond_by_ms),
+            resolve_by: rfc3339(row.resolve_by_ms),
             explanation: explanation_json,
             row,
         }
     }
+}
+
+#[derive(Serialize)]
+struct EventView {
+    #[serde(flatten)]
+    row: WorkOrderEvent,
+    at: String,
+    detail: Value,
 }
 
 async fn devices(State(s): State<AppState>) -> ApiResult<Vec<DeviceView>> {
@@ -298,13 +323,117 @@ async fn alerts(State(s): State<AppState>, Query(q): Query<AlertQuery>) -> ApiRe
     ))
 }
 
-async fn work_orders(State(s): State<AppState>) -> ApiResult<Vec<WorkOrderView>> {
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkOrderQuery {
+    status: Option<String>,
+    device: Option<String>,
+    kind: Option<String>,
+    /// Orders with an id above this (the last id of the previous page).
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Most orders in one page, and the default.
+const PAGE_MAX: i64 = 500;
+const PAGE_DEFAULT: i64 = 100;
+
+async fn work_orders(
+    State(s): State<AppState>,
+    Query(q): Query<WorkOrderQuery>,
+) -> ApiResult<Vec<WorkOrderView>> {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(name) => Some(Status::parse(name).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "status `{name}`: expected one of {}",
+                Status::ALL.map(Status::as_str).join(", ")
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(AppError::BadRequest(format!(
+            "limit {limit}: expected 1 to {PAGE_MAX}"
+        )));
+    }
+    let filter = WorkOrderFilter {
+        status,
+        device: q.device,
+        kind: q.kind,
+        after_id: q.after,
+        limit,
+    };
     Ok(Json(
         s.store
-            .work_orders()
+            .list_work_orders(&filter)
             .await?
             .into_iter()
             .map(WorkOrderView::from)
+            .collect(),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransitionRequest {
+    /// `assign`, `start`, `resolve`, `close`, `reopen` or `cancel`.
+    action: String,
+    /// Who makes the change, for the trail.
+    actor: String,
+    /// `assign`: the technician.
+    assignee: Option<String>,
+    note: Option<String>,
+}
+
+/// Applies a lifecycle change: 200 with the order, 409 with the reason when
+/// the lifecycle refuses it or the order changed meanwhile.
+async fn transition_work_order(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+    body: Result<Json<TransitionRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<WorkOrderView> {
+    let Json(req) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let action = Action::parse(&req.action).ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "action `{}`: expected one of {}",
+            req.action,
+            Action::ALL.map(Action::as_str).join(", ")
+        ))
+    })?;
+    if req.actor.trim().is_empty() {
+        return Err(AppError::BadRequest("`actor` is empty".into()));
+    }
+    let change = Change {
+        action,
+        actor: &req.actor,
+        assignee: req.assignee.as_deref(),
+        note: req.note.as_deref(),
+        at_ms: crate::clock::wall_ms(),
+    };
+    match s.store.change_work_order(id, &change).await {
+        Ok(row) => Ok(Json(row.into())),
+        Err(ChangeError::NotFound(id)) => Err(AppError::NotFound(format!("no work order {id}"))),
+        Err(ChangeError::NoAssignee) => Err(AppError::BadRequest("`assign` needs an `assignee`".into())),
+        Err(ChangeError::Store(e)) => Err(AppError::Store(e)),
+        Err(e) => Err(AppError::Conflict(e.to_string())),
+    }
+}
+
+async fn work_order_events(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResult<Vec<EventView>> {
+    if s.store.work_order(id).await?.is_none() {
+        return Err(AppError::NotFound(format!("no work order {id}")));
+    }
+    Ok(Json(
+        s.store
+            .work_order_events(id)
+            .await?
+            .into_iter()
+            .map(|row| EventView {
+                at: rfc3339(row.at_ms),
+                detail: serde_json::from_str(&row.detail).unwrap_or(Value::Null),
+                row,
+            })
             .collect(),
     ))
 }

@@ -8,7 +8,9 @@
 
 pub mod api;
 pub mod broker;
+pub mod clock;
 pub mod config;
+pub mod escalation;
 pub mod histogram;
 pub mod influx;
 pub mod ingest;

@@ -16,6 +16,7 @@ pub const UNKNOWN_PROFILE: &str = "wearline_hub_ingest_unknown_profile_total";
 pub const STORE_ERRORS: &str = "wearline_hub_ingest_store_errors_total";
 pub const MALFORMED: &str = "wearline_hub_ingest_malformed_total";
 pub const WORK_ORDERS: &str = "wearline_hub_work_orders_opened_total";
+pub const WORK_ORDERS_ESCALATED: &str = "wearline_hub_work_orders_escalated_total";
 pub const LIVES_ENDED: &str = "wearline_hub_lives_ended_total";
 pub const ALERTS_OPENED: &str = "wearline_hub_alerts_opened_total";
 pub const UNKNOWN_DEVICES: &str = "wearline_hub_ingest_unknown_device_total";
@@ -124,6 +125,14 @@ pub fn render(stats: &IngestStats, influx: Option<&InfluxSnapshot>) -> String {
         "counter",
         "Messages refused because their device is unknown (unknown_devices = \"reject\").",
         &one(ingest.unknown_devices),
+    );
+    metric(
+        WORK_ORDERS_ESCALATED,
+        "counter",
+        "Work orders raised a priority step for a missed service level.",
+        &one(stats
+            .work_orders_escalated
+            .load(std::sync::atomic::Ordering::Relaxed)),
     );
     let (telemetry, consumables) = (
         stats.store_telemetry.snapshot(),

@@ -22,6 +22,12 @@ const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub enum HubEvent {
     WorkOrderOpened(WorkOrderRow),
+    /// An active order missed a service-level target (`response` or
+    /// `resolution`); its priority was raised.
+    WorkOrderEscalated {
+        order: WorkOrderRow,
+        breach: &'static str,
+    },
 }
 
 pub struct Hub;
@@ -126,6 +132,12 @@ impl Hub {
             tenant_topics: tls_addr.is_some(),
         };
         tasks.push(tokio::spawn(ingest.run(ingest_cfg, cancel.child_token())));
+        tasks.push(tokio::spawn(crate::escalation::run(
+            store.clone(),
+            events.clone(),
+            stats.clone(),
+            cancel.child_token(),
+        )));
         // Ready means subscribed: agents started after this lose nothing. An
         // external broker that is down does not stop the hub from serving.
         match tokio::time::timeout(SUBSCRIBE_WAIT, ready.wait_for(|s| *s)).await {

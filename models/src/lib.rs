@@ -1,6 +1,6 @@
 //! Wearline's pure core: the wire contract between agent and hub, device
 //! profiles and register decoding, detectors, remaining-life models and the
-//! ticket rule.
+//! ticket rules and the work-order lifecycle.
 //!
 //! This crate does no IO and never reads the clock: every function takes the
 //! time and the data it works on as arguments, so tests and benchmarks drive it
@@ -15,3 +15,4 @@ pub mod rul;
 pub mod rules;
 pub mod time;
 pub mod wire;
+pub mod workorder;

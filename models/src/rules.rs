@@ -23,6 +23,12 @@ impl Priority {
             Priority::P3 => "P3",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Priority> {
+        [Priority::P1, Priority::P2, Priority::P3]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
 }
 
 /// A preventive work order the prediction calls for.

@@ -154,6 +154,22 @@ pub fn get_json(url: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
+/// POSTs JSON to the API: the status code and the JSON answer (errors too).
+pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let resp = ureq::post(url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(body)
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = resp.status().as_u16();
+    let json = resp
+        .into_body()
+        .read_json()
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    (status, json)
+}
+
 /// Polls `f` until it returns `Some`, for at most `timeout`.
 #[track_caller]
 pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {

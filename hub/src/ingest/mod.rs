@@ -11,6 +11,7 @@ mod stats;
 pub use shared::Shared;
 pub use stats::IngestStats;
 
+use crate::clock::wall_ms;
 use crate::predict::{ConsumableUpdate, MODEL_VERSION, Predictor, Snapshot};
 use crate::run::HubEvent;
 use crate::store::{ConsumableRow, LifeRow, NewAlert, NewWorkOrder, Store};
@@ -18,7 +19,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use wearline_models::profile::{Consumable, Profile};
@@ -895,12 +896,6 @@ fn explain(c: &Consumable, e: &LifeEstimate) -> serde_json::Value {
         "prior_lives": e.prior_lives,
         "covariates": e.covariates,
     })
-}
-
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

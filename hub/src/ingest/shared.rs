@@ -24,9 +24,10 @@
 //! clocks (NTP), as any lease does.
 
 use super::{Ingest, REPLAY};
+use crate::clock::wall_ms;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use wearline_models::rul::tracker::EndedLife;
 use wearline_models::wire::Sample;
 
@@ -77,13 +78,6 @@ impl Shared {
             last_catch_up: Instant::now(),
         }
     }
-}
-
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl Ingest {

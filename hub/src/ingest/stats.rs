@@ -20,6 +20,8 @@ pub struct IngestStats {
     pub unknown_profile: AtomicU64,
     pub store_errors: AtomicU64,
     pub work_orders_opened: AtomicU64,
+    /// Work orders raised a priority step for a missed service level.
+    pub work_orders_escalated: AtomicU64,
     /// Consumable lives ended by a replacement.
     pub lives_ended: AtomicU64,
     /// Alerts opened (edge, gateway last will, device silence).

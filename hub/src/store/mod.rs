@@ -14,8 +14,10 @@
 mod batch;
 mod location;
 mod sql;
+mod work_orders;
 
 pub use location::{Backend, Location};
+pub use work_orders::{Change, ChangeError, WorkOrderEvent, WorkOrderFilter};
 
 use serde::Serialize;
 use sqlx::any::AnyPoolOptions;
@@ -148,6 +150,17 @@ pub struct WorkOrderRow {
     /// JSON text: the prediction and data behind the order (served parsed).
     #[serde(skip)]
     pub explanation: String,
+    /// The technician it is assigned to.
+    pub assignee: Option<String>,
+    pub updated_ms: i64,
+    /// Service-level due times (from the priority at opening).
+    pub respond_by_ms: i64,
+    pub resolve_by_ms: i64,
+    pub started_ms: Option<i64>,
+    pub resolved_ms: Option<i64>,
+    pub closed_ms: Option<i64>,
+    /// Targets missed, comma-separated (`response`, `resolution`).
+    pub escalated: String,
 }
 
 /// A work order to open.
@@ -400,31 +413,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// Opens a work order unless one is already open for the same device and
-    /// cause; returns the new order, or `None` when one was already open.
-    pub async fn open_work_order(&self, wo: &NewWorkOrder) -> Result<Option<WorkOrderRow>> {
-        let row: Option<WorkOrderRow> = sqlx::query_as(
-            "INSERT INTO work_orders (device_id, kind, cause, status, priority, title, opened_at_ms,
-                predicted_eol_ms, lead_time_days, explanation)
-             VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $9)
-             ON CONFLICT DO NOTHING
-             RETURNING *",
-        )
-        .persistent(self.persistent())
-        .bind(&wo.device_id)
-        .bind(wo.kind)
-        .bind(&wo.cause)
-        .bind(wo.priority)
-        .bind(&wo.title)
-        .bind(wo.opened_at_ms)
-        .bind(wo.predicted_eol_ms)
-        .bind(wo.lead_time_days)
-        .bind(wo.explanation.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row)
-    }
-
     /// Opens an alert unless the same device already has one of that kind
     /// open; returns the new alert.
     pub async fn open_alert(&self, a: &NewAlert) -> Result<Option<AlertRow>> {
@@ -494,21 +482,6 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
-    }
-
-    pub async fn work_orders(&self) -> Result<Vec<WorkOrderRow>> {
-        Ok(sqlx::query_as("SELECT * FROM work_orders ORDER BY id")
-            .persistent(self.persistent())
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    pub async fn work_order(&self, id: i64) -> Result<Option<WorkOrderRow>> {
-        Ok(sqlx::query_as("SELECT * FROM work_orders WHERE id = $1")
-            .persistent(self.persistent())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
     }
 
     /// Total telemetry points (metric values) stored.

@@ -445,3 +445,299 @@ async fn concurrent_writers_store_each_sample_once(db: TestDb) {
         "{devices:?}"
     );
 }
+
+mod work_orders {
+    use super::*;
+    use crate::store::{Change, ChangeError, WorkOrderFilter};
+    use wearline_models::workorder::{Action, Breach, Status};
+
+    crate::on_each_backend!(
+        an_order_goes_through_its_lifecycle_with_a_trail,
+        refused_changes_say_why_and_change_nothing,
+        racing_hubs_open_one_order_and_apply_one_change,
+        missed_targets_escalate_once,
+        orders_are_listed_by_filter_and_page,
+    );
+
+    fn change(action: Action, at_ms: i64) -> Change<'static> {
+        Change {
+            action,
+            actor: "manager-1",
+            assignee: (action == Action::Assign).then_some("tech-7"),
+            note: Some("on it"),
+            at_ms,
+        }
+    }
+
+    async fn an_order_goes_through_its_lifecycle_with_a_trail(db: TestDb) {
+        let store = Store::open(&db.location).await.expect("open");
+        let wo = store
+            .open_work_order(&order("d1"))
+            .await
+            .expect("open")
+            .expect("opened");
+        assert_eq!(
+            (wo.respond_by_ms, wo.resolve_by_ms),
+            (1 + 24 * 3_600_000, 1 + 72 * 3_600_000),
+            "P2 targets"
+        );
+        let steps = [
+            (Action::Assign, "assigned"),
+            (Action::Start, "in_progress"),
+            (Action::Resolve, "resolved"),
+            (Action::Close, "closed"),
+        ];
+        for (i, (action, status)) in steps.into_iter().enumerate() {
+            let row = store
+                .change_work_order(wo.id, &change(action, 10 + i as i64))
+                .await
+                .expect("change");
+            assert_eq!(row.status, status);
+        }
+        let done = store.work_order(wo.id).await.expect("get").expect("row");
+        assert_eq!(done.assignee.as_deref(), Some("tech-7"));
+        assert_eq!(
+            (done.started_ms, done.resolved_ms, done.closed_ms, done.updated_ms),
+            (Some(11), Some(12), Some(13), 13)
+        );
+        let trail = store.work_order_events(wo.id).await.expect("events");
+        let actions: Vec<(&str, &str, Option<&str>, &str)> = trail
+            .iter()
+            .map(|e| {
+                (
+                    e.actor.as_str(),
+                    e.action.as_str(),
+                    e.from_status.as_deref(),
+                    e.to_status.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("hub", "opened", None, "open"),
+                ("manager-1", "assign", Some("open"), "assigned"),
+                ("manager-1", "start", Some("assigned"), "in_progress"),
+                ("manager-1", "resolve", Some("in_progress"), "resolved"),
+                ("manager-1", "close", Some("resolved"), "closed"),
+            ]
+        );
+        let detail: serde_json::Value = serde_json::from_str(&trail[1].detail).expect("json");
+        assert_eq!(detail, serde_json::json!({"assignee": "tech-7", "note": "on it"}));
+        // Closed: a new order for the same cause may open, and the old one
+        // cannot be reopened while it is active.
+        let second = store
+            .open_work_order(&order("d1"))
+            .await
+            .expect("open")
+            .expect("a new one");
+        match store.change_work_order(wo.id, &change(Action::Reopen, 20)).await {
+            Err(ChangeError::AnotherActive { id, other }) => assert_eq!((id, other), (wo.id, second.id)),
+            other => panic!("{other:?}"),
+        }
+        store
+            .change_work_order(second.id, &change(Action::Cancel, 21))
+            .await
+            .expect("cancel");
+        let reopened = store
+            .change_work_order(wo.id, &change(Action::Reopen, 22))
+            .await
+            .expect("reopen");
+        assert_eq!(reopened.status, "reopened");
+    }
+
+    async fn refused_changes_say_why_and_change_nothing(db: TestDb) {
+        let store = Store::open(&db.location).await.expect("open");
+        let wo = store
+            .open_work_order(&order("d1"))
+            .await
+            .expect("open")
+            .expect("opened");
+        let err = store
+            .change_work_order(wo.id, &change(Action::Resolve, 5))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "cannot resolve a work order that is open: allowed: assign, cancel"
+        );
+        let mut no_one = change(Action::Assign, 5);
+        no_one.assignee = None;
+        assert!(matches!(
+            store.change_work_order(wo.id, &no_one).await,
+            Err(ChangeError::NoAssignee)
+        ));
+        assert!(matches!(
+            store
+                .change_work_order(wo.id + 100, &change(Action::Assign, 5))
+                .await,
+            Err(ChangeError::NotFound(_))
+        ));
+        assert_eq!(
+            store.work_order(wo.id).await.expect("get").expect("row").status,
+            "open"
+        );
+        assert_eq!(
+            store.work_order_events(wo.id).await.expect("events").len(),
+            1,
+            "only `opened`"
+        );
+    }
+
+    /// Two hubs (two stores on one database) open the same order at once,
+    /// many times over: one order each time; and two managers starting the
+    /// same order: one succeeds.
+    async fn racing_hubs_open_one_order_and_apply_one_change(db: TestDb) {
+        let (a, b) = (
+            Store::open(&db.location).await.expect("a"),
+            Store::open(&db.location).await.expect("b"),
+        );
+        for k in 0..20 {
+            let device = format!("race-{k}");
+            let wo = order(&device);
+            let (x, y) = tokio::join!(a.open_work_order(&wo), b.open_work_order(&wo));
+            let opened = [x.expect("a"), y.expect("b")].into_iter().flatten().count();
+            assert_eq!(opened, 1, "{device}");
+        }
+        let all = a
+            .list_work_orders(&WorkOrderFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(all.len(), 20);
+        let id = all[0].id;
+        a.change_work_order(id, &change(Action::Assign, 1))
+            .await
+            .expect("assign");
+        let start = change(Action::Start, 2);
+        let (x, y) = tokio::join!(a.change_work_order(id, &start), b.change_work_order(id, &start));
+        assert_eq!(
+            [x.is_ok(), y.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "{x:?} {y:?}"
+        );
+        assert!(
+            matches!(
+                x.err().or(y.err()),
+                Some(ChangeError::Conflict(_) | ChangeError::Refused(_))
+            ),
+            "the loser is told"
+        );
+        let starts = a
+            .work_order_events(id)
+            .await
+            .expect("events")
+            .iter()
+            .filter(|e| e.action == "start")
+            .count();
+        assert_eq!(starts, 1);
+    }
+
+    async fn missed_targets_escalate_once(db: TestDb) {
+        let store = Store::open(&db.location).await.expect("open");
+        let wo = store
+            .open_work_order(&order("d1"))
+            .await
+            .expect("open")
+            .expect("opened");
+        assert!(
+            store
+                .overdue_work_orders(wo.respond_by_ms)
+                .await
+                .expect("none")
+                .is_empty()
+        );
+        let late = wo.respond_by_ms + 1;
+        let overdue = store.overdue_work_orders(late).await.expect("overdue");
+        assert_eq!(
+            overdue.iter().map(|(w, b)| (w.id, *b)).collect::<Vec<_>>(),
+            [(wo.id, Breach::Response)]
+        );
+        let up = store
+            .escalate_work_order(wo.id, Breach::Response, late)
+            .await
+            .expect("escalate")
+            .expect("raised");
+        assert_eq!((up.priority.as_str(), up.escalated.as_str()), ("P1", "response"));
+        assert!(
+            store
+                .escalate_work_order(wo.id, Breach::Response, late)
+                .await
+                .expect("again")
+                .is_none(),
+            "once"
+        );
+        assert!(store.overdue_work_orders(late).await.expect("none").is_empty());
+        let later = wo.resolve_by_ms + 1;
+        let overdue = store.overdue_work_orders(later).await.expect("overdue");
+        assert_eq!(
+            overdue.iter().map(|(_, b)| *b).collect::<Vec<_>>(),
+            [Breach::Resolution]
+        );
+        store
+            .escalate_work_order(wo.id, Breach::Resolution, later)
+            .await
+            .expect("escalate")
+            .expect("raised");
+        let trail = store.work_order_events(wo.id).await.expect("events");
+        assert_eq!(trail.iter().filter(|e| e.action == "escalated").count(), 2);
+        let row = store.work_order(wo.id).await.expect("get").expect("row");
+        assert_eq!(
+            (row.priority.as_str(), row.escalated.as_str()),
+            ("P1", "response,resolution")
+        );
+        assert_eq!(Status::parse(&row.status), Some(Status::Open));
+    }
+
+    async fn orders_are_listed_by_filter_and_page(db: TestDb) {
+        let store = Store::open(&db.location).await.expect("open");
+        let mut ids = Vec::new();
+        for d in ["a", "b", "c", "d"] {
+            ids.push(
+                store
+                    .open_work_order(&order(d))
+                    .await
+                    .expect("open")
+                    .expect("opened")
+                    .id,
+            );
+        }
+        store
+            .change_work_order(ids[1], &change(Action::Cancel, 3))
+            .await
+            .expect("cancel");
+        let page = |after: Option<i64>, status: Option<Status>| {
+            let store = store.clone();
+            async move {
+                store
+                    .list_work_orders(&WorkOrderFilter {
+                        status,
+                        after_id: after,
+                        limit: 2,
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("list")
+                    .into_iter()
+                    .map(|w| w.device_id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(page(None, None).await, ["a", "b"]);
+        assert_eq!(page(Some(ids[1]), None).await, ["c", "d"]);
+        assert_eq!(page(None, Some(Status::Open)).await, ["a", "c"]);
+        assert_eq!(page(None, Some(Status::Cancelled)).await, ["b"]);
+        let by_device = store
+            .list_work_orders(&WorkOrderFilter {
+                device: Some("d".into()),
+                kind: Some("preventive".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(by_device.len(), 1);
+    }
+}

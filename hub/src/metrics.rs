@@ -17,6 +17,8 @@ pub const STORE_ERRORS: &str = "wearline_hub_ingest_store_errors_total";
 pub const MALFORMED: &str = "wearline_hub_ingest_malformed_total";
 pub const WORK_ORDERS: &str = "wearline_hub_work_orders_opened_total";
 pub const WORK_ORDERS_ESCALATED: &str = "wearline_hub_work_orders_escalated_total";
+pub const WORK_ORDERS_VERIFIED: &str = "wearline_hub_work_orders_verified_total";
+pub const WORK_ORDERS_REOPENED: &str = "wearline_hub_work_orders_reopened_total";
 pub const LIVES_ENDED: &str = "wearline_hub_lives_ended_total";
 pub const ALERTS_OPENED: &str = "wearline_hub_alerts_opened_total";
 pub const UNKNOWN_DEVICES: &str = "wearline_hub_ingest_unknown_device_total";
@@ -132,6 +134,22 @@ pub fn render(stats: &IngestStats, influx: Option<&InfluxSnapshot>) -> String {
         "Work orders raised a priority step for a missed service level.",
         &one(stats
             .work_orders_escalated
+            .load(std::sync::atomic::Ordering::Relaxed)),
+    );
+    metric(
+        WORK_ORDERS_VERIFIED,
+        "counter",
+        "Resolved work orders the data verified (closed by the hub).",
+        &one(stats
+            .work_orders_verified
+            .load(std::sync::atomic::Ordering::Relaxed)),
+    );
+    metric(
+        WORK_ORDERS_REOPENED,
+        "counter",
+        "Resolved work orders reopened because the fault persisted.",
+        &one(stats
+            .work_orders_reopened
             .load(std::sync::atomic::Ordering::Relaxed)),
     );
     let (telemetry, consumables) = (

@@ -5,6 +5,7 @@
 //! A malformed message is counted by reason and logged (rate-limited); it
 //! never stops the task.
 
+mod orders;
 mod shared;
 mod stats;
 
@@ -73,6 +74,11 @@ pub struct Ingest {
     /// With several hubs on one store (a shared subscription): the device
     /// leases that decide which hub predicts for which device.
     pub shared: Option<shared::Shared>,
+    /// Resolved work orders waiting for the data to verify them.
+    verifying: orders::Verifying,
+    /// Gateways whose last will said offline (their devices' silence is
+    /// one fault, the gateway's).
+    offline_gateways: std::collections::HashSet<String>,
     last_flush: Instant,
     /// Consumables (by device, their indices) whose latest prediction was
     /// within the lead time: an order is opened when one becomes due, not on
@@ -131,6 +137,8 @@ impl Ingest {
             dirty: HashMap::new(),
             dirty_order: std::collections::VecDeque::new(),
             shared: None,
+            verifying: orders::Verifying::default(),
+            offline_gateways: std::collections::HashSet::new(),
             last_flush: Instant::now(),
             due: HashMap::new(),
             influx: None,
@@ -240,6 +248,8 @@ impl Ingest {
         for a in self.store.alerts(true).await? {
             if a.kind == DEVICE_OFFLINE {
                 self.silent.insert(a.device_id);
+            } else if a.kind == GATEWAY_OFFLINE {
+                self.offline_gateways.insert(a.device_id);
             }
         }
         Ok(())
@@ -484,6 +494,7 @@ impl Ingest {
             self.flush_some(FLUSH_ROWS).await;
         }
         self.shared_tick().await;
+        self.refresh_resolved(false).await;
         if self.last_silence_check.elapsed() >= SILENCE_CHECK_EVERY {
             self.check_silence(Instant::now()).await;
         }
@@ -516,6 +527,15 @@ impl Ingest {
                     if row.is_some() {
                         self.stats.alerts_opened.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(%device, silent_for_s = silence.as_secs(), "device offline: nothing heard");
+                        // A gateway's outage is one fault: its order is the gateway's.
+                        if !self.offline_gateways.contains(&alert.gateway) {
+                            let wo =
+                                offline_order(&device, &format!("nothing heard for {} s", silence.as_secs()));
+                            if let Err(e) = self.corrective(wo).await {
+                                self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                                tracing::error!(error = %e, %device, "cannot open a corrective work order");
+                            }
+                        }
                     }
                     self.silent.insert(device);
                 }
@@ -538,7 +558,10 @@ impl Ingest {
         }
         if self.silent.remove(device) {
             match self.store.clear_alert(device, DEVICE_OFFLINE, wall_ms()).await {
-                Ok(_) => tracing::info!(device, "device back online"),
+                Ok(_) => {
+                    tracing::info!(device, "device back online");
+                    self.fault_cleared(device, orders::OFFLINE_CAUSE).await;
+                }
                 Err(e) => {
                     self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, device, "cannot clear an offline alert");
@@ -572,10 +595,32 @@ impl Ingest {
                             self.stats.alerts_opened.fetch_add(1, Ordering::Relaxed);
                         }
                         tracing::info!(device = %a.device, kind = %a.kind, severity = ?a.severity, "edge alert opened");
+                        if a.severity == Severity::Critical {
+                            self.corrective(NewWorkOrder {
+                                device_id: a.device.clone(),
+                                kind: "corrective",
+                                cause: orders::alert_cause(&a.kind),
+                                priority: "P1",
+                                title: format!(
+                                    "Inspect {}: {} ({} at {:.3}, baseline {:.3})",
+                                    a.device, a.kind, a.metric, a.value, a.baseline
+                                ),
+                                opened_at_ms: wall_ms(),
+                                predicted_eol_ms: None,
+                                lead_time_days: None,
+                                explanation: serde_json::json!({
+                                    "rule": "critical alert from the edge",
+                                    "alert": {"kind": a.kind, "metric": a.metric, "score": a.score,
+                                              "baseline": a.baseline, "value": a.value, "ts_ms": a.ts_ms},
+                                }),
+                            })
+                            .await?;
+                        }
                     }
                     AlertState::Cleared => {
                         self.store.clear_alert(&a.device, &a.kind, a.ts_ms).await?;
                         tracing::info!(device = %a.device, kind = %a.kind, "edge alert cleared");
+                        self.fault_cleared(&a.device, &orders::alert_cause(&a.kind)).await;
                     }
                 }
             }
@@ -598,12 +643,17 @@ impl Ingest {
                         if row.is_some() {
                             self.stats.alerts_opened.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(gateway = %s.gateway, "gateway offline (its last will)");
+                            let wo = offline_order(&s.gateway, "the gateway's last will: connection lost");
+                            self.corrective(wo).await?;
                         }
+                        self.offline_gateways.insert(s.gateway.clone());
                     }
                     Connectivity::Online => {
                         self.store
                             .clear_alert(&s.gateway, GATEWAY_OFFLINE, wall_ms())
                             .await?;
+                        self.offline_gateways.remove(&s.gateway);
+                        self.fault_cleared(&s.gateway, orders::OFFLINE_CAUSE).await;
                     }
                 }
             }
@@ -714,6 +764,10 @@ impl Ingest {
                     .add_lives(&profile.name, &c.name, vec![life.clone()]);
             }
         }
+        let replaced = !u.ended.is_empty();
+        if replaced {
+            self.part_replaced(device, &c.name).await;
+        }
         match self.dirty.get_mut(device) {
             Some((_, indices)) if indices.contains(&u.index) => {}
             Some((_, indices)) => indices.push(u.index),
@@ -728,6 +782,9 @@ impl Ingest {
             .as_ref()
             .and_then(|e| preventive_due(e.remaining_days(), c.lead_time_days).map(|o| (e, o)));
         let was_due = self.due.get(device).is_some_and(|d| d.contains(&u.index));
+        if !replaced {
+            self.part_checked(device, &c.name, order.is_some()).await;
+        }
         let Some((e, order)) = order else {
             if was_due && let Some(d) = self.due.get_mut(device) {
                 d.retain(|i| *i != u.index);
@@ -742,7 +799,7 @@ impl Ingest {
         let wo = NewWorkOrder {
             device_id: device.to_string(),
             kind: "preventive",
-            cause: format!("consumable:{}", c.name),
+            cause: orders::consumable_cause(&c.name),
             priority: order.priority.as_str(),
             title: format!(
                 "Replace {} on {}: end of life predicted {} ({:.1} days left)",
@@ -761,11 +818,7 @@ impl Ingest {
                 "prediction": explain(c, e),
             }),
         };
-        if let Some(row) = self.store.open_work_order(&wo).await? {
-            self.stats.work_orders_opened.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(id = row.id, device, consumable = %c.name, "preventive work order opened");
-            let _ = self.events.send(HubEvent::WorkOrderOpened(row));
-        }
+        self.open_order(wo).await?;
         Ok(())
     }
 }
@@ -804,6 +857,21 @@ fn consumable_row(device: &str, profile: &str, c: &Consumable, snap: &Snapshot) 
 /// Alert kinds the hub raises.
 pub const DEVICE_OFFLINE: &str = "device_offline";
 pub const GATEWAY_OFFLINE: &str = "gateway_offline";
+
+/// A corrective order for a device (or gateway) gone offline.
+fn offline_order(id: &str, why: &str) -> NewWorkOrder {
+    NewWorkOrder {
+        device_id: id.to_string(),
+        kind: "corrective",
+        cause: orders::OFFLINE_CAUSE.into(),
+        priority: "P2",
+        title: format!("Check {id}: offline ({why})"),
+        opened_at_ms: wall_ms(),
+        predicted_eol_ms: None,
+        lead_time_days: None,
+        explanation: serde_json::json!({"rule": "offline beyond its limit", "why": why}),
+    }
+}
 
 fn severity_name(s: Severity) -> &'static str {
     match s {

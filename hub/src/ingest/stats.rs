@@ -22,6 +22,10 @@ pub struct IngestStats {
     pub work_orders_opened: AtomicU64,
     /// Work orders raised a priority step for a missed service level.
     pub work_orders_escalated: AtomicU64,
+    /// Resolved work orders the data verified (closed by the hub).
+    pub work_orders_verified: AtomicU64,
+    /// Resolved work orders reopened because the fault persisted.
+    pub work_orders_reopened: AtomicU64,
     /// Consumable lives ended by a replacement.
     pub lives_ended: AtomicU64,
     /// Alerts opened (edge, gateway last will, device silence).

@@ -247,3 +247,259 @@ async fn unknown_devices_are_refused_when_the_config_says_so(db: TestDb) {
     let stats = hub.stats.snapshot();
     assert_eq!((stats.unknown_devices, stats.samples), (1, 1));
 }
+
+mod orders {
+    use super::*;
+    use crate::store::{Change, WorkOrderRow};
+    use wearline_models::wire::{Alert, AlertState, Connectivity, GatewayStatus, Severity};
+    use wearline_models::workorder::Action;
+
+    crate::on_each_backend!(
+        a_critical_alert_opens_a_corrective_order_verified_when_it_clears,
+        a_replacement_closes_the_resolved_order_and_a_worn_part_reopens_it,
+        silent_devices_and_gateways_open_one_order_per_fault,
+    );
+
+    async fn work(hub: &mut Ingest, id: i64, actions: &[Action]) {
+        for &action in actions {
+            let change = Change {
+                action,
+                actor: "maria",
+                assignee: Some("tech-7"),
+                note: None,
+                at_ms: 1,
+            };
+            hub.store.change_work_order(id, &change).await.expect("change");
+        }
+        hub.refresh_resolved(true).await;
+    }
+
+    async fn orders(hub: &Ingest) -> Vec<WorkOrderRow> {
+        hub.store.work_orders().await.expect("orders")
+    }
+
+    async fn last_event(hub: &Ingest, id: i64) -> (String, String, String) {
+        let e = hub
+            .store
+            .work_order_events(id)
+            .await
+            .expect("events")
+            .pop()
+            .expect("one");
+        (e.actor, e.action, e.detail)
+    }
+
+    fn alert(kind: &str, severity: Severity, state: AlertState) -> Vec<u8> {
+        serde_json::to_vec(&Alert {
+            v: VERSION,
+            gateway: "gw".into(),
+            device: "d1".into(),
+            ts_ms: T0,
+            kind: kind.into(),
+            metric: "vibration_rms".into(),
+            severity,
+            score: 0.9,
+            baseline: 1.0,
+            value: 3.0,
+            state,
+        })
+        .expect("encode")
+    }
+
+    async fn a_critical_alert_opens_a_corrective_order_verified_when_it_clears(db: TestDb) {
+        let mut hub = ingest(Store::open(&db.location).await.expect("store"));
+        let topic = "wearline/v1/gw/alerts/d1";
+        hub.handle(
+            topic,
+            &alert("temperature_drift", Severity::Warning, AlertState::Open),
+        )
+        .await;
+        assert!(orders(&hub).await.is_empty(), "a warning opens no order");
+        for _ in 0..2 {
+            hub.handle(
+                topic,
+                &alert("vibration_anomaly", Severity::Critical, AlertState::Open),
+            )
+            .await;
+        }
+        let list = orders(&hub).await;
+        assert_eq!(list.len(), 1, "{list:?}");
+        let wo = &list[0];
+        assert_eq!(
+            (wo.kind.as_str(), wo.cause.as_str(), wo.priority.as_str()),
+            ("corrective", "alert:vibration_anomaly", "P1")
+        );
+        let why: serde_json::Value = serde_json::from_str(&wo.explanation).expect("json");
+        assert_eq!(why["alert"]["value"], 3.0);
+
+        // Resolved, then the alert clears: verified and closed by the hub.
+        work(&mut hub, wo.id, &[Action::Assign, Action::Start, Action::Resolve]).await;
+        hub.handle(
+            topic,
+            &alert("vibration_anomaly", Severity::Critical, AlertState::Cleared),
+        )
+        .await;
+        let closed = hub.store.work_order(wo.id).await.expect("get").expect("row");
+        assert_eq!(closed.status, "closed");
+        let (actor, action, detail) = last_event(&hub, wo.id).await;
+        assert_eq!((actor.as_str(), action.as_str()), ("hub", "close"));
+        assert!(detail.contains("verified by data"), "{detail}");
+
+        // A new fault opens a new order; resolved while the fault goes on,
+        // it is reopened, not duplicated.
+        hub.handle(
+            topic,
+            &alert("vibration_anomaly", Severity::Critical, AlertState::Open),
+        )
+        .await;
+        let second = orders(&hub).await.pop().expect("second");
+        assert_ne!(second.id, wo.id);
+        work(
+            &mut hub,
+            second.id,
+            &[Action::Assign, Action::Start, Action::Resolve],
+        )
+        .await;
+        hub.handle(
+            topic,
+            &alert("vibration_anomaly", Severity::Critical, AlertState::Cleared),
+        )
+        .await;
+        // Closed by that clear; raise a third and resolve it without a clear.
+        hub.handle(
+            topic,
+            &alert("vibration_anomaly", Severity::Critical, AlertState::Open),
+        )
+        .await;
+        let third = orders(&hub).await.pop().expect("third");
+        work(
+            &mut hub,
+            third.id,
+            &[Action::Assign, Action::Start, Action::Resolve],
+        )
+        .await;
+        // The edge raises it again (its alert had stayed open on the edge's side,
+        // e.g. after an agent restart): the resolved order is reopened.
+        hub.store
+            .clear_alert("d1", "vibration_anomaly", T0)
+            .await
+            .expect("clear");
+        hub.handle(
+            topic,
+            &alert("vibration_anomaly", Severity::Critical, AlertState::Open),
+        )
+        .await;
+        let again = hub.store.work_order(third.id).await.expect("get").expect("row");
+        assert_eq!(again.status, "reopened");
+        assert_eq!(orders(&hub).await.len(), 3, "reopened, not duplicated");
+        assert_eq!(hub.stats.work_orders_reopened.load(Ordering::Relaxed), 1);
+        assert_eq!(hub.stats.work_orders_verified.load(Ordering::Relaxed), 2);
+    }
+
+    async fn a_replacement_closes_the_resolved_order_and_a_worn_part_reopens_it(db: TestDb) {
+        let mut hub = ingest(Store::open(&db.location).await.expect("store"));
+        let dust = 5.0;
+        let end = life_h(dust).ceil() as i64;
+        // Worn past its lead time: one preventive order.
+        let worn: Vec<Sample> = (0..=end).map(|h| sample(h as u64 + 1, h, dust)).collect();
+        for chunk in worn.chunks(20) {
+            send(&mut hub, "p1", chunk.to_vec()).await;
+        }
+        let wo = orders(&hub).await.pop().expect("preventive");
+        assert_eq!(
+            (wo.kind.as_str(), wo.cause.as_str()),
+            ("preventive", "consumable:filter")
+        );
+        work(&mut hub, wo.id, &[Action::Assign, Action::Start, Action::Resolve]).await;
+
+        // Still worn for VERIFY_SAMPLES predictions after the resolution: reopened.
+        let mut seq = end as u64 + 1;
+        for h in 0..i64::from(crate::ingest::orders::VERIFY_SAMPLES) {
+            seq += 1;
+            let mut s = sample(seq, end + 1 + h, dust);
+            s.values.insert("dp".into(), 260.0);
+            send(&mut hub, "p1", vec![s]).await;
+        }
+        let row = hub.store.work_order(wo.id).await.expect("get").expect("row");
+        assert_eq!(row.status, "reopened", "{row:?}");
+        assert!(last_event(&hub, wo.id).await.2.contains("fault persists"));
+
+        // Resolved again, and this time the data shows a new filter: closed.
+        work(&mut hub, wo.id, &[Action::Assign, Action::Start, Action::Resolve]).await;
+        seq += 1;
+        let mut fresh = sample(seq, end + 20, dust);
+        fresh.values.insert("dp".into(), 80.0);
+        send(&mut hub, "p1", vec![fresh]).await;
+        let row = hub.store.work_order(wo.id).await.expect("get").expect("row");
+        assert_eq!(row.status, "closed", "{row:?}");
+        assert!(last_event(&hub, wo.id).await.2.contains("new part"));
+        // The new filter's predictions (it wears as the old one did, from
+        // new) leave the old order alone.
+        for h in 1..20 {
+            seq += 1;
+            let mut s = sample(seq, end + 20 + h, dust);
+            s.values = sample(seq, h, dust).values;
+            send(&mut hub, "p1", vec![s]).await;
+        }
+        let list = orders(&hub).await;
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].status, "closed");
+    }
+
+    async fn silent_devices_and_gateways_open_one_order_per_fault(db: TestDb) {
+        let mut hub = ingest(Store::open(&db.location).await.expect("store"));
+        hub.offline_after = Duration::from_secs(60);
+        let start = Instant::now();
+        send(&mut hub, "d1", vec![sample(1, 0, 5.0)]).await;
+        hub.check_silence(start + Duration::from_secs(61)).await;
+        hub.check_silence(start + Duration::from_secs(120)).await;
+        let list = orders(&hub).await;
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(
+            (
+                list[0].device_id.as_str(),
+                list[0].cause.as_str(),
+                list[0].priority.as_str()
+            ),
+            ("d1", "offline", "P2")
+        );
+        work(
+            &mut hub,
+            list[0].id,
+            &[Action::Assign, Action::Start, Action::Resolve],
+        )
+        .await;
+        send(&mut hub, "d1", vec![sample(2, 1, 5.0)]).await;
+        assert_eq!(
+            hub.store
+                .work_order(list[0].id)
+                .await
+                .expect("get")
+                .expect("row")
+                .status,
+            "closed"
+        );
+
+        // The gateway goes down: one order for it, none for its devices' silence.
+        let status = GatewayStatus {
+            v: VERSION,
+            gateway: "gw".into(),
+            state: Connectivity::Offline,
+            since_ms: T0,
+            agent_version: "0.1.0".into(),
+        };
+        hub.handle(
+            "wearline/v1/gw/status",
+            &serde_json::to_vec(&status).expect("encode"),
+        )
+        .await;
+        hub.check_silence(Instant::now() + Duration::from_secs(300)).await;
+        let open: Vec<(String, String)> = orders(&hub)
+            .await
+            .into_iter()
+            .filter(|w| w.status == "open")
+            .map(|w| (w.device_id, w.cause))
+            .collect();
+        assert_eq!(open, [("gw".to_string(), "offline".to_string())]);
+    }
+}

@@ -273,6 +273,16 @@ impl Store {
             .collect())
     }
 
+    /// Every resolved order (awaiting verification).
+    pub async fn resolved_work_orders(&self) -> Result<Vec<WorkOrderRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM work_orders WHERE status = 'resolved' ORDER BY id")
+                .persistent(self.persistent())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// The active order of a device for a cause, if any.
     pub async fn active_work_order(&self, device: &str, cause: &str) -> Result<Option<WorkOrderRow>> {
         Ok(sqlx::query_as(

@@ -59,6 +59,11 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
         ));
     }
     std::fs::write(&agent_cfg, text).expect("write agent config");
+    // A technician for filters, so that the order is dispatched as it opens.
+    let tech = ureq::put(&format!("{}/api/v1/technicians/tech-7", hub.api)).send_json(serde_json::json!({
+        "skills": ["consumable:*"], "latitude": 48.14, "longitude": 11.58, "capacity": 5, "shift": [0, 0]
+    }));
+    assert!(tech.is_ok(), "{tech:?}");
     let _agent = Proc::start(
         dir.path(),
         "agent",
@@ -85,7 +90,11 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
         .expect("found");
     assert_eq!(wo["kind"], "preventive");
     assert_eq!(wo["cause"], "consumable:filter");
-    assert_eq!(wo["status"], "open");
+    assert_eq!(
+        (wo["status"].as_str(), wo["assignee"].as_str()),
+        (Some("assigned"), Some("tech-7")),
+        "dispatched as it opened: {wo}"
+    );
     // The order explains itself: the rule, and the prediction with its model and data.
     let why = &wo["explanation"];
     assert!(why["remaining_days"].as_f64().expect("remaining") <= 14.0, "{wo}");
@@ -160,30 +169,62 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
         "exactly one open order per device and consumable"
     );
 
-    // A service manager works the order through its lifecycle; a step out of
-    // order is refused with the reason, and the trail says who did what.
+    // A service manager and the technician work the order through its
+    // lifecycle; a step out of order is refused with the reason, and the
+    // trail says who did what.
     let id = wo["id"].as_i64().expect("id");
     let step = |body: serde_json::Value| post_json(&format!("{work_orders}/{id}/transitions"), &body);
     let (code, refused) = step(serde_json::json!({"action": "resolve", "actor": "maria"}));
     assert_eq!(code, 409, "{refused}");
     assert_eq!(
         refused["error"],
-        "cannot resolve a work order that is open: allowed: assign, cancel"
+        "cannot resolve a work order that is assigned: allowed: assign, start, cancel"
     );
     let (code, bad) = step(serde_json::json!({"action": "fix", "actor": "maria"}));
     assert_eq!(code, 400, "{bad}");
-    let (code, assigned) =
-        step(serde_json::json!({"action": "assign", "actor": "maria", "assignee": "tech-7"}));
+    let (code, assigned) = step(
+        serde_json::json!({"action": "assign", "actor": "maria", "assignee": "tech-7", "note": "call first"}),
+    );
     assert_eq!(
-        (code, assigned["status"].as_str(), assigned["assignee"].as_str()),
-        (200, Some("assigned"), Some("tech-7"))
+        (code, assigned["status"].as_str()),
+        (200, Some("assigned")),
+        "{assigned}"
     );
     assert!(assigned["respond_by"].as_str().is_some(), "{assigned}");
-    for (action, status) in [("start", "in_progress"), ("resolve", "resolved")] {
-        let (code, row) =
-            step(serde_json::json!({"action": action, "actor": "tech-7", "note": "new filter fitted"}));
-        assert_eq!((code, row["status"].as_str()), (200, Some(status)), "{row}");
-    }
+    let (code, started) = step(serde_json::json!({"action": "start", "actor": "tech-7"}));
+    assert_eq!(
+        (code, started["status"].as_str()),
+        (200, Some("in_progress")),
+        "{started}"
+    );
+    let (code, resolved) = step(serde_json::json!({
+        "action": "resolve", "actor": "tech-7", "note": "new filter fitted", "parts": ["HEPA filter F7"]
+    }));
+    assert_eq!(
+        (code, resolved["status"].as_str()),
+        (200, Some("resolved")),
+        "{resolved}"
+    );
+    assert_eq!(resolved["parts"], serde_json::json!(["HEPA filter F7"]));
+    let (code, _) = post_json(
+        &format!("{work_orders}/{id}/comments"),
+        &serde_json::json!({"actor": "maria", "text": "thanks"}),
+    );
+    assert_eq!(code, 200);
+    let (code, rated) = post_json(
+        &format!("{work_orders}/{id}/rating"),
+        &serde_json::json!({"actor": "customer-1", "stars": 5, "comment": "quick and tidy"}),
+    );
+    assert_eq!(
+        (code, rated["status"].as_str(), rated["rating"].as_i64()),
+        (200, Some("closed"), Some(5)),
+        "{rated}"
+    );
+    let (code, _) = post_json(
+        &format!("{work_orders}/{id}/rating"),
+        &serde_json::json!({"actor": "c", "stars": 9}),
+    );
+    assert_eq!(code, 400);
     let trail = get_json(&format!("{work_orders}/{id}/events"));
     let trail: Vec<(String, String)> = trail
         .as_array()
@@ -198,13 +239,23 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
         .collect();
     let expected = [
         ("hub", "opened"),
+        ("hub", "assign"),
         ("maria", "assign"),
         ("tech-7", "start"),
         ("tech-7", "resolve"),
+        ("maria", "comment"),
+        ("customer-1", "rated"),
+        ("customer-1", "close"),
     ];
-    assert_eq!(trail, expected.map(|(a, b)| (a.to_string(), b.to_string())),);
-    let resolved = get_json(&format!("{work_orders}?status=resolved&limit=10"));
-    assert_eq!(resolved.as_array().map(Vec::len), Some(1), "{resolved}");
+    assert_eq!(trail, expected.map(|(a, b)| (a.to_string(), b.to_string())));
+    let closed = get_json(&format!("{work_orders}?status=closed&limit=10"));
+    assert_eq!(closed.as_array().map(Vec::len), Some(1), "{closed}");
+    let team = get_json(&format!("{}/api/v1/technicians", hub.api));
+    assert_eq!(
+        (team[0]["name"].as_str(), team[0]["load"].as_i64()),
+        (Some("tech-7"), Some(0)),
+        "{team}"
+    );
 
     // Devices that are down or silent delayed nobody: both purifiers kept reporting.
     let devices = get_json(&format!("{}/api/v1/devices", hub.api));

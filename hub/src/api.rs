@@ -7,13 +7,13 @@
 use crate::influx::InfluxHandle;
 use crate::ingest::IngestStats;
 use crate::store::{
-    AlertRow, Change, ChangeError, ConsumableRow, DeviceRow, Store, StoreError, WorkOrderEvent,
-    WorkOrderFilter, WorkOrderRow,
+    AlertRow, Change, ChangeError, ConsumableRow, DeviceRow, Store, StoreError, TechnicianRow,
+    WorkOrderEvent, WorkOrderFilter, WorkOrderRow,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -78,6 +78,11 @@ pub fn router(state: AppState) -> Router {
             post(transition_work_order),
         )
         .route("/api/v1/work-orders/{id}/events", get(work_order_events))
+        .route("/api/v1/work-orders/{id}/comments", post(comment_work_order))
+        .route("/api/v1/work-orders/{id}/rating", post(rate_work_order))
+        .route("/api/v1/technicians", get(technicians))
+        .route("/api/v1/technicians/{name}", put(put_technician))
+        .route("/api/v1/devices/{id}/location", put(put_location))
         .with_state(state)
 }
 
@@ -197,6 +202,7 @@ struct WorkOrderView {
     predicted_end_of_life: Option<String>,
     respond_by: String,
     resolve_by: String,
+    parts: Value,
     explanation: Value,
 }
 
@@ -208,6 +214,7 @@ impl From<WorkOrderRow> for WorkOrderView {
             predicted_end_of_life: row.predicted_eol_ms.map(rfc3339),
             respond_by: rfc3339(row.respond_by_ms),
             resolve_by: rfc3339(row.resolve_by_ms),
+            parts: serde_json::from_str(&row.parts).unwrap_or(Value::Null),
             explanation: explanation_json,
             row,
         }
@@ -384,6 +391,9 @@ struct TransitionRequest {
     /// `assign`: the technician.
     assignee: Option<String>,
     note: Option<String>,
+    /// `resolve`: the parts used.
+    #[serde(default)]
+    parts: Vec<String>,
 }
 
 /// Applies a lifecycle change: 200 with the order, 409 with the reason when
@@ -409,6 +419,7 @@ async fn transition_work_order(
         actor: &req.actor,
         assignee: req.assignee.as_deref(),
         note: req.note.as_deref(),
+        parts: &req.parts,
         at_ms: crate::clock::wall_ms(),
     };
     match s.store.change_work_order(id, &change).await {
@@ -445,4 +456,220 @@ async fn work_order(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResult
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no work order {id}")))?;
     Ok(Json(row.into()))
+}
+
+/// A JSON body, or a 400 that says what is wrong with it.
+fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, AppError> {
+    b.map(|Json(t)| t)
+        .map_err(|e| AppError::BadRequest(e.body_text()))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommentRequest {
+    actor: String,
+    text: String,
+}
+
+async fn comment_work_order(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+    req: Result<Json<CommentRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Vec<EventView>> {
+    let req = body(req)?;
+    if req.text.trim().is_empty() || req.actor.trim().is_empty() {
+        return Err(AppError::BadRequest(
+            "`actor` and `text` must not be empty".into(),
+        ));
+    }
+    let detail = json!({ "note": req.text });
+    if !s
+        .store
+        .note_work_order(id, &req.actor, "comment", &detail, crate::clock::wall_ms())
+        .await?
+    {
+        return Err(AppError::NotFound(format!("no work order {id}")));
+    }
+    work_order_events(State(s), Path(id)).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatingRequest {
+    actor: String,
+    /// 1 to 5.
+    stars: i64,
+    comment: Option<String>,
+}
+
+/// The customer rates the visit: stored with the order; a resolved order
+/// is closed by it.
+async fn rate_work_order(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+    req: Result<Json<RatingRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<WorkOrderView> {
+    let req = body(req)?;
+    if !(1..=5).contains(&req.stars) {
+        return Err(AppError::BadRequest(format!(
+            "stars {}: expected 1 to 5",
+            req.stars
+        )));
+    }
+    let current = s
+        .store
+        .work_order(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no work order {id}")))?;
+    if !matches!(current.status.as_str(), "resolved" | "closed") {
+        return Err(AppError::Conflict(format!(
+            "work order {id} is {}: a visit is rated once resolved",
+            current.status
+        )));
+    }
+    let now = crate::clock::wall_ms();
+    s.store
+        .rate_work_order(id, req.stars, req.comment.as_deref(), &req.actor, now)
+        .await?;
+    if current.status == "resolved" {
+        let change = Change {
+            action: Action::Close,
+            actor: &req.actor,
+            assignee: None,
+            note: Some("closed by the customer's rating"),
+            parts: &[],
+            at_ms: now,
+        };
+        match s.store.change_work_order(id, &change).await {
+            // Closed meanwhile (verified by the data): the rating still counts.
+            Ok(_) | Err(ChangeError::Refused(_) | ChangeError::Conflict(_)) => {}
+            Err(ChangeError::Store(e)) => return Err(AppError::Store(e)),
+            Err(e) => return Err(AppError::Conflict(e.to_string())),
+        }
+    }
+    work_order(State(s), Path(id)).await
+}
+
+#[derive(Serialize)]
+struct TechnicianView {
+    #[serde(flatten)]
+    row: TechnicianRow,
+    skills: Vec<String>,
+}
+
+async fn technicians(State(s): State<AppState>) -> ApiResult<Vec<TechnicianView>> {
+    Ok(Json(
+        s.store
+            .technicians()
+            .await?
+            .into_iter()
+            .map(|row| TechnicianView {
+                skills: serde_json::from_str(&row.skills).unwrap_or_default(),
+                row,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TechnicianRequest {
+    skills: Vec<String>,
+    latitude: f64,
+    longitude: f64,
+    capacity: i64,
+    /// Working hours, local: `[start, end)` hours of day (`[8, 17]`); equal
+    /// bounds: around the clock.
+    shift: [i64; 2],
+    #[serde(default)]
+    utc_offset_minutes: i64,
+    #[serde(default = "yes")]
+    active: bool,
+}
+
+const fn yes() -> bool {
+    true
+}
+
+/// Adds a technician or replaces their details.
+async fn put_technician(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    req: Result<Json<TechnicianRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<TechnicianView> {
+    let req = body(req)?;
+    let bad = |m: String| Err(AppError::BadRequest(m));
+    if name.trim().is_empty() || name.len() > 64 {
+        return bad("a technician's name is 1 to 64 characters".into());
+    }
+    if req.skills.is_empty() || req.skills.iter().any(|k| k.trim().is_empty()) {
+        return bad("`skills`: at least one, none empty (a cause such as `consumable:filter`, `consumable:*`, or `*`)".into());
+    }
+    if !(-90.0..=90.0).contains(&req.latitude) || !(-180.0..=180.0).contains(&req.longitude) {
+        return bad("`latitude` is -90 to 90 and `longitude` -180 to 180".into());
+    }
+    if !(1..=1000).contains(&req.capacity) {
+        return bad("`capacity` is 1 to 1000 orders".into());
+    }
+    if req.shift.iter().any(|h| !(0..=24).contains(h)) {
+        return bad("`shift` hours are 0 to 24".into());
+    }
+    if !(-14 * 60..=14 * 60).contains(&req.utc_offset_minutes) {
+        return bad("`utc_offset_minutes` is -840 to 840".into());
+    }
+    let row = TechnicianRow {
+        name: name.clone(),
+        skills: serde_json::to_string(&req.skills).unwrap_or_else(|_| "[]".into()),
+        latitude: req.latitude,
+        longitude: req.longitude,
+        capacity: req.capacity,
+        shift_start: req.shift[0] % 24,
+        shift_end: req.shift[1] % 24,
+        utc_offset_minutes: req.utc_offset_minutes,
+        active: i64::from(req.active),
+        load: 0,
+    };
+    s.store.upsert_technician(&row).await?;
+    let row = s
+        .store
+        .technicians()
+        .await?
+        .into_iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| AppError::NotFound(format!("no technician {name}")))?;
+    Ok(Json(TechnicianView {
+        skills: req.skills,
+        row,
+    }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationRequest {
+    latitude: f64,
+    longitude: f64,
+}
+
+/// Where a device is (for dispatch by distance).
+async fn put_location(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    req: Result<Json<LocationRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Value> {
+    let req = body(req)?;
+    if !(-90.0..=90.0).contains(&req.latitude) || !(-180.0..=180.0).contains(&req.longitude) {
+        return Err(AppError::BadRequest(
+            "`latitude` is -90 to 90 and `longitude` -180 to 180".into(),
+        ));
+    }
+    if !s
+        .store
+        .set_device_location(&id, req.latitude, req.longitude)
+        .await?
+    {
+        return Err(AppError::NotFound(format!("no device {id}")));
+    }
+    Ok(Json(
+        json!({"device": id, "latitude": req.latitude, "longitude": req.longitude}),
+    ))
 }

@@ -1,4 +1,4 @@
-//! Service-level escalation: once a minute, every active work order past a
+//! Service-level escalation (and dispatch of waiting orders): once a minute, every active work order past a
 //! due time (not started by `respond_by`, not resolved by `resolve_by`) is
 //! raised one priority step, once per missed target, with an `escalated`
 //! entry in its trail, a `HubEvent::WorkOrderEscalated` and a count on
@@ -59,8 +59,12 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = escalate_overdue(&store, &events, &stats, crate::clock::wall_ms()).await {
+        let now = crate::clock::wall_ms();
+        if let Err(e) = escalate_overdue(&store, &events, &stats, now).await {
             tracing::error!(error = %e, "cannot check work orders' due times; retrying in a minute");
+        }
+        if let Err(e) = crate::dispatch::dispatch_waiting(&store, now).await {
+            tracing::error!(error = %e, "cannot dispatch waiting work orders; retrying in a minute");
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod dispatch;
 pub mod escalation;
 pub mod histogram;
 pub mod influx;

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod detect;
+pub mod dispatch;
 pub mod profile;
 pub mod registers;
 pub mod rul;

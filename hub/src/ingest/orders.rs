@@ -61,6 +61,11 @@ impl Ingest {
             self.stats.work_orders_opened.fetch_add(1, Ordering::Relaxed);
             tracing::info!(id = row.id, device = %row.device_id, kind = %row.kind, cause = %row.cause, "work order opened");
             let _ = self.events.send(HubEvent::WorkOrderOpened(row.clone()));
+            if let crate::dispatch::Dispatched::Waiting(why) =
+                crate::dispatch::dispatch(&self.store, row, wall_ms()).await?
+            {
+                tracing::info!(id = row.id, reason = %why, "work order waits for a technician");
+            }
         }
         Ok(row)
     }
@@ -207,6 +212,7 @@ impl Ingest {
             actor: "hub",
             assignee: None,
             note: Some(note),
+            parts: &[],
             at_ms: wall_ms(),
         };
         match self.store.change_work_order(id, &change).await {

@@ -267,6 +267,7 @@ mod orders {
                 actor: "maria",
                 assignee: Some("tech-7"),
                 note: None,
+                parts: &[],
                 at_ms: 1,
             };
             hub.store.change_work_order(id, &change).await.expect("change");

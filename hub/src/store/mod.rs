@@ -14,9 +14,11 @@
 mod batch;
 mod location;
 mod sql;
+mod technicians;
 mod work_orders;
 
 pub use location::{Backend, Location};
+pub use technicians::TechnicianRow;
 pub use work_orders::{Change, ChangeError, WorkOrderEvent, WorkOrderFilter};
 
 use serde::Serialize;
@@ -161,6 +163,12 @@ pub struct WorkOrderRow {
     pub closed_ms: Option<i64>,
     /// Targets missed, comma-separated (`response`, `resolution`).
     pub escalated: String,
+    /// JSON array text of the parts used (served parsed).
+    #[serde(skip)]
+    pub parts: String,
+    /// The customer's rating of the visit, 1–5, and their comment.
+    pub rating: Option<i64>,
+    pub rating_comment: Option<String>,
 }
 
 /// A work order to open.

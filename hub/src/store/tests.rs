@@ -459,12 +459,16 @@ mod work_orders {
         orders_are_listed_by_filter_and_page,
     );
 
+    static PARTS: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| vec!["HEPA filter F7".to_string()]);
+
     fn change(action: Action, at_ms: i64) -> Change<'static> {
         Change {
             action,
             actor: "manager-1",
             assignee: (action == Action::Assign).then_some("tech-7"),
             note: Some("on it"),
+            parts: if action == Action::Resolve { &PARTS } else { &[] },
             at_ms,
         }
     }

@@ -36,6 +36,8 @@ pub struct Change<'a> {
     /// `assign`: the technician.
     pub assignee: Option<&'a str>,
     pub note: Option<&'a str>,
+    /// `resolve`: the parts used.
+    pub parts: &'a [String],
     pub at_ms: i64,
 }
 
@@ -136,7 +138,7 @@ impl Store {
         // refuses a column assigned twice).
         let stamp = match to {
             Status::InProgress => ", started_ms = $3",
-            Status::Resolved => ", resolved_ms = $3",
+            Status::Resolved => ", resolved_ms = $3, parts = $6",
             Status::Closed => ", closed_ms = $3",
             _ => "",
         };
@@ -145,16 +147,22 @@ impl Store {
             "UPDATE work_orders SET status = $1, assignee = $2, updated_ms = $3{stamp}
              WHERE id = $4 AND status = $5 RETURNING *"
         );
+        let query = sqlx::query_as(AssertSqlSafe(sql))
+            .persistent(self.persistent())
+            .bind(to.as_str())
+            .bind(assignee)
+            .bind(c.at_ms)
+            .bind(id)
+            .bind(from.as_str());
+        // `$6`, the parts, only where the statement has it (PostgreSQL
+        // refuses a parameter the statement does not use).
+        let query = if to == Status::Resolved {
+            query.bind(serde_json::to_string(c.parts).unwrap_or_else(|_| "[]".into()))
+        } else {
+            query
+        };
         let updated: std::result::Result<Option<WorkOrderRow>, sqlx::Error> =
-            sqlx::query_as(AssertSqlSafe(sql))
-                .persistent(self.persistent())
-                .bind(to.as_str())
-                .bind(assignee)
-                .bind(c.at_ms)
-                .bind(id)
-                .bind(from.as_str())
-                .fetch_optional(&mut *tx)
-                .await;
+            query.fetch_optional(&mut *tx).await;
         let row = match updated {
             Ok(Some(row)) => row,
             Ok(None) => return Err(ChangeError::Conflict(id)),
@@ -174,6 +182,9 @@ impl Store {
         }
         if let Some(n) = c.note {
             detail.insert("note".into(), n.into());
+        }
+        if !c.parts.is_empty() {
+            detail.insert("parts".into(), c.parts.into());
         }
         self.record_event(
             &mut tx,

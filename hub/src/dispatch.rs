@@ -1,0 +1,201 @@
+//! Dispatch: gives a work order to a technician (`models::dispatch::choose`:
+//! skill, working hours, distance from home base, current load), as the
+//! hub (actor `hub`) with the reason in the trail. New orders are
+//! dispatched when they open; those no one could take are tried again
+//! every minute (with the escalation check), so an order waits for a
+//! technician to come on shift or free up, not for a manager.
+
+use crate::store::{Change, ChangeError, Store, StoreError, TechnicianRow, WorkOrderFilter, WorkOrderRow};
+use wearline_models::dispatch::{Assignment, NoOne, Technician, choose};
+use wearline_models::workorder::{Action, Status};
+
+/// What dispatch did with an order.
+#[derive(Debug)]
+pub enum Dispatched {
+    Assigned(Assignment),
+    /// No one can take it now (the reason).
+    Waiting(NoOne),
+    /// It was changed meanwhile (assigned by a manager, cancelled).
+    Skipped,
+}
+
+fn technician(t: &TechnicianRow) -> Technician {
+    let hour = |h: i64| u8::try_from(h.clamp(0, 23)).unwrap_or(0);
+    Technician {
+        name: t.name.clone(),
+        skills: serde_json::from_str(&t.skills).unwrap_or_default(),
+        latitude: t.latitude,
+        longitude: t.longitude,
+        capacity: u32::try_from(t.capacity.max(0)).unwrap_or(u32::MAX),
+        shift: (hour(t.shift_start), hour(t.shift_end)),
+        utc_offset_minutes: i32::try_from(t.utc_offset_minutes).unwrap_or(0),
+        load: u32::try_from(t.load.max(0)).unwrap_or(u32::MAX),
+    }
+}
+
+/// Assigns `order` to the best technician now, if anyone can take it.
+pub async fn dispatch(store: &Store, order: &WorkOrderRow, now_ms: i64) -> Result<Dispatched, StoreError> {
+    let team: Vec<Technician> = store
+        .technicians()
+        .await?
+        .iter()
+        .filter(|t| t.active != 0)
+        .map(technician)
+        .collect();
+    let place = store.device_location(&order.device_id).await?;
+    let a = match choose(&team, &order.cause, place, now_ms) {
+        Ok(a) => a,
+        Err(no_one) => return Ok(Dispatched::Waiting(no_one)),
+    };
+    let note = format!("dispatch: {}", a.reason);
+    let change = Change {
+        action: Action::Assign,
+        actor: "hub",
+        assignee: Some(&a.technician),
+        note: Some(&note),
+        parts: &[],
+        at_ms: now_ms,
+    };
+    match store.change_work_order(order.id, &change).await {
+        Ok(_) => {
+            tracing::info!(work_order = order.id, technician = %a.technician, reason = %a.reason, "work order dispatched");
+            Ok(Dispatched::Assigned(a))
+        }
+        Err(ChangeError::Store(e)) => Err(e),
+        Err(_) => Ok(Dispatched::Skipped),
+    }
+}
+
+/// Tries every open or reopened order not yet assigned; how many were.
+pub async fn dispatch_waiting(store: &Store, now_ms: i64) -> Result<usize, StoreError> {
+    let mut assigned = 0;
+    for status in [Status::Open, Status::Reopened] {
+        let filter = WorkOrderFilter {
+            status: Some(status),
+            limit: 1000,
+            ..WorkOrderFilter::default()
+        };
+        for order in store.list_work_orders(&filter).await? {
+            if let Dispatched::Assigned(_) = dispatch(store, &order, now_ms).await? {
+                assigned += 1;
+            }
+        }
+    }
+    Ok(assigned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewWorkOrder;
+    use crate::testing::TestDb;
+    use wearline_models::wire::{Sample, Telemetry};
+
+    crate::on_each_backend!(orders_go_to_the_nearest_free_skilled_technician);
+
+    fn tech(name: &str, skills: &[&str], at: (f64, f64), capacity: i64) -> TechnicianRow {
+        TechnicianRow {
+            name: name.into(),
+            skills: serde_json::to_string(skills).expect("json"),
+            latitude: at.0,
+            longitude: at.1,
+            capacity,
+            shift_start: 0,
+            shift_end: 0,
+            utc_offset_minutes: 0,
+            active: 1,
+            load: 0,
+        }
+    }
+
+    async fn orders_go_to_the_nearest_free_skilled_technician(db: TestDb) {
+        let store = Store::open(&db.location).await.expect("open");
+        let t = Telemetry {
+            v: wearline_models::wire::VERSION,
+            gateway: "gw".into(),
+            device: "d1".into(),
+            profile: "p".into(),
+            samples: vec![Sample {
+                seq: 1,
+                ts_ms: 1,
+                values: Default::default(),
+                text: Default::default(),
+                restart: false,
+            }],
+        };
+        store.insert_batch(&[t]).await.expect("device");
+        assert!(
+            store
+                .set_device_location("d1", 48.36, 10.90)
+                .await
+                .expect("located")
+        );
+        assert!(
+            !store
+                .set_device_location("nope", 0.0, 0.0)
+                .await
+                .expect("unknown")
+        );
+        let open = |cause: &str| NewWorkOrder {
+            device_id: "d1".into(),
+            kind: "preventive",
+            cause: cause.into(),
+            priority: "P2",
+            title: "t".into(),
+            opened_at_ms: 1,
+            predicted_eol_ms: None,
+            lead_time_days: None,
+            explanation: serde_json::json!({}),
+        };
+        let first = store
+            .open_work_order(&open("consumable:filter"))
+            .await
+            .expect("open")
+            .expect("new");
+        match dispatch(&store, &first, 10).await.expect("dispatch") {
+            Dispatched::Waiting(NoOne::NoSkill(cause)) => assert_eq!(cause, "consumable:filter"),
+            other => panic!("{other:?}"),
+        }
+        store
+            .upsert_technician(&tech("ana", &["consumable:*"], (48.137, 11.575), 2))
+            .await
+            .expect("ana");
+        store
+            .upsert_technician(&tech("ben", &["consumable:filter"], (48.371, 10.898), 1))
+            .await
+            .expect("ben");
+        assert_eq!(dispatch_waiting(&store, 10).await.expect("retry"), 1);
+        let row = store.work_order(first.id).await.expect("get").expect("row");
+        assert_eq!(
+            (row.status.as_str(), row.assignee.as_deref()),
+            ("assigned", Some("ben"))
+        );
+        let trail = store.work_order_events(first.id).await.expect("trail");
+        let last = trail.last().expect("assign");
+        assert_eq!((last.actor.as_str(), last.action.as_str()), ("hub", "assign"));
+        assert!(
+            last.detail
+                .contains("dispatch: skill `consumable:filter`; 1.2 km from base; 0 of 1 orders"),
+            "{}",
+            last.detail
+        );
+        // Ben is at capacity: the next filter order goes to Ana.
+        let second = store
+            .open_work_order(&open("consumable:belt"))
+            .await
+            .expect("open")
+            .expect("new");
+        match dispatch(&store, &second, 10).await.expect("dispatch") {
+            Dispatched::Assigned(a) => assert_eq!(a.technician, "ana"),
+            other => panic!("{other:?}"),
+        }
+        let loads: Vec<(String, i64)> = store
+            .technicians()
+            .await
+            .expect("team")
+            .into_iter()
+            .map(|t| (t.name, t.load))
+            .collect();
+        assert_eq!(loads, [("ana".to_string(), 1), ("ben".to_string(), 1)]);
+    }
+}

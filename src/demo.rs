@@ -102,6 +102,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             keep_alive_secs: 15,
             health_interval_secs: 30,
             protocol: Default::default(),
+            tenant_topics: false,
             tls: None,
             tls_material: None,
         },

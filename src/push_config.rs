@@ -3,6 +3,14 @@
 //!
 //! The config is checked here first, with the agent's own code, so a typo is
 //! reported with file, line and key before anything reaches the gateway.
+//!
+//! The revision is published in every form the gateway may subscribe in
+//! (`TopicForm::downlink`): plain, and under `/tenants/{gateway}/` when the
+//! id can be a tenant, so it reaches a password gateway and a certificate
+//! gateway on the embedded broker alike without being told which this is.
+//! An agent subscribes in one form, so it gets the revision once; both
+//! retained copies always hold the same revision, so a gateway that changes
+//! form still starts from the latest.
 
 use anyhow::{Context, bail};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -11,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wearline_models::config::host_port;
 use wearline_models::profile::Profile;
-use wearline_models::wire::{ConfigPush, ConfigResult, Topic, VERSION, decode, encode};
+use wearline_models::wire::{ConfigPush, ConfigResult, Topic, TopicForm, VERSION, decode, encode};
 
 #[derive(Debug, clap::Args)]
 pub struct PushConfigArgs {
@@ -34,6 +42,10 @@ pub struct PushConfigArgs {
     username: Option<String>,
     #[arg(long)]
     password: Option<String>,
+    /// MQTT client id. The embedded broker with a `password_file` wants a
+    /// user's own name here (never the hub's: that would end its session).
+    #[arg(long)]
+    client_id: Option<String>,
     /// How long to wait for the gateway's answer.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
@@ -80,18 +92,25 @@ pub async fn run(args: PushConfigArgs) -> anyhow::Result<Outcome> {
         }
     }
     let (host, port) = host_port(&args.broker).context("--broker must be HOST:PORT")?;
-    let mut opts = MqttOptions::new(format!("wearline-push-{}", std::process::id()), host, port);
+    let client_id = args
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("wearline-push-{}", std::process::id()));
+    let mut opts = MqttOptions::new(client_id, host, port);
     opts.set_keep_alive(Duration::from_secs(15));
     if let (Some(u), Some(p)) = (&args.username, &args.password) {
         opts.set_credentials(u, p);
     }
     let (client, mut events) = AsyncClient::new(opts, 16);
-    let gateway = args.gateway.clone();
+    let forms = TopicForm::downlink(&args.gateway);
     let results = Topic::ConfigResult {
-        gateway: gateway.clone(),
+        gateway: args.gateway.clone(),
+    };
+    for form in forms {
+        client
+            .subscribe(results.render_in(*form), QoS::AtLeastOnce)
+            .await?;
     }
-    .render();
-    client.subscribe(&results, QoS::AtLeastOnce).await?;
     let push = ConfigPush {
         v: VERSION,
         revision: args.revision.clone(),
@@ -99,18 +118,21 @@ pub async fn run(args: PushConfigArgs) -> anyhow::Result<Outcome> {
         agent_toml: text,
         profiles,
     };
-    client
-        .publish(
-            Topic::Config { gateway }.render(),
-            QoS::AtLeastOnce,
-            true,
-            encode(&push),
-        )
-        .await?;
+    let config = Topic::Config {
+        gateway: args.gateway.clone(),
+    };
+    for form in forms {
+        client
+            .publish(config.render_in(*form), QoS::AtLeastOnce, true, encode(&push))
+            .await?;
+    }
+    let mut unacked = forms.len();
     let wait = async {
         loop {
             match events.poll().await {
-                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == results => {
+                Ok(Event::Incoming(Packet::Publish(p)))
+                    if Topic::parse_in(&p.topic).is_ok_and(|(_, t)| t == results) =>
+                {
                     if let Ok(r) = decode::<ConfigResult>(&p.payload)
                         && r.revision == args.revision
                     {
@@ -118,10 +140,13 @@ pub async fn run(args: PushConfigArgs) -> anyhow::Result<Outcome> {
                     }
                 }
                 Ok(Event::Incoming(Packet::PubAck(_))) => {
-                    eprintln!(
-                        "published revision {} (retained); waiting for the gateway…",
-                        args.revision
-                    );
+                    unacked = unacked.saturating_sub(1);
+                    if unacked == 0 {
+                        eprintln!(
+                            "published revision {} (retained); waiting for the gateway…",
+                            args.revision
+                        );
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => return Err(anyhow::anyhow!("broker {}: {e}", args.broker)),

@@ -72,6 +72,21 @@ fn unknown_key_names_file_line_and_key() {
 }
 
 #[test]
+fn tenant_topics_need_a_gateway_of_letters_and_digits() {
+    let text = "# a certificate gateway\ngateway = \"gw-lab-1\"\ndata_dir = \"d\"\n[uplink]\nbroker = \"127.0.0.1:8883\"\ntenant_topics = true\n";
+    check_bad_config(
+        "agent",
+        text,
+        "2: key `gateway`: with `uplink.tenant_topics = true` the gateway id is the broker's tenant",
+    );
+    check_bad_config(
+        "agent",
+        &text.replace("tenant_topics = true", "tenant_topics = \"yes\""),
+        "6:17: key `uplink.tenant_topics`: invalid type",
+    );
+}
+
+#[test]
 fn wrong_type_names_file_line_and_key() {
     let text = "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[http]\nlisten = 8080\n[store]\nsqlite = \"x.db\"\n";
     check_bad_config("hub", text, "5:10: key `http.listen`: invalid type");

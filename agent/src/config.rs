@@ -17,7 +17,7 @@ use std::time::Duration;
 use wearline_models::config::{ConfigError, host_port, parse_toml};
 use wearline_models::detect::waveform::WaveformSpec;
 use wearline_models::profile::Profile;
-use wearline_models::wire::validate_id;
+use wearline_models::wire::{TopicForm, validate_id, validate_tenant};
 
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -218,11 +218,27 @@ pub struct UplinkConfig {
     /// `v3.1.1` (default) or `v5`.
     #[serde(default)]
     pub protocol: MqttVersion,
+    /// Publish and subscribe under `/tenants/{gateway}/` (the embedded
+    /// broker's TLS listener, where a client certificate's O confines a
+    /// gateway to that prefix). The gateway id must then be letters and digits.
+    #[serde(default)]
+    pub tenant_topics: bool,
     /// TLS to the broker; absent: plain TCP.
     pub tls: Option<TlsFiles>,
     /// The TLS files' contents, read at load.
     #[serde(skip)]
     pub tls_material: Option<TlsMaterial>,
+}
+
+impl UplinkConfig {
+    /// The form of this gateway's topics (`tenant_topics`).
+    pub fn topic_form(&self) -> TopicForm {
+        if self.tenant_topics {
+            TopicForm::Tenant
+        } else {
+            TopicForm::Plain
+        }
+    }
 }
 
 /// MQTT protocol version of the uplink.
@@ -392,6 +408,14 @@ impl AgentConfig {
             return Err(invalid(
                 "gateway",
                 "use 1–64 letters, digits, `-`, `_`, `.` or `:`".into(),
+            ));
+        }
+        if raw.uplink.tenant_topics && validate_tenant(&raw.gateway).is_err() {
+            return Err(invalid(
+                "gateway",
+                "with `uplink.tenant_topics = true` the gateway id is the broker's tenant \
+                 (its certificate's O): use 1–64 ASCII letters and digits only"
+                    .into(),
             ));
         }
         if raw.uplink.username.is_some() != raw.uplink.password.is_some() {

@@ -56,6 +56,46 @@ pub fn tenant_prefix(gateway: &str) -> String {
     format!("{TENANT_PREFIX}{gateway}/")
 }
 
+/// Checks that `gateway` can be a tenant of the embedded broker (its client
+/// certificate's O): rumqttd takes only letters and digits there, so
+/// 1–64 ASCII letters and digits.
+pub fn validate_tenant(gateway: &str) -> Result<(), WireError> {
+    let ok = !gateway.is_empty() && gateway.len() <= 64 && gateway.bytes().all(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::Invalid(format!(
+            "`{gateway}` cannot be a tenant: use 1–64 ASCII letters and digits"
+        )))
+    }
+}
+
+/// Where a gateway's topics live on the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopicForm {
+    /// `wearline/v1/{gateway}/…`: password gateways, external brokers.
+    #[default]
+    Plain,
+    /// `/tenants/{gateway}/wearline/v1/{gateway}/…`: a gateway with a client
+    /// certificate (O = its id) on the embedded broker's TLS listener, which
+    /// confines it to its tenant's prefix.
+    Tenant,
+}
+
+impl TopicForm {
+    /// The forms a message to `gateway` (a command, a config) is published
+    /// in so that it reaches the gateway however it connects: always the
+    /// plain one, and the tenant one when `gateway` can be a tenant. A
+    /// gateway subscribes in one form only, so it gets the message once.
+    pub fn downlink(gateway: &str) -> &'static [TopicForm] {
+        if validate_tenant(gateway).is_ok() {
+            &[TopicForm::Plain, TopicForm::Tenant]
+        } else {
+            &[TopicForm::Plain]
+        }
+    }
+}
+
 /// Splits a tenant topic `/tenants/{tenant}/{rest}` into `(Some(tenant), rest)`,
 /// and any other topic into `(None, topic)`.
 pub fn split_tenant(topic: &str) -> (Option<&str>, &str) {
@@ -127,7 +167,30 @@ impl Topic {
         }
     }
 
-    /// Parses a topic string.
+    /// The topic string in `form`: the one place a tenant prefix is added.
+    pub fn render_in(&self, form: TopicForm) -> String {
+        match form {
+            TopicForm::Plain => self.render(),
+            TopicForm::Tenant => format!("{}{}", tenant_prefix(self.gateway()), self.render()),
+        }
+    }
+
+    /// Parses a topic of either form. A tenant topic must name its own
+    /// tenant's gateway ([`WireError::Tenant`] otherwise).
+    pub fn parse_in(topic: &str) -> Result<(TopicForm, Topic), WireError> {
+        let (tenant, inner) = split_tenant(topic);
+        let parsed = Topic::parse(inner).map_err(|_| WireError::Topic(topic.to_string()))?;
+        match tenant {
+            None => Ok((TopicForm::Plain, parsed)),
+            Some(t) if t == parsed.gateway() => Ok((TopicForm::Tenant, parsed)),
+            Some(t) => Err(WireError::Tenant {
+                tenant: t.to_string(),
+                gateway: parsed.gateway().to_string(),
+            }),
+        }
+    }
+
+    /// Parses a topic string in the plain form.
     pub fn parse(topic: &str) -> Result<Topic, WireError> {
         let bad = || WireError::Topic(topic.to_string());
         let rest = topic
@@ -557,16 +620,7 @@ pub enum Uplink {
 /// gateway its inner topic names ([`WireError::Tenant`] otherwise), and the
 /// payload is then checked against the inner topic as usual.
 pub fn decode_uplink(topic: &str, payload: &[u8]) -> Result<Uplink, WireError> {
-    let (tenant, inner) = split_tenant(topic);
-    let parsed = Topic::parse(inner).map_err(|_| WireError::Topic(topic.to_string()))?;
-    if let Some(tenant) = tenant
-        && tenant != parsed.gateway()
-    {
-        return Err(WireError::Tenant {
-            tenant: tenant.to_string(),
-            gateway: parsed.gateway().to_string(),
-        });
-    }
+    let (_, parsed) = Topic::parse_in(topic)?;
     let mismatch = |what: &str| WireError::Invalid(format!("payload {what} does not match topic `{topic}`"));
     match parsed {
         Topic::Telemetry { gateway, device } => {
@@ -703,8 +757,8 @@ mod tests {
         let mut checked = 0;
         for (topic, body) in protocol_examples() {
             let topic = topic.as_str();
-            let parsed = Topic::parse(topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
-            assert_eq!(parsed.render(), topic);
+            let (form, parsed) = Topic::parse_in(topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
+            assert_eq!(parsed.render_in(form), topic);
             if let Topic::Command { .. } = parsed {
                 let c: Command = decode(body.as_bytes()).unwrap_or_else(|e| panic!("{topic}: {e}\n{body}"));
                 assert_eq!(decode::<Command>(&encode(&c)), Ok(c));
@@ -799,6 +853,65 @@ mod tests {
             split_tenant("wearline/v1/g/status"),
             (None, "wearline/v1/g/status")
         );
+    }
+
+    #[test]
+    fn topics_render_and_parse_in_both_forms() {
+        let topics = [
+            Topic::Telemetry {
+                gateway: "gw1".into(),
+                device: "d-1".into(),
+            },
+            Topic::Alert {
+                gateway: "gw1".into(),
+                device: "d-1".into(),
+            },
+            Topic::Status {
+                gateway: "gw1".into(),
+            },
+            Topic::Health {
+                gateway: "gw1".into(),
+            },
+            Topic::Command {
+                gateway: "gw1".into(),
+            },
+            Topic::CommandResult {
+                gateway: "gw1".into(),
+            },
+            Topic::Config {
+                gateway: "gw1".into(),
+            },
+            Topic::ConfigResult {
+                gateway: "gw1".into(),
+            },
+        ];
+        for t in topics {
+            let plain = t.render_in(TopicForm::Plain);
+            let tenant = t.render_in(TopicForm::Tenant);
+            assert_eq!(plain, t.render());
+            assert_eq!(tenant, format!("/tenants/gw1/{plain}"));
+            assert_eq!(Topic::parse_in(&plain), Ok((TopicForm::Plain, t.clone())));
+            assert_eq!(Topic::parse_in(&tenant), Ok((TopicForm::Tenant, t.clone())));
+        }
+        assert_eq!(
+            Topic::parse_in("/tenants/gw2/wearline/v1/gw1/commands").map_err(|e| e.reason()),
+            Err("tenant")
+        );
+        assert_eq!(
+            Topic::parse_in("/tenants/gw1/commands").map_err(|e| e.reason()),
+            Err("topic")
+        );
+    }
+
+    #[test]
+    fn tenants_are_letters_and_digits() {
+        assert!(validate_tenant("gw1").is_ok());
+        assert!(validate_tenant("GatewayLab7").is_ok());
+        for bad in ["", "gw-1", "gw_1", "gw.1", "gw:1", "gwé", &"x".repeat(65)] {
+            assert!(validate_tenant(bad).is_err(), "{bad}");
+        }
+        assert_eq!(TopicForm::downlink("gw1"), &[TopicForm::Plain, TopicForm::Tenant]);
+        assert_eq!(TopicForm::downlink("gw-lab-1"), &[TopicForm::Plain]);
     }
 
     #[track_caller]

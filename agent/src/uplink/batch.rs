@@ -7,7 +7,7 @@
 use crate::buffer::{Entry, Lane};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use wearline_models::wire::{Alert, Payload, Sample, Telemetry, Topic, VERSION, decode, encode};
+use wearline_models::wire::{Alert, Payload, Sample, Telemetry, Topic, TopicForm, VERSION, decode, encode};
 
 /// A sample as stored in the disk queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,8 +46,13 @@ pub struct Outbound {
 /// Assembles handed-out entries into messages: alerts one by one, samples
 /// grouped by device (in queue order) into batches of at most `max_samples`.
 /// Entries that cannot be decoded are returned apart, to be confirmed and
-/// counted rather than retried forever.
-pub fn assemble(gateway: &str, entries: Vec<Entry>, max_samples: usize) -> (Vec<Outbound>, Vec<(Lane, u64)>) {
+/// counted rather than retried forever. Topics are in `form`.
+pub fn assemble(
+    gateway: &str,
+    form: TopicForm,
+    entries: Vec<Entry>,
+    max_samples: usize,
+) -> (Vec<Outbound>, Vec<(Lane, u64)>) {
     let mut out = Vec::new();
     let mut bad = Vec::new();
     // Device batches in order of first appearance.
@@ -61,7 +66,7 @@ pub fn assemble(gateway: &str, entries: Vec<Entry>, max_samples: usize) -> (Vec<
                         gateway: gateway.to_string(),
                         device: a.device.clone(),
                     }
-                    .render();
+                    .render_in(form);
                     out.push(Outbound {
                         topic,
                         payload: e.payload,
@@ -101,7 +106,7 @@ pub fn assemble(gateway: &str, entries: Vec<Entry>, max_samples: usize) -> (Vec<
             // A replayed backlog may repeat a sequence number only if the
             // queue did; the hub's check would refuse the whole batch.
             if t.check().is_err() {
-                out.extend(split_checked(&t, entries));
+                out.extend(split_checked(&t, form, entries));
                 continue;
             }
             let samples = t.samples.len();
@@ -109,7 +114,7 @@ pub fn assemble(gateway: &str, entries: Vec<Entry>, max_samples: usize) -> (Vec<
                 gateway: t.gateway.clone(),
                 device: device.clone(),
             }
-            .render();
+            .render_in(form);
             out.push(Outbound {
                 topic,
                 payload: encode(&t),
@@ -122,12 +127,12 @@ pub fn assemble(gateway: &str, entries: Vec<Entry>, max_samples: usize) -> (Vec<
 }
 
 /// Sends samples one per message when a batch would not pass the hub's check.
-fn split_checked(t: &Telemetry, entries: Vec<(Lane, u64)>) -> Vec<Outbound> {
+fn split_checked(t: &Telemetry, form: TopicForm, entries: Vec<(Lane, u64)>) -> Vec<Outbound> {
     let topic = Topic::Telemetry {
         gateway: t.gateway.clone(),
         device: t.device.clone(),
     }
-    .render();
+    .render_in(form);
     t.samples
         .iter()
         .zip(entries)
@@ -179,7 +184,7 @@ mod tests {
             entry(Lane::Telemetry, 4, queue_sample("a", "p", sample(12))),
             entry(Lane::Telemetry, 5, b"garbage".to_vec()),
         ];
-        let (out, bad) = assemble("gw", entries, 2);
+        let (out, bad) = assemble("gw", TopicForm::Plain, entries, 2);
         assert_eq!(bad, vec![(Lane::Telemetry, 5)]);
         let summary: Vec<(String, Vec<u64>)> = out
             .iter()
@@ -212,10 +217,29 @@ mod tests {
             value: 5.0,
             state: AlertState::Open,
         };
-        let (out, bad) = assemble("gw", vec![entry(Lane::Alerts, 7, queue_alert(&a))], 10);
+        let (out, bad) = assemble(
+            "gw",
+            TopicForm::Plain,
+            vec![entry(Lane::Alerts, 7, queue_alert(&a))],
+            10,
+        );
         assert!(bad.is_empty());
         assert_eq!(out[0].topic, "wearline/v1/gw/alerts/d");
         assert_eq!(out[0].entries, vec![(Lane::Alerts, 7)]);
         assert_eq!(decode::<Alert>(&out[0].payload), Ok(a));
+    }
+
+    #[test]
+    fn tenant_topics_carry_the_gateway_prefix() {
+        let entries = vec![
+            entry(Lane::Telemetry, 1, queue_sample("a", "p", sample(10))),
+            // A repeated number: the batch is split, each message still in the tenant form.
+            entry(Lane::Telemetry, 2, queue_sample("a", "p", sample(10))),
+        ];
+        let (out, _) = assemble("gw1", TopicForm::Tenant, entries, 10);
+        assert_eq!(out.len(), 2);
+        for o in &out {
+            assert_eq!(o.topic, "/tenants/gw1/wearline/v1/gw1/telemetry/a");
+        }
     }
 }

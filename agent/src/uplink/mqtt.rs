@@ -7,7 +7,10 @@
 //! unconfirmed is handed out again on the next one (the hub drops the
 //! duplicates by sequence number). A retained `online` status is published on
 //! connect, with an `offline` last will; gateway health every
-//! `health_interval_secs`.
+//! `health_interval_secs`. With `tenant_topics` every topic, the last will's
+//! and the subscriptions included, is in the tenant form
+//! (`/tenants/{gateway}/…`, `wire::TopicForm`); topics are rendered only in
+//! `Uplink::topic` and `batch::assemble`.
 
 use super::batch::{assemble, queue_alert, queue_sample};
 use super::link::{self, Client, LinkEvent, LinkSettings, Qos};
@@ -146,17 +149,18 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
                         },
                         Topic::Config { gateway },
                     ] {
-                        if let Err(e) = c.client.try_subscribe(topic.render()) {
-                            tracing::warn!(error = %e, topic = %topic.render(), "cannot subscribe");
+                        let topic = up.topic(&topic);
+                        if let Err(e) = c.client.try_subscribe(topic.clone()) {
+                            tracing::warn!(error = %e, topic, "cannot subscribe");
                         }
                     }
                 }
                 up.send(&mut conn);
             }
             Step::Link(Some(LinkEvent::Message { topic, payload })) => {
-                let control = match Topic::parse(&topic) {
-                    Ok(Topic::Command { .. }) => decode::<Command>(&payload).map(Control::Command),
-                    Ok(Topic::Config { .. }) => decode::<ConfigPush>(&payload).map(Control::Config),
+                let control = match Topic::parse_in(&topic) {
+                    Ok((_, Topic::Command { .. })) => decode::<Command>(&payload).map(Control::Command),
+                    Ok((_, Topic::Config { .. })) => decode::<ConfigPush>(&payload).map(Control::Config),
                     _ => {
                         tracing::warn!(topic, "message on an unexpected topic ignored");
                         continue;
@@ -285,11 +289,16 @@ fn connect(up: &Uplink) -> Option<Conn> {
 }
 
 impl Uplink {
+    /// `topic` in this gateway's form (`uplink.tenant_topics`): every topic
+    /// the uplink publishes or subscribes to is rendered here or in `assemble`.
+    fn topic(&self, topic: &Topic) -> String {
+        topic.render_in(self.cfg.topic_form())
+    }
+
     fn status_topic(&self) -> String {
-        Topic::Status {
+        self.topic(&Topic::Status {
             gateway: self.gateway.clone(),
-        }
-        .render()
+        })
     }
 
     fn status(&self, state: Connectivity) -> Vec<u8> {
@@ -342,7 +351,7 @@ impl Uplink {
                 return;
             }
             let full = entries.len() == want;
-            let (messages, bad) = assemble(&self.gateway, entries, max_samples);
+            let (messages, bad) = assemble(&self.gateway, self.cfg.topic_form(), entries, max_samples);
             if !bad.is_empty() {
                 tracing::error!(entries = bad.len(), "undecodable queue entries dropped");
                 self.stats
@@ -398,7 +407,7 @@ impl Uplink {
         c.awaiting.push_back((Vec::new(), 0));
         if let Err(e) = c
             .client
-            .try_publish(topic.render(), Qos::AtLeastOnce, false, payload.to_vec())
+            .try_publish(self.topic(&topic), Qos::AtLeastOnce, false, payload.to_vec())
         {
             c.awaiting.pop_back();
             tracing::warn!(error = %e, id, "cannot publish a result");
@@ -438,10 +447,9 @@ impl Uplink {
             disk_free_bytes: host.disk_free_bytes,
             device_polls,
         };
-        let topic = Topic::Health {
+        let topic = self.topic(&Topic::Health {
             gateway: self.gateway.clone(),
-        }
-        .render();
+        });
         // QoS 0 takes no packet id, so it does not disturb the in-flight mapping.
         if let Err(e) = c.client.try_publish(topic, Qos::AtMostOnce, false, encode(&h)) {
             tracing::debug!(error = %e, "health not sent");

@@ -250,6 +250,23 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
     assert_eq!(trail, expected.map(|(a, b)| (a.to_string(), b.to_string())));
     let closed = get_json(&format!("{work_orders}?status=closed&limit=10"));
     assert_eq!(closed.as_array().map(Vec::len), Some(1), "{closed}");
+    // Reports: the filter is this month's cause for the air purifiers, fixed the first time.
+    let causes = get_json(&format!("{}/api/v1/reports/causes?top=3", hub.api));
+    let purifiers = causes
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|m| m["model"] == "air-purifier")
+        .expect("air-purifier");
+    assert_eq!(purifiers["causes"][0][0], "consumable:filter", "{causes}");
+    let service = get_json(&format!("{}/api/v1/reports/service", hub.api));
+    let all = service.as_array().and_then(|a| a.last()).expect("overall");
+    assert_eq!(
+        (all["model"].as_str(), all["first_time_fix_rate"].as_f64()),
+        (Some("*"), Some(1.0)),
+        "{service}"
+    );
+    assert_eq!(all["response_sla_met"].as_f64(), Some(1.0), "{service}");
     let team = get_json(&format!("{}/api/v1/technicians", hub.api));
     assert_eq!(
         (team[0]["name"].as_str(), team[0]["load"].as_i64()),

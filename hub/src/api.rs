@@ -80,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/work-orders/{id}/events", get(work_order_events))
         .route("/api/v1/work-orders/{id}/comments", post(comment_work_order))
         .route("/api/v1/work-orders/{id}/rating", post(rate_work_order))
+        .route("/api/v1/reports/causes", get(report_causes))
+        .route("/api/v1/reports/service", get(report_service))
         .route("/api/v1/technicians", get(technicians))
         .route("/api/v1/technicians/{name}", put(put_technician))
         .route("/api/v1/devices/{id}/location", put(put_location))
@@ -672,4 +674,37 @@ async fn put_location(
     Ok(Json(
         json!({"device": id, "latitude": req.latitude, "longitude": req.longitude}),
     ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CausesQuery {
+    /// Causes per model and month (default 5).
+    top: Option<usize>,
+}
+
+/// The top causes of work orders per device model and month.
+async fn report_causes(
+    State(s): State<AppState>,
+    Query(q): Query<CausesQuery>,
+) -> ApiResult<Vec<wearline_models::reports::MonthCauses>> {
+    let top = q.top.unwrap_or(5);
+    if !(1..=100).contains(&top) {
+        return Err(AppError::BadRequest(format!("top {top}: expected 1 to 100")));
+    }
+    let (orders, _) = s.store.report_facts().await?;
+    Ok(Json(wearline_models::reports::top_causes(&orders, top)))
+}
+
+/// MTBF, first-time-fix rate and service-level compliance per device
+/// model, and overall (`*`).
+async fn report_service(
+    State(s): State<AppState>,
+) -> ApiResult<Vec<wearline_models::reports::ServiceFigures>> {
+    let (orders, devices) = s.store.report_facts().await?;
+    Ok(Json(wearline_models::reports::service_figures(
+        &orders,
+        &devices,
+        crate::clock::wall_ms(),
+    )))
 }

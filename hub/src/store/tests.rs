@@ -457,7 +457,46 @@ mod work_orders {
         racing_hubs_open_one_order_and_apply_one_change,
         missed_targets_escalate_once,
         orders_are_listed_by_filter_and_page,
+        report_facts_count_reopens_and_know_each_model,
     );
+
+    async fn report_facts_count_reopens_and_know_each_model(db: TestDb) {
+        let store = Store::open(&db.location).await.expect("open");
+        store.insert_batch(&[telemetry("a", 1..3)]).await.expect("device");
+        let wo = store
+            .open_work_order(&order("a"))
+            .await
+            .expect("open")
+            .expect("opened");
+        store
+            .open_work_order(&order("ghost"))
+            .await
+            .expect("open")
+            .expect("no device row");
+        for action in [
+            Action::Assign,
+            Action::Start,
+            Action::Resolve,
+            Action::Reopen,
+            Action::Assign,
+        ] {
+            store
+                .change_work_order(wo.id, &change(action, 5))
+                .await
+                .expect("change");
+        }
+        let (orders, devices) = store.report_facts().await.expect("facts");
+        let summary: Vec<(&str, u32, Option<i64>)> = orders
+            .iter()
+            .map(|o| (o.model.as_str(), o.reopens, o.started_ms))
+            .collect();
+        assert_eq!(summary, [("p", 1, Some(5)), ("", 0, None)]);
+        assert_eq!(devices.len(), 1);
+        assert_eq!(
+            (devices[0].model.as_str(), devices[0].first_ms, devices[0].last_ms),
+            ("p", 1000, 2000)
+        );
+    }
 
     static PARTS: std::sync::LazyLock<Vec<String>> =
         std::sync::LazyLock::new(|| vec!["HEPA filter F7".to_string()]);

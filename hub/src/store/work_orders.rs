@@ -9,6 +9,7 @@
 use super::{NewWorkOrder, Result, Store, StoreError, WorkOrderRow};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, FromRow};
+use wearline_models::reports::{DeviceSpan, OrderFacts};
 use wearline_models::rules::Priority;
 use wearline_models::workorder::{self, Action, Breach, Status, TransitionError};
 
@@ -282,6 +283,71 @@ impl Store {
                 Some((w, breach))
             })
             .collect())
+    }
+
+    /// What the service reports need: every order's facts with its device's
+    /// model, and every device's watched span.
+    pub async fn report_facts(&self) -> Result<(Vec<OrderFacts>, Vec<DeviceSpan>)> {
+        type Row = (
+            String,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            i64,
+            i64,
+            i64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT COALESCE(d.profile, ''), w.kind, w.cause, w.opened_at_ms, w.started_ms, w.resolved_ms,
+                    w.respond_by_ms, w.resolve_by_ms,
+                    (SELECT COUNT(*) FROM work_order_events e WHERE e.work_order_id = w.id AND e.action = 'reopen')
+             FROM work_orders w LEFT JOIN devices d ON d.id = w.device_id ORDER BY w.id",
+        )
+        .persistent(self.persistent())
+        .fetch_all(&self.pool)
+        .await?;
+        let orders = rows
+            .into_iter()
+            .map(
+                |(
+                    model,
+                    kind,
+                    cause,
+                    opened_ms,
+                    started_ms,
+                    resolved_ms,
+                    respond_by_ms,
+                    resolve_by_ms,
+                    reopens,
+                )| OrderFacts {
+                    model,
+                    kind,
+                    cause,
+                    opened_ms,
+                    started_ms,
+                    resolved_ms,
+                    respond_by_ms,
+                    resolve_by_ms,
+                    reopens: u32::try_from(reopens).unwrap_or(u32::MAX),
+                },
+            )
+            .collect();
+        let spans: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT profile, first_seen_ms, last_seen_ms FROM devices")
+                .persistent(self.persistent())
+                .fetch_all(&self.pool)
+                .await?;
+        let devices = spans
+            .into_iter()
+            .map(|(model, first_ms, last_ms)| DeviceSpan {
+                model,
+                first_ms,
+                last_ms,
+            })
+            .collect();
+        Ok((orders, devices))
     }
 
     /// Every resolved order (awaiting verification).

@@ -207,7 +207,8 @@ mod tests {
             order("purifier", "preventive", "consumable:filter", JUNE + 31 * DAY),
         ];
         let r = top_causes(&orders, 2);
-        let flat: Vec<(&str, &str, u64, Vec<(&str, u64)>)> = r
+        type Flat<'a> = (&'a str, &'a str, u64, Vec<(&'a str, u64)>);
+        let flat: Vec<Flat> = r
             .iter()
             .map(|m| {
                 (

@@ -12,6 +12,7 @@ pub mod detect;
 pub mod dispatch;
 pub mod profile;
 pub mod registers;
+pub mod reminders;
 pub mod reports;
 pub mod rul;
 pub mod rules;

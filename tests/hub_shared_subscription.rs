@@ -161,7 +161,7 @@ fn two_hubs_share_a_fleet(store: &str) {
     // each hub received only part of them.
     for d in &devices {
         let id = d["id"].as_str().expect("id");
-        let filter = eventually(Duration::from_secs(60), "every sample predicted from", || {
+        let filter = eventually(Duration::from_secs(150), "every sample predicted from", || {
             let list = get_json(&format!("{api_b}/api/v1/devices/{id}/consumables"));
             let filter = list.as_array()?.iter().find(|c| c["name"] == "filter")?.clone();
             (filter["samples"].as_u64() == Some(POLLS)).then_some(filter)

@@ -33,8 +33,12 @@ use wearline_models::wire::Sample;
 
 /// How long a lease lasts without renewal; renewed once half has passed.
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
-/// How long a missing sequence number holds back a device's later samples.
-pub const GAP_WAIT: Duration = Duration::from_secs(5);
+/// How long a missing sequence number holds back a device's later samples:
+/// long enough for a killed hub to be restarted and store what its broker
+/// session kept for it (a sample fed after later ones would be lost to the
+/// trackers). A real loss or an agent restart's skip delays the device's
+/// predictions this long, once.
+pub const GAP_WAIT: Duration = Duration::from_secs(60);
 /// How often ended lives recorded by other hubs are learned.
 pub const LIVES_SYNC_EVERY: Duration = Duration::from_secs(10);
 /// How often a hub looks for samples other hubs stored for the devices it

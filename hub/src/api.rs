@@ -3,14 +3,22 @@
 //!
 //! `router(state)` is kept apart from serving so handlers can be tested with
 //! `oneshot` requests; `serve` runs it on a listener.
+//!
+//! Every `/api/v1` route needs a bearer token (`auth::authenticate`, 401
+//! without one) and answers by the caller's role (`policy.rs`): lists are
+//! filtered to what the caller may see, and a device or work order they may
+//! not see is a 404, as if it did not exist. `/health` and `/metrics` stay
+//! open: load balancers, orchestrators' probes and Prometheus scrape them
+//! without credentials, and they hold counters, not customers' data.
 
 use crate::influx::InfluxHandle;
 use crate::ingest::IngestStats;
+use crate::policy::{self, Access, Caller, Decision, DeviceFacts, OrderFacts};
 use crate::store::{
     AlertRow, Change, ChangeError, ConsumableRow, DeviceRow, Store, StoreError, WorkOrderEvent,
     WorkOrderFilter, WorkOrderRow,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,6 +42,8 @@ pub struct AppState {
 pub enum AppError {
     NotFound(String),
     BadRequest(String),
+    /// The caller sees the resource but may not do this to it.
+    Forbidden(String),
     /// The request conflicts with the resource's state (a refused
     /// lifecycle change, a concurrent change).
     Conflict(String),
@@ -51,6 +61,7 @@ impl IntoResponse for AppError {
         let (code, msg) = match self {
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             AppError::Conflict(m) => (StatusCode::CONFLICT, m),
             AppError::Store(e) => {
                 tracing::error!(error = %e, "store error in API");
@@ -64,9 +75,7 @@ impl IntoResponse for AppError {
 type ApiResult<T> = Result<Json<T>, AppError>;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
+    let api = Router::new()
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/devices/{id}", get(device))
         .route("/api/v1/devices/{id}/consumables", get(device_consumables))
@@ -78,7 +87,58 @@ pub fn router(state: AppState) -> Router {
             post(transition_work_order),
         )
         .route("/api/v1/work-orders/{id}/events", get(work_order_events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.store.clone(),
+            crate::auth::authenticate,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(api)
         .with_state(state)
+}
+
+/// The device `id` if `caller` may see it; else, as when there is none, 404.
+async fn visible_device(s: &AppState, caller: &Caller, id: &str) -> Result<DeviceRow, AppError> {
+    let not_found = || AppError::NotFound(format!("no device `{id}`"));
+    let row = s.store.device(id).await?.ok_or_else(not_found)?;
+    let assignees = match caller.access {
+        Access::Technician(_) => s.store.device_assignees(id).await?,
+        _ => Vec::new(),
+    };
+    let facts = DeviceFacts {
+        owner: row.customer_id,
+        assignees: &assignees,
+    };
+    if policy::may_see_device(caller, facts) {
+        Ok(row)
+    } else {
+        Err(not_found())
+    }
+}
+
+/// The work order `id` and the owner of its device, if `caller` may see
+/// it; else, as when there is none, 404.
+async fn visible_order(
+    s: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> Result<(WorkOrderRow, Option<i64>), AppError> {
+    let not_found = || AppError::NotFound(format!("no work order {id}"));
+    let row = s.store.work_order(id).await?.ok_or_else(not_found)?;
+    let owner = match caller.access {
+        Access::Customer(_) => s.store.device(&row.device_id).await?.and_then(|d| d.customer_id),
+        _ => None,
+    };
+    let facts = OrderFacts {
+        device_owner: owner,
+        assignee: row.assignee.as_deref(),
+    };
+    if policy::may_see_order(caller, facts) {
+        Ok((row, owner))
+    } else {
+        Err(not_found())
+    }
 }
 
 /// 200 while the hub can do its job (store up, ingest subscribed), else 503.
@@ -222,10 +282,13 @@ struct EventView {
     detail: Value,
 }
 
-async fn devices(State(s): State<AppState>) -> ApiResult<Vec<DeviceView>> {
+async fn devices(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Vec<DeviceView>> {
     Ok(Json(
         s.store
-            .devices()
+            .devices_in(&caller.scope())
             .await?
             .into_iter()
             .map(DeviceView::from)
@@ -233,12 +296,12 @@ async fn devices(State(s): State<AppState>) -> ApiResult<Vec<DeviceView>> {
     ))
 }
 
-async fn device(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Value> {
-    let row = s
-        .store
-        .device(&id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no device `{id}`")))?;
+async fn device(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Value> {
+    let row = visible_device(&s, &caller, &id).await?;
     let consumables: Vec<ConsumableView> = s
         .store
         .consumables(&id)
@@ -266,11 +329,10 @@ async fn device(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
 /// life, confidence and the model behind each prediction.
 async fn device_consumables(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Vec<ConsumableView>> {
-    if s.store.device(&id).await?.is_none() {
-        return Err(AppError::NotFound(format!("no device `{id}`")));
-    }
+    visible_device(&s, &caller, &id).await?;
     Ok(Json(
         s.store
             .consumables(&id)
@@ -298,7 +360,11 @@ struct AlertQuery {
 
 /// Alerts, newest first: raised at the edge, by a gateway's last will, or by
 /// a device's silence. `?state=open` lists the open ones.
-async fn alerts(State(s): State<AppState>, Query(q): Query<AlertQuery>) -> ApiResult<Vec<AlertView>> {
+async fn alerts(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<AlertQuery>,
+) -> ApiResult<Vec<AlertView>> {
     let open_only = match q.state.as_deref() {
         None | Some("all") => false,
         Some("open") => true,
@@ -310,7 +376,7 @@ async fn alerts(State(s): State<AppState>, Query(q): Query<AlertQuery>) -> ApiRe
     };
     Ok(Json(
         s.store
-            .alerts(open_only)
+            .alerts_in(open_only, &caller.scope())
             .await?
             .into_iter()
             .map(|row| AlertView {
@@ -340,6 +406,7 @@ const PAGE_DEFAULT: i64 = 100;
 
 async fn work_orders(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<WorkOrderQuery>,
 ) -> ApiResult<Vec<WorkOrderView>> {
     let status = match q.status.as_deref() {
@@ -363,6 +430,7 @@ async fn work_orders(
         kind: q.kind,
         after_id: q.after,
         limit,
+        scope: caller.scope(),
     };
     Ok(Json(
         s.store
@@ -379,17 +447,17 @@ async fn work_orders(
 struct TransitionRequest {
     /// `assign`, `start`, `resolve`, `close`, `reopen` or `cancel`.
     action: String,
-    /// Who makes the change, for the trail.
-    actor: String,
     /// `assign`: the technician.
     assignee: Option<String>,
     note: Option<String>,
 }
 
 /// Applies a lifecycle change: 200 with the order, 409 with the reason when
-/// the lifecycle refuses it or the order changed meanwhile.
+/// the lifecycle refuses it or the order changed meanwhile, 403 when the
+/// caller's role may not make it. The trail names the caller (`Caller::actor`).
 async fn transition_work_order(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
     body: Result<Json<TransitionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<WorkOrderView> {
@@ -401,12 +469,19 @@ async fn transition_work_order(
             Action::ALL.map(Action::as_str).join(", ")
         ))
     })?;
-    if req.actor.trim().is_empty() {
-        return Err(AppError::BadRequest("`actor` is empty".into()));
+    let (order, owner) = visible_order(&s, &caller, id).await?;
+    let facts = OrderFacts {
+        device_owner: owner,
+        assignee: order.assignee.as_deref(),
+    };
+    match policy::may_change_order(&caller, facts, action) {
+        Decision::Allow => {}
+        Decision::Hidden => return Err(AppError::NotFound(format!("no work order {id}"))),
+        Decision::Forbidden(why) => return Err(AppError::Forbidden(why.into())),
     }
     let change = Change {
         action,
-        actor: &req.actor,
+        actor: caller.actor(),
         assignee: req.assignee.as_deref(),
         note: req.note.as_deref(),
         at_ms: crate::clock::wall_ms(),
@@ -420,10 +495,12 @@ async fn transition_work_order(
     }
 }
 
-async fn work_order_events(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResult<Vec<EventView>> {
-    if s.store.work_order(id).await?.is_none() {
-        return Err(AppError::NotFound(format!("no work order {id}")));
-    }
+async fn work_order_events(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> ApiResult<Vec<EventView>> {
+    visible_order(&s, &caller, id).await?;
     Ok(Json(
         s.store
             .work_order_events(id)
@@ -438,11 +515,11 @@ async fn work_order_events(State(s): State<AppState>, Path(id): Path<i64>) -> Ap
     ))
 }
 
-async fn work_order(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResult<WorkOrderView> {
-    let row = s
-        .store
-        .work_order(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no work order {id}")))?;
+async fn work_order(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> ApiResult<WorkOrderView> {
+    let (row, _) = visible_order(&s, &caller, id).await?;
     Ok(Json(row.into()))
 }

@@ -130,9 +130,12 @@ fn agent(
     let dir = tmp.path();
     std::fs::create_dir_all(dir.join("profiles"))?;
     std::fs::write(dir.join("profiles/air-purifier.toml"), PROFILE)?;
+    // The hub's API is read as an admin: a bootstrap token made for this run.
+    let token = wearline_hub::auth::new_token()?;
+    std::fs::write(dir.join("admin.token"), &token)?;
     std::fs::write(
         dir.join("hub.toml"),
-        "[broker]\naddress = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\nsqlite = \"hub.db\"\n",
+        "[broker]\naddress = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\nbootstrap_token_file = \"admin.token\"\n[store]\nsqlite = \"hub.db\"\n",
     )?;
     let hub_cfg = dir.join("hub.toml").display().to_string();
     let (_hub, mut hub_out) = spawn(&["hub", "--config", &hub_cfg], dir, "hub")?;
@@ -225,7 +228,7 @@ fn agent(
             s.lines()
                 .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_string()))
         });
-    let received: i64 = hub_samples(&api).unwrap_or(0);
+    let received: i64 = hub_samples(&api, &token).unwrap_or(0);
     println!(
         "{measured} polling {devices} devices × 20 registers every {interval_ms} ms for {seconds} s: peak RSS {:.1} MB (VmHWM {}), CPU {:.2} % of one core, {received} samples at the hub",
         peak_rss as f64 / 1e6,
@@ -241,8 +244,14 @@ fn agent(
 }
 
 /// Samples the hub stored, summed over devices.
-fn hub_samples(api: &str) -> Option<i64> {
+fn hub_samples(api: &str, token: &str) -> Option<i64> {
     let url = format!("{api}/api/v1/devices");
-    let v: serde_json::Value = ureq::get(&url).call().ok()?.body_mut().read_json().ok()?;
+    let v: serde_json::Value = ureq::get(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_json()
+        .ok()?;
     Some(v.as_array()?.iter().filter_map(|d| d["samples"].as_i64()).sum())
 }

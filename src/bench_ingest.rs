@@ -160,6 +160,7 @@ async fn publisher(
 async fn probe(
     port: u16,
     api: String,
+    token: String,
     metrics: usize,
     from: Instant,
     until: Instant,
@@ -185,6 +186,7 @@ async fn probe(
             while Instant::now() < until + Duration::from_secs(2) {
                 let v: Option<serde_json::Value> = agent
                     .get(&url)
+                    .header("Authorization", &format!("Bearer {token}"))
                     .call()
                     .ok()
                     .and_then(|mut r| r.body_mut().read_json().ok());
@@ -271,11 +273,14 @@ pub async fn run(args: IngestArgs) -> Result<()> {
     std::fs::create_dir_all(dir.path().join("profiles"))?;
     std::fs::write(dir.path().join("profiles/air-purifier.toml"), PROFILE)?;
     let (broker_port, api_port) = (free_port()?, free_port()?);
+    // The probes read the API as an admin: a bootstrap token made for this run.
+    let token = wearline_hub::auth::new_token()?;
+    std::fs::write(dir.path().join("admin.token"), &token)?;
     let config = dir.path().join("hub.toml");
     std::fs::write(
         &config,
         format!(
-            "profiles_dir = \"profiles\"\n[broker]\naddress = \"127.0.0.1:{broker_port}\"\n[http]\nlisten = \"127.0.0.1:{api_port}\"\n[store]\nsqlite = \"hub.db\"\n"
+            "profiles_dir = \"profiles\"\n[broker]\naddress = \"127.0.0.1:{broker_port}\"\n[http]\nlisten = \"127.0.0.1:{api_port}\"\nbootstrap_token_file = \"admin.token\"\n[store]\nsqlite = \"hub.db\"\n"
         ),
     )?;
     let exe = std::env::current_exe().context("locating the wearline binary")?;
@@ -288,7 +293,7 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         .spawn()
         .context("starting the hub")?;
     let pid = hub.id();
-    let result = measure(&args, broker_port, api_port, pid, hub.stdout.take()).await;
+    let result = measure(&args, broker_port, api_port, &token, pid, hub.stdout.take()).await;
     let _ = hub.kill();
     let _ = hub.wait();
     if result.is_err() || std::env::var_os("WEARLINE_BENCH_KEEP").is_some() {
@@ -301,6 +306,7 @@ async fn measure(
     args: &IngestArgs,
     broker_port: u16,
     api_port: u16,
+    token: &str,
     pid: u32,
     stdout: Option<std::process::ChildStdout>,
 ) -> Result<()> {
@@ -356,6 +362,7 @@ async fn measure(
     let prober = tokio::spawn(probe(
         broker_port,
         api.clone(),
+        token.to_string(),
         args.metrics,
         window_start,
         window_end,

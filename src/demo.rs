@@ -2,7 +2,9 @@
 //! external server. A hub with its embedded broker and SQLite store, a
 //! simulated fleet of air purifiers at varied dust exposure and filter ages,
 //! and an agent polling them, with simulated time running one day per second.
-//! Prints one line per work order as it opens, and a JSON summary at the end.
+//! Prints a manager token and a customer token (the customer owns the first
+//! device) to try the API with, one line per work order as it opens, and a
+//! JSON summary at the end.
 
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -64,7 +66,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             max_payload_bytes: None,
             tls: None,
         },
-        http: HttpConfig { listen: args.http },
+        http: HttpConfig {
+            listen: args.http,
+            bootstrap_token_file: None,
+        },
         store: wearline_hub::store::Location::Sqlite(data_dir.join("hub.db")),
         influx: None,
         offline_after: wearline_hub::ingest::DEFAULT_OFFLINE_AFTER,
@@ -72,6 +77,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         known_devices: Default::default(),
         profiles: BTreeMap::from([(profile.name.clone(), (*profile).clone())]),
         passwords: None,
+        bootstrap_token_hash: None,
     };
     let hub = Hub::start(hub_config).await?;
     let mut events = hub.subscribe();
@@ -130,12 +136,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .start()
         .context("starting the agent")?;
 
+    let (manager, customer) = demo_tokens(&hub.store, &fleet.devices()[0].id).await?;
     println!(
         "wearline demo: {} simulated air purifiers, one simulated day per {:.1} s",
         args.devices,
         86_400.0 / args.time_scale
     );
     println!("api: http://{}/api/v1/work-orders", hub.api_addr);
+    println!("manager token: {manager}");
+    println!(
+        "customer token ({DEMO_CUSTOMER}, owns {}): {customer}",
+        fleet.devices()[0].id
+    );
+    println!(
+        "try: curl -H \"Authorization: Bearer {manager}\" http://{}/api/v1/devices",
+        hub.api_addr
+    );
 
     let stop = async {
         match args.exit_after {
@@ -182,6 +198,55 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         serde_json::json!({ "devices": devices, "telemetry_points": points, "work_orders": work_orders })
     );
     Ok(())
+}
+
+/// The demo's customer, owning the first device.
+const DEMO_CUSTOMER: &str = "acme";
+
+/// Gives `device` to the demo customer once the hub knows it (its first
+/// telemetry), and makes a manager token and a customer token. Tokens of an
+/// earlier run in the same `--data-dir` are revoked.
+async fn demo_tokens(store: &wearline_hub::store::Store, device: &str) -> anyhow::Result<(String, String)> {
+    use wearline_hub::policy::Access;
+    use wearline_hub::store::{NewCustomer, NewToken};
+    let now = wearline_hub::clock::wall_ms();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.device(device).await?.is_none() {
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("no telemetry from {device} within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let customer = match store.customer_by_name(DEMO_CUSTOMER).await? {
+        Some(c) => c,
+        None => {
+            store
+                .add_customer(&NewCustomer {
+                    name: DEMO_CUSTOMER,
+                    contact: Some("Facilities desk"),
+                    created_ms: now,
+                    ..NewCustomer::default()
+                })
+                .await?
+        }
+    };
+    store.set_device_owner(device, Some(DEMO_CUSTOMER)).await?;
+    let make = async |name: &str, access: Access| -> anyhow::Result<String> {
+        store.revoke_token(name, now).await?;
+        let token = wearline_hub::auth::new_token()?;
+        store
+            .create_token(&NewToken {
+                name,
+                access: &access,
+                hash: &wearline_hub::auth::hash(&token),
+                created_ms: now,
+            })
+            .await?;
+        Ok(token)
+    };
+    let manager = make("demo-manager", Access::Manager).await?;
+    let customer = make("demo-customer", Access::Customer(customer.id)).await?;
+    Ok((manager, customer))
 }
 
 fn print_order(wo: &wearline_hub::store::WorkOrderRow) {

@@ -1,9 +1,11 @@
 //! `wearline`: the one user-facing binary. It parses the command line and
-//! hands over to the crates: `agent`, `hub`, `sim` and `demo`.
+//! hands over to the crates: `agent`, `hub`, `sim`, `demo`, and the API
+//! access commands `token`, `customer` and `device`.
 //!
 //! Thin by design: no logic here beyond turning flags into settings, starting
 //! things, and reporting errors with context at the edge.
 
+mod admin;
 mod bench;
 mod bench_ingest;
 mod demo;
@@ -52,6 +54,21 @@ enum Command {
     EvalDetect(detect_cmd::EvalArgs),
     /// Evaluate the remaining-useful-life models on a public data set (C-MAPSS, air filter).
     RulEval(rul_cmd::EvalArgs),
+    /// Make, revoke and list the API's bearer tokens (in the hub's store).
+    Token {
+        #[command(subcommand)]
+        command: admin::TokenCommand,
+    },
+    /// Add and list customers, and give them devices.
+    Customer {
+        #[command(subcommand)]
+        command: admin::CustomerCommand,
+    },
+    /// Device settings kept by the hub (criticality).
+    Device {
+        #[command(subcommand)]
+        command: admin::DeviceCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,7 +81,9 @@ struct HubArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Demo(_) => "warn",
+        Command::Demo(_) | Command::Token { .. } | Command::Customer { .. } | Command::Device { .. } => {
+            "warn"
+        }
         _ => "info",
     };
     init_logging(default_level);
@@ -97,6 +116,9 @@ fn main() -> ExitCode {
             Command::Detect(d) => detect_cmd::run_detect(d),
             Command::EvalDetect(e) => detect_cmd::run_eval(e),
             Command::RulEval(e) => rul_cmd::run_eval(e),
+            Command::Token { command } => admin::token(command).await,
+            Command::Customer { command } => admin::customer(command).await,
+            Command::Device { command } => admin::device(command).await,
         }
     });
     // The embedded broker's threads do not stop on their own; do not wait for them.

@@ -40,6 +40,7 @@ fn commands_write_the_device_and_report_back() {
     let latest = |metric: &str| -> Option<f64> {
         let url = format!("{}/api/v1/devices/purifier-0001", hub.api);
         let v = ureq::get(&url)
+            .header("Authorization", &bearer(ADMIN_TOKEN))
             .call()
             .ok()?
             .body_mut()

@@ -47,6 +47,7 @@ fn a_device_that_dies_and_reboots_never_holds_back_the_other() {
 
     let samples = |id: &str| -> i64 {
         ureq::get(&format!("{}/api/v1/devices/{id}", hub.api))
+            .header("Authorization", &bearer(ADMIN_TOKEN))
             .call()
             .ok()
             .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok())

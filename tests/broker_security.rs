@@ -270,8 +270,9 @@ fn the_documented_mosquitto_acl_confines_each_gateway() {
     std::fs::write(
         &cfg,
         format!(
-            "profiles_dir = {:?}\n[broker]\nkind = \"external\"\naddress = \"127.0.0.1:{port}\"\nusername = \"wearline-hub\"\npassword = \"hub-pw\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\nsqlite = \"hub.db\"\n",
-            configs_dir().join("profiles")
+            "profiles_dir = {:?}\n[broker]\nkind = \"external\"\naddress = \"127.0.0.1:{port}\"\nusername = \"wearline-hub\"\npassword = \"hub-pw\"\n[http]\nlisten = \"127.0.0.1:0\"\n{}[store]\nsqlite = \"hub.db\"\n",
+            configs_dir().join("profiles"),
+            write_admin_token(d)
         ),
     )
     .expect("hub config");

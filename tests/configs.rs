@@ -87,6 +87,23 @@ fn tenant_topics_need_a_gateway_of_letters_and_digits() {
 }
 
 #[test]
+fn a_short_bootstrap_token_is_refused_with_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("admin.token"), "secret\n").expect("write");
+    let path = dir.path().join("hub.toml");
+    let text = "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[http]\nbootstrap_token_file = \"admin.token\"\n[store]\nsqlite = \"x.db\"\n";
+    std::fs::write(&path, text).expect("write");
+    let out = run(&["hub", "--config", path.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "a short token must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}:5: key `http.bootstrap_token_file`: ", path.display());
+    assert!(
+        stderr.contains(&want) && stderr.contains("at least 32 characters") && !stderr.contains("secret"),
+        "expected {want:?}, and not the token, in:\n{stderr}"
+    );
+}
+
+#[test]
 fn wrong_type_names_file_line_and_key() {
     let text = "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[http]\nlisten = 8080\n[store]\nsqlite = \"x.db\"\n";
     check_bad_config("hub", text, "5:10: key `http.listen`: invalid type");

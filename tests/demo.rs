@@ -1,5 +1,6 @@
-//! `wearline demo` as a new user runs it: work orders open, none twice, and
-//! the last line is the JSON summary.
+//! `wearline demo` as a new user runs it: it prints a manager and a customer
+//! token that work at once, work orders open, none twice, and the last line
+//! is the JSON summary.
 
 mod support;
 
@@ -22,6 +23,30 @@ fn demo_opens_work_orders_once_and_prints_a_summary() {
             data.to_str().expect("utf-8"),
         ],
     );
+    // The tokens come before any work order.
+    let orders_url = demo.expect_line("api:", Duration::from_secs(30));
+    let api = orders_url.trim_end_matches("/work-orders");
+    let manager = demo.expect_line("manager token:", Duration::from_secs(5));
+    let customer = demo.expect_line(
+        "customer token (acme, owns purifier-0001):",
+        Duration::from_secs(5),
+    );
+    let (code, mine, _) = get_as(&format!("{api}/devices"), Some(&customer));
+    let ids: Vec<&str> = mine
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    assert_eq!((code, ids), (200, vec!["purifier-0001"]), "{mine}");
+    assert_eq!(
+        get_as(&format!("{api}/devices/purifier-0002"), Some(&customer)).0,
+        404
+    );
+    let (code, all, _) = get_as(&format!("{api}/work-orders"), Some(&manager));
+    assert!(code == 200 && all.is_array(), "{all}");
+    assert_eq!(get_as(&format!("{api}/devices"), None).0, 401);
+
     let (status, lines) = demo.wait(Duration::from_secs(60));
     assert!(status.success(), "demo exited with {status}");
     let last = lines.last().expect("output");

@@ -60,10 +60,12 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
     }
     std::fs::write(&agent_cfg, text).expect("write agent config");
     // A technician for filters, so that the order is dispatched as it opens.
-    let tech = ureq::put(&format!("{}/api/v1/technicians/tech-7", hub.api)).send_json(serde_json::json!({
-        "skills": ["consumable:*"], "latitude": 48.14, "longitude": 11.58, "capacity": 5, "shift": [0, 0]
-    }));
-    assert!(tech.is_ok(), "{tech:?}");
+    let added = ureq::put(&format!("{}/api/v1/technicians/tech-7", hub.api))
+        .header("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .send_json(serde_json::json!({
+            "skills": ["consumable:*"], "latitude": 48.14, "longitude": 11.58, "capacity": 5, "shift": [0, 0]
+        }));
+    assert!(added.is_ok(), "{added:?}");
     let _agent = Proc::start(
         dir.path(),
         "agent",
@@ -152,7 +154,9 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
         low.is_none_or(|l| l <= mid) && high.is_none_or(|h| h >= mid),
         "{listed}"
     );
-    let missing = ureq::get(&format!("{}/api/v1/devices/nope/consumables", hub.api)).call();
+    let missing = ureq::get(&format!("{}/api/v1/devices/nope/consumables", hub.api))
+        .header("Authorization", &bearer(ADMIN_TOKEN))
+        .call();
     assert!(
         matches!(missing, Err(ureq::Error::StatusCode(404))),
         "{missing:?}"
@@ -171,34 +175,71 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
 
     // A service manager and the technician work the order through its
     // lifecycle; a step out of order is refused with the reason, and the
-    // trail says who did what.
+    // trail says who did what (the token's holder). Their tokens, and the
+    // customer's, are made with the CLI while the hub runs.
+    let cfg = dir.path().join("hub.toml");
+    let cfg_s = cfg.to_str().expect("utf-8");
+    let maria = create_token(&cfg, &["--role", "manager", "--name", "maria"]);
+    let tech = create_token(&cfg, &["--role", "technician", "--name", "tech-7"]);
+    for args in [
+        &["customer", "add", "--config", cfg_s, "--name", "acme"][..],
+        &[
+            "customer",
+            "assign-device",
+            "--config",
+            cfg_s,
+            "--customer",
+            "acme",
+            "--device",
+            "purifier-0001",
+        ][..],
+    ] {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let acme = create_token(
+        &cfg,
+        &[
+            "--role",
+            "customer",
+            "--name",
+            "acme-portal",
+            "--customer",
+            "acme",
+        ],
+    );
     let id = wo["id"].as_i64().expect("id");
-    let step = |body: serde_json::Value| post_json(&format!("{work_orders}/{id}/transitions"), &body);
-    let (code, refused) = step(serde_json::json!({"action": "resolve", "actor": "maria"}));
+    let transitions = format!("{work_orders}/{id}/transitions");
+    let step = |body: serde_json::Value| post_json_as(&transitions, &maria, &body);
+    let (code, refused) = step(serde_json::json!({"action": "resolve"}));
     assert_eq!(code, 409, "{refused}");
     assert_eq!(
         refused["error"],
         "cannot resolve a work order that is assigned: allowed: assign, start, cancel"
     );
-    let (code, bad) = step(serde_json::json!({"action": "fix", "actor": "maria"}));
+    let (code, bad) = step(serde_json::json!({"action": "fix"}));
     assert_eq!(code, 400, "{bad}");
-    let (code, assigned) = step(
-        serde_json::json!({"action": "assign", "actor": "maria", "assignee": "tech-7", "note": "call first"}),
-    );
+    let (code, assigned) =
+        step(serde_json::json!({"action": "assign", "assignee": "tech-7", "note": "call first"}));
     assert_eq!(
         (code, assigned["status"].as_str()),
         (200, Some("assigned")),
         "{assigned}"
     );
     assert!(assigned["respond_by"].as_str().is_some(), "{assigned}");
-    let (code, started) = step(serde_json::json!({"action": "start", "actor": "tech-7"}));
+    let as_tech = |body: serde_json::Value| post_json_as(&transitions, &tech, &body);
+    let (code, started) = as_tech(serde_json::json!({"action": "start"}));
     assert_eq!(
         (code, started["status"].as_str()),
         (200, Some("in_progress")),
         "{started}"
     );
-    let (code, resolved) = step(serde_json::json!({
-        "action": "resolve", "actor": "tech-7", "note": "new filter fitted", "parts": ["HEPA filter F7"]
+    let (code, resolved) = as_tech(serde_json::json!({
+        "action": "resolve", "note": "new filter fitted", "parts": ["HEPA filter F7"]
     }));
     assert_eq!(
         (code, resolved["status"].as_str()),
@@ -206,25 +247,34 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
         "{resolved}"
     );
     assert_eq!(resolved["parts"], serde_json::json!(["HEPA filter F7"]));
-    let (code, _) = post_json(
+    let (code, _) = post_json_as(
         &format!("{work_orders}/{id}/comments"),
-        &serde_json::json!({"actor": "maria", "text": "thanks"}),
+        &maria,
+        &serde_json::json!({"text": "thanks"}),
     );
     assert_eq!(code, 200);
-    let (code, rated) = post_json(
-        &format!("{work_orders}/{id}/rating"),
-        &serde_json::json!({"actor": "customer-1", "stars": 5, "comment": "quick and tidy"}),
+    let rating = format!("{work_orders}/{id}/rating");
+    let (code, _) = post_json_as(&rating, &tech, &serde_json::json!({"stars": 5}));
+    assert_eq!(code, 403, "the technician does not rate their own visit");
+    let (code, rated) = post_json_as(
+        &rating,
+        &acme,
+        &serde_json::json!({"stars": 5, "comment": "quick and tidy"}),
     );
     assert_eq!(
         (code, rated["status"].as_str(), rated["rating"].as_i64()),
         (200, Some("closed"), Some(5)),
         "{rated}"
     );
-    let (code, _) = post_json(
-        &format!("{work_orders}/{id}/rating"),
-        &serde_json::json!({"actor": "c", "stars": 9}),
-    );
+    let (code, _) = post_json_as(&rating, &acme, &serde_json::json!({"stars": 9}));
     assert_eq!(code, 400);
+    let report = ureq::get(&format!("{}/api/v1/reports/service", hub.api))
+        .header("Authorization", &format!("Bearer {acme}"))
+        .call();
+    assert!(
+        matches!(report, Err(ureq::Error::StatusCode(403))),
+        "reports are managers': {report:?}"
+    );
     let trail = get_json(&format!("{work_orders}/{id}/events"));
     let trail: Vec<(String, String)> = trail
         .as_array()
@@ -244,8 +294,8 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
         ("tech-7", "start"),
         ("tech-7", "resolve"),
         ("maria", "comment"),
-        ("customer-1", "rated"),
-        ("customer-1", "close"),
+        ("acme-portal", "rated"),
+        ("acme-portal", "close"),
     ];
     assert_eq!(trail, expected.map(|(a, b)| (a.to_string(), b.to_string())));
     let closed = get_json(&format!("{work_orders}?status=closed&limit=10"));

@@ -24,8 +24,9 @@ const POLLS: u64 = 30;
 fn hub_config(dir: &Path, name: &str, broker_port: u16, store: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
-        "profiles_dir = {:?}\n[broker]\nkind = \"external\"\naddress = \"127.0.0.1:{broker_port}\"\nclient_id = \"{name}\"\nshared_group = \"hubs\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\n{store}\n",
-        configs_dir().join("profiles")
+        "profiles_dir = {:?}\n[broker]\nkind = \"external\"\naddress = \"127.0.0.1:{broker_port}\"\nclient_id = \"{name}\"\nshared_group = \"hubs\"\n[http]\nlisten = \"127.0.0.1:0\"\n{}[store]\n{store}\n",
+        configs_dir().join("profiles"),
+        write_admin_token(dir)
     );
     std::fs::write(&path, text).expect("write hub config");
     path

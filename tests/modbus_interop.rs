@@ -108,6 +108,7 @@ fn check_agent_reads(dir: &Path, spec: &[Value], profiles: &Path, extra: &str, d
         let url = format!("{}/api/v1/devices/{id}", hub.api);
         let values = eventually(Duration::from_secs(60), &format!("a sample from {id}"), || {
             let v = ureq::get(&url)
+                .header("Authorization", &bearer(ADMIN_TOKEN))
                 .call()
                 .ok()?
                 .body_mut()
@@ -116,6 +117,7 @@ fn check_agent_reads(dir: &Path, spec: &[Value], profiles: &Path, extra: &str, d
             v["latest"]["values"].as_object().cloned()
         });
         let device = ureq::get(&url)
+            .header("Authorization", &bearer(ADMIN_TOKEN))
             .call()
             .expect("GET device")
             .body_mut()

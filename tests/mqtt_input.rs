@@ -73,6 +73,7 @@ motor_temp = "/motor/temp"
     publish(br#"{"time":"2026-11-23T10:00:00Z","filter":{"dp":123.5},"motor":{"temp":"41.5"}}"#);
     let latest = eventually(Duration::from_secs(30), "the fridge's sample at the hub", || {
         let v = ureq::get(&url)
+            .header("Authorization", &bearer(ADMIN_TOKEN))
             .call()
             .ok()?
             .body_mut()

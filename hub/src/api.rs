@@ -3,14 +3,22 @@
 //!
 //! `router(state)` is kept apart from serving so handlers can be tested with
 //! `oneshot` requests; `serve` runs it on a listener.
+//!
+//! Every `/api/v1` route needs a bearer token (`auth::authenticate`, 401
+//! without one) and answers by the caller's role (`policy.rs`): lists are
+//! filtered to what the caller may see, and a device or work order they may
+//! not see is a 404, as if it did not exist. `/health` and `/metrics` stay
+//! open: load balancers, orchestrators' probes and Prometheus scrape them
+//! without credentials, and they hold counters, not customers' data.
 
 use crate::influx::InfluxHandle;
 use crate::ingest::IngestStats;
+use crate::policy::{self, Access, Caller, Decision, DeviceFacts, OrderFacts};
 use crate::store::{
     AlertRow, Change, ChangeError, ConsumableRow, DeviceRow, Store, StoreError, TechnicianRow,
     WorkOrderEvent, WorkOrderFilter, WorkOrderRow,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -34,6 +42,8 @@ pub struct AppState {
 pub enum AppError {
     NotFound(String),
     BadRequest(String),
+    /// The caller sees the resource but may not do this to it.
+    Forbidden(String),
     /// The request conflicts with the resource's state (a refused
     /// lifecycle change, a concurrent change).
     Conflict(String),
@@ -51,6 +61,7 @@ impl IntoResponse for AppError {
         let (code, msg) = match self {
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             AppError::Conflict(m) => (StatusCode::CONFLICT, m),
             AppError::Store(e) => {
                 tracing::error!(error = %e, "store error in API");
@@ -64,9 +75,7 @@ impl IntoResponse for AppError {
 type ApiResult<T> = Result<Json<T>, AppError>;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
+    let api = Router::new()
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/devices/{id}", get(device))
         .route("/api/v1/devices/{id}/consumables", get(device_consumables))
@@ -85,7 +94,58 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/technicians", get(technicians))
         .route("/api/v1/technicians/{name}", put(put_technician))
         .route("/api/v1/devices/{id}/location", put(put_location))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.store.clone(),
+            crate::auth::authenticate,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(api)
         .with_state(state)
+}
+
+/// The device `id` if `caller` may see it; else, as when there is none, 404.
+async fn visible_device(s: &AppState, caller: &Caller, id: &str) -> Result<DeviceRow, AppError> {
+    let not_found = || AppError::NotFound(format!("no device `{id}`"));
+    let row = s.store.device(id).await?.ok_or_else(not_found)?;
+    let assignees = match caller.access {
+        Access::Technician(_) => s.store.device_assignees(id).await?,
+        _ => Vec::new(),
+    };
+    let facts = DeviceFacts {
+        owner: row.customer_id,
+        assignees: &assignees,
+    };
+    if policy::may_see_device(caller, facts) {
+        Ok(row)
+    } else {
+        Err(not_found())
+    }
+}
+
+/// The work order `id` and the owner of its device, if `caller` may see
+/// it; else, as when there is none, 404.
+async fn visible_order(
+    s: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> Result<(WorkOrderRow, Option<i64>), AppError> {
+    let not_found = || AppError::NotFound(format!("no work order {id}"));
+    let row = s.store.work_order(id).await?.ok_or_else(not_found)?;
+    let owner = match caller.access {
+        Access::Customer(_) => s.store.device(&row.device_id).await?.and_then(|d| d.customer_id),
+        _ => None,
+    };
+    let facts = OrderFacts {
+        device_owner: owner,
+        assignee: row.assignee.as_deref(),
+    };
+    if policy::may_see_order(caller, facts) {
+        Ok((row, owner))
+    } else {
+        Err(not_found())
+    }
 }
 
 /// 200 while the hub can do its job (store up, ingest subscribed), else 503.
@@ -231,10 +291,13 @@ struct EventView {
     detail: Value,
 }
 
-async fn devices(State(s): State<AppState>) -> ApiResult<Vec<DeviceView>> {
+async fn devices(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Vec<DeviceView>> {
     Ok(Json(
         s.store
-            .devices()
+            .devices_in(&caller.scope())
             .await?
             .into_iter()
             .map(DeviceView::from)
@@ -242,12 +305,12 @@ async fn devices(State(s): State<AppState>) -> ApiResult<Vec<DeviceView>> {
     ))
 }
 
-async fn device(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Value> {
-    let row = s
-        .store
-        .device(&id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no device `{id}`")))?;
+async fn device(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Value> {
+    let row = visible_device(&s, &caller, &id).await?;
     let consumables: Vec<ConsumableView> = s
         .store
         .consumables(&id)
@@ -275,11 +338,10 @@ async fn device(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
 /// life, confidence and the model behind each prediction.
 async fn device_consumables(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Vec<ConsumableView>> {
-    if s.store.device(&id).await?.is_none() {
-        return Err(AppError::NotFound(format!("no device `{id}`")));
-    }
+    visible_device(&s, &caller, &id).await?;
     Ok(Json(
         s.store
             .consumables(&id)
@@ -307,7 +369,11 @@ struct AlertQuery {
 
 /// Alerts, newest first: raised at the edge, by a gateway's last will, or by
 /// a device's silence. `?state=open` lists the open ones.
-async fn alerts(State(s): State<AppState>, Query(q): Query<AlertQuery>) -> ApiResult<Vec<AlertView>> {
+async fn alerts(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<AlertQuery>,
+) -> ApiResult<Vec<AlertView>> {
     let open_only = match q.state.as_deref() {
         None | Some("all") => false,
         Some("open") => true,
@@ -319,7 +385,7 @@ async fn alerts(State(s): State<AppState>, Query(q): Query<AlertQuery>) -> ApiRe
     };
     Ok(Json(
         s.store
-            .alerts(open_only)
+            .alerts_in(open_only, &caller.scope())
             .await?
             .into_iter()
             .map(|row| AlertView {
@@ -349,6 +415,7 @@ const PAGE_DEFAULT: i64 = 100;
 
 async fn work_orders(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<WorkOrderQuery>,
 ) -> ApiResult<Vec<WorkOrderView>> {
     let status = match q.status.as_deref() {
@@ -372,6 +439,7 @@ async fn work_orders(
         kind: q.kind,
         after_id: q.after,
         limit,
+        scope: caller.scope(),
     };
     Ok(Json(
         s.store
@@ -388,8 +456,6 @@ async fn work_orders(
 struct TransitionRequest {
     /// `assign`, `start`, `resolve`, `close`, `reopen` or `cancel`.
     action: String,
-    /// Who makes the change, for the trail.
-    actor: String,
     /// `assign`: the technician.
     assignee: Option<String>,
     note: Option<String>,
@@ -399,9 +465,11 @@ struct TransitionRequest {
 }
 
 /// Applies a lifecycle change: 200 with the order, 409 with the reason when
-/// the lifecycle refuses it or the order changed meanwhile.
+/// the lifecycle refuses it or the order changed meanwhile, 403 when the
+/// caller's role may not make it. The trail names the caller (`Caller::actor`).
 async fn transition_work_order(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
     body: Result<Json<TransitionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<WorkOrderView> {
@@ -413,12 +481,19 @@ async fn transition_work_order(
             Action::ALL.map(Action::as_str).join(", ")
         ))
     })?;
-    if req.actor.trim().is_empty() {
-        return Err(AppError::BadRequest("`actor` is empty".into()));
+    let (order, owner) = visible_order(&s, &caller, id).await?;
+    let facts = OrderFacts {
+        device_owner: owner,
+        assignee: order.assignee.as_deref(),
+    };
+    match policy::may_change_order(&caller, facts, action) {
+        Decision::Allow => {}
+        Decision::Hidden => return Err(AppError::NotFound(format!("no work order {id}"))),
+        Decision::Forbidden(why) => return Err(AppError::Forbidden(why.into())),
     }
     let change = Change {
         action,
-        actor: &req.actor,
+        actor: caller.actor(),
         assignee: req.assignee.as_deref(),
         note: req.note.as_deref(),
         parts: &req.parts,
@@ -433,10 +508,12 @@ async fn transition_work_order(
     }
 }
 
-async fn work_order_events(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResult<Vec<EventView>> {
-    if s.store.work_order(id).await?.is_none() {
-        return Err(AppError::NotFound(format!("no work order {id}")));
-    }
+async fn work_order_events(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> ApiResult<Vec<EventView>> {
+    visible_order(&s, &caller, id).await?;
     Ok(Json(
         s.store
             .work_order_events(id)
@@ -451,12 +528,12 @@ async fn work_order_events(State(s): State<AppState>, Path(id): Path<i64>) -> Ap
     ))
 }
 
-async fn work_order(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResult<WorkOrderView> {
-    let row = s
-        .store
-        .work_order(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no work order {id}")))?;
+async fn work_order(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> ApiResult<WorkOrderView> {
+    let (row, _) = visible_order(&s, &caller, id).await?;
     Ok(Json(row.into()))
 }
 
@@ -469,36 +546,47 @@ fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Resul
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CommentRequest {
-    actor: String,
     text: String,
 }
 
+/// A comment in the trail, by anyone who may see the order; answers the trail.
 async fn comment_work_order(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
     req: Result<Json<CommentRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Vec<EventView>> {
     let req = body(req)?;
-    if req.text.trim().is_empty() || req.actor.trim().is_empty() {
-        return Err(AppError::BadRequest(
-            "`actor` and `text` must not be empty".into(),
-        ));
+    if req.text.trim().is_empty() {
+        return Err(AppError::BadRequest("`text` must not be empty".into()));
     }
+    visible_order(&s, &caller, id).await?;
     let detail = json!({ "note": req.text });
     if !s
         .store
-        .note_work_order(id, &req.actor, "comment", &detail, crate::clock::wall_ms())
+        .note_work_order(id, caller.actor(), "comment", &detail, crate::clock::wall_ms())
         .await?
     {
         return Err(AppError::NotFound(format!("no work order {id}")));
     }
-    work_order_events(State(s), Path(id)).await
+    work_order_events(State(s), Extension(caller), Path(id)).await
+}
+
+/// 403 unless the caller runs the service.
+fn managers_only(caller: &Caller) -> Result<(), AppError> {
+    if policy::may_manage(caller) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(format!(
+            "a {} token may not do this: managers and admins only",
+            caller.role().as_str()
+        )))
+    }
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RatingRequest {
-    actor: String,
     /// 1 to 5.
     stars: i64,
     comment: Option<String>,
@@ -508,6 +596,7 @@ struct RatingRequest {
 /// is closed by it.
 async fn rate_work_order(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
     req: Result<Json<RatingRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<WorkOrderView> {
@@ -518,11 +607,12 @@ async fn rate_work_order(
             req.stars
         )));
     }
-    let current = s
-        .store
-        .work_order(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no work order {id}")))?;
+    let (current, _) = visible_order(&s, &caller, id).await?;
+    if !policy::may_rate(&caller) {
+        return Err(AppError::Forbidden(
+            "the customer rates the visit, not the technician".into(),
+        ));
+    }
     if !matches!(current.status.as_str(), "resolved" | "closed") {
         return Err(AppError::Conflict(format!(
             "work order {id} is {}: a visit is rated once resolved",
@@ -531,12 +621,12 @@ async fn rate_work_order(
     }
     let now = crate::clock::wall_ms();
     s.store
-        .rate_work_order(id, req.stars, req.comment.as_deref(), &req.actor, now)
+        .rate_work_order(id, req.stars, req.comment.as_deref(), caller.actor(), now)
         .await?;
     if current.status == "resolved" {
         let change = Change {
             action: Action::Close,
-            actor: &req.actor,
+            actor: caller.actor(),
             assignee: None,
             note: Some("closed by the customer's rating"),
             parts: &[],
@@ -549,7 +639,7 @@ async fn rate_work_order(
             Err(e) => return Err(AppError::Conflict(e.to_string())),
         }
     }
-    work_order(State(s), Path(id)).await
+    work_order(State(s), Extension(caller), Path(id)).await
 }
 
 #[derive(Serialize)]
@@ -559,7 +649,11 @@ struct TechnicianView {
     skills: Vec<String>,
 }
 
-async fn technicians(State(s): State<AppState>) -> ApiResult<Vec<TechnicianView>> {
+async fn technicians(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Vec<TechnicianView>> {
+    managers_only(&caller)?;
     Ok(Json(
         s.store
             .technicians()
@@ -596,9 +690,11 @@ const fn yes() -> bool {
 /// Adds a technician or replaces their details.
 async fn put_technician(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     req: Result<Json<TechnicianRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<TechnicianView> {
+    managers_only(&caller)?;
     let req = body(req)?;
     let bad = |m: String| Err(AppError::BadRequest(m));
     if name.trim().is_empty() || name.len() > 64 {
@@ -655,9 +751,11 @@ struct LocationRequest {
 /// Where a device is (for dispatch by distance).
 async fn put_location(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     req: Result<Json<LocationRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Value> {
+    managers_only(&caller)?;
     let req = body(req)?;
     if !(-90.0..=90.0).contains(&req.latitude) || !(-180.0..=180.0).contains(&req.longitude) {
         return Err(AppError::BadRequest(
@@ -686,8 +784,10 @@ struct CausesQuery {
 /// The top causes of work orders per device model and month.
 async fn report_causes(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<CausesQuery>,
 ) -> ApiResult<Vec<wearline_models::reports::MonthCauses>> {
+    managers_only(&caller)?;
     let top = q.top.unwrap_or(5);
     if !(1..=100).contains(&top) {
         return Err(AppError::BadRequest(format!("top {top}: expected 1 to 100")));
@@ -700,7 +800,9 @@ async fn report_causes(
 /// model, and overall (`*`).
 async fn report_service(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
 ) -> ApiResult<Vec<wearline_models::reports::ServiceFigures>> {
+    managers_only(&caller)?;
     let (orders, devices) = s.store.report_facts().await?;
     Ok(Json(wearline_models::reports::service_figures(
         &orders,

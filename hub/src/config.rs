@@ -157,12 +157,21 @@ pub struct HttpConfig {
     /// Where the REST API listens.
     #[serde(default = "default_http")]
     pub listen: SocketAddr,
+    /// A file holding an admin token (one line, at least 32 visible
+    /// characters, e.g. from `openssl rand -hex 32`), relative to the config
+    /// file. The hub records it at start as the admin token `bootstrap`, so a
+    /// fresh installation (or a test) can call the API before any token was
+    /// made with `wearline token create`. Revoking it sticks; a new token in
+    /// the file replaces the old one at the next start.
+    #[serde(default)]
+    pub bootstrap_token_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http(),
+            bootstrap_token_file: None,
         }
     }
 }
@@ -284,6 +293,8 @@ pub struct HubConfig {
     pub profiles: BTreeMap<String, Profile>,
     /// The embedded broker's credentials (`broker.password_file`).
     pub passwords: Option<std::sync::Arc<PasswordFile>>,
+    /// SHA-256 (hex) of the token in `http.bootstrap_token_file`.
+    pub bootstrap_token_hash: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -397,11 +408,28 @@ impl HubConfig {
                 "`reject` needs `devices_file`, the list of devices the hub takes",
             ));
         }
+        let mut http = raw.http;
+        let bootstrap_token_hash = match &http.bootstrap_token_file {
+            Some(f) => {
+                let path = base.join(f);
+                let text = read(&path)?;
+                let token = text.trim();
+                if let Err(msg) = crate::auth::check_token_text(token) {
+                    return Err(invalid(
+                        "http.bootstrap_token_file",
+                        &format!("{}: {msg}", path.display()),
+                    ));
+                }
+                http.bootstrap_token_file = Some(path);
+                Some(crate::auth::hash(token))
+            }
+            None => None,
+        };
         let dir = base.join(&raw.profiles_dir);
         let profiles = load_profiles(&dir)?;
         Ok(HubConfig {
             broker,
-            http: raw.http,
+            http,
             store,
             influx,
             offline_after: std::time::Duration::from_secs(raw.ingest.offline_after_secs),
@@ -409,6 +437,7 @@ impl HubConfig {
             known_devices,
             profiles,
             passwords,
+            bootstrap_token_hash,
         })
     }
 }

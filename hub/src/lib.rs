@@ -7,6 +7,7 @@
 //! crate does the IO around them.
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod influx;
 pub mod ingest;
 pub mod metrics;
 pub mod passwords;
+pub mod policy;
 pub mod predict;
 pub mod run;
 pub mod store;

@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
+
+/// The name the hub gives the token of `http.bootstrap_token_file`.
+pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap";
 use tokio_util::sync::CancellationToken;
 use wearline_models::config::host_port;
 
@@ -147,6 +150,15 @@ impl Hub {
             }
         }
 
+        if let Some(hash) = &config.bootstrap_token_hash {
+            let recorded = store
+                .ensure_admin_token(BOOTSTRAP_TOKEN_NAME, hash, crate::clock::wall_ms())
+                .await
+                .context("recording the bootstrap token")?;
+            if recorded {
+                tracing::info!(name = BOOTSTRAP_TOKEN_NAME, "bootstrap admin token recorded");
+            }
+        }
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding the API on {}", config.http.listen))?;

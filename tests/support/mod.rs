@@ -144,9 +144,26 @@ pub fn run(args: &[&str]) -> std::process::Output {
         .expect("run wearline")
 }
 
-/// GETs JSON from the API.
+/// The admin token every hub started by [`write_hub_config`] takes (its
+/// `http.bootstrap_token_file`).
+pub const ADMIN_TOKEN: &str = "wl_test_admin_0000000000000000000000000000000000000000";
+
+/// `Authorization` header value for `token`.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Writes the admin token file `admin.token` in `dir`; the `[http]` key
+/// that names it.
+pub fn write_admin_token(dir: &Path) -> &'static str {
+    std::fs::write(dir.join("admin.token"), ADMIN_TOKEN).expect("write admin token");
+    "bootstrap_token_file = \"admin.token\"\n"
+}
+
+/// GETs JSON from the API as an admin.
 pub fn get_json(url: &str) -> serde_json::Value {
     ureq::get(url)
+        .header("Authorization", &bearer(ADMIN_TOKEN))
         .call()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
         .body_mut()
@@ -154,9 +171,36 @@ pub fn get_json(url: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
-/// POSTs JSON to the API: the status code and the JSON answer (errors too).
+/// GETs from the API with `token` (or none): the status code and the JSON
+/// answer (errors too), and the `WWW-Authenticate` header.
+pub fn get_as(url: &str, token: Option<&str>) -> (u16, serde_json::Value, Option<String>) {
+    let mut req = ureq::get(url).config().http_status_as_error(false).build();
+    if let Some(t) = token {
+        req = req.header("Authorization", &bearer(t));
+    }
+    let resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let json = resp
+        .into_body()
+        .read_json()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (status, json, challenge)
+}
+
+/// POSTs JSON to the API as an admin: the status code and the JSON answer (errors too).
 pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    post_json_as(url, ADMIN_TOKEN, body)
+}
+
+/// POSTs JSON to the API with `token`: the status code and the JSON answer.
+pub fn post_json_as(url: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
     let resp = ureq::post(url)
+        .header("Authorization", &bearer(token))
         .config()
         .http_status_as_error(false)
         .build()
@@ -168,6 +212,19 @@ pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value
         .read_json()
         .unwrap_or_else(|e| panic!("POST {url}: {e}"));
     (status, json)
+}
+
+/// Runs `wearline token create --config cfg ARGS` and returns the token it printed.
+pub fn create_token(cfg: &Path, args: &[&str]) -> String {
+    let mut all = vec!["token", "create", "--config", cfg.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert!(
+        out.status.success(),
+        "token create {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
 }
 
 /// Polls `f` until it returns `Some`, for at most `timeout`.
@@ -209,11 +266,13 @@ pub fn write_hub_config(dir: &Path, extra: &str) -> PathBuf {
 }
 
 /// Like [`write_hub_config`], with more `[broker]` keys (`broker_keys`).
+/// The hub takes [`ADMIN_TOKEN`] as its bootstrap token.
 pub fn write_hub_config_broker(dir: &Path, broker_keys: &str, extra: &str) -> PathBuf {
     let path = dir.join("hub.toml");
     let text = format!(
-        "profiles_dir = {:?}\n[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n{broker_keys}\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\nsqlite = \"hub.db\"\n{extra}",
-        configs_dir().join("profiles")
+        "profiles_dir = {:?}\n[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n{broker_keys}\n[http]\nlisten = \"127.0.0.1:0\"\n{}[store]\nsqlite = \"hub.db\"\n{extra}",
+        configs_dir().join("profiles"),
+        write_admin_token(dir)
     );
     std::fs::write(&path, text).expect("write hub config");
     path

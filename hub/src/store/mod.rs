@@ -11,12 +11,14 @@
 //! database itself (primary key on (device, seq); a partial unique index on
 //! open work orders), so they hold across restarts and concurrent hubs.
 
+mod access;
 mod batch;
 mod location;
 mod sql;
 mod technicians;
 mod work_orders;
 
+pub use access::{AccessError, CustomerRow, NewCustomer, NewToken, TokenRow};
 pub use location::{Backend, Location};
 pub use technicians::TechnicianRow;
 pub use work_orders::{Change, ChangeError, WorkOrderEvent, WorkOrderFilter};
@@ -57,6 +59,10 @@ pub struct DeviceRow {
     /// JSON object of the latest text fields (served parsed).
     #[serde(skip)]
     pub attributes: String,
+    /// The customer owning it.
+    pub customer_id: Option<i64>,
+    /// `low`, `normal` or `high`.
+    pub criticality: String,
 }
 
 /// One consumable of one device: its current life and latest prediction.
@@ -517,5 +523,7 @@ fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@
 //! succeed from the same status, on either back end, without row locks.
 
 use super::{NewWorkOrder, Result, Store, StoreError, WorkOrderRow};
+use crate::policy::Scope;
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, FromRow};
 use wearline_models::reports::{DeviceSpan, OrderFacts};
@@ -76,6 +77,8 @@ pub struct WorkOrderFilter {
     /// Only orders with an id above this (keyset pagination).
     pub after_id: Option<i64>,
     pub limit: i64,
+    /// Whose orders: a customer's devices', or a technician's assignments.
+    pub scope: Scope,
 }
 
 impl Store {
@@ -399,6 +402,13 @@ impl Store {
         if f.kind.is_some() {
             clause(&mut sql, "kind");
         }
+        if matches!(f.scope, Scope::Assignee(_)) {
+            clause(&mut sql, "assignee");
+        }
+        if matches!(f.scope, Scope::Customer(_)) {
+            n += 1;
+            sql.push_str(&super::access::device_scope_clause(&f.scope, "device_id", n));
+        }
         sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
         let mut q = sqlx::query_as(AssertSqlSafe(sql))
             .persistent(self.persistent())
@@ -412,6 +422,7 @@ impl Store {
         if let Some(k) = &f.kind {
             q = q.bind(k.as_str());
         }
+        let q = super::access::bind_scope(q, &f.scope);
         Ok(q.bind(f.limit).fetch_all(&self.pool).await?)
     }
 

@@ -1,0 +1,284 @@
+//! The API's bearer tokens and roles, against the real hub: tokens and
+//! customers made with the CLI while the hub runs; devices and work orders
+//! put straight into its store (the same SQLite file). Anonymous, unknown
+//! and revoked tokens get 401; a customer sees only their own device and
+//! its order (404 for the rest); a technician only their assignment; a
+//! manager everything.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use support::*;
+use wearline_hub::store::{Location, NewWorkOrder, Store};
+use wearline_models::wire::Sample;
+
+/// Three devices with one open order each: `(device, order id)`.
+fn seed(db: &Path) -> BTreeMap<String, i64> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = Store::open(&Location::Sqlite(db.to_path_buf()))
+            .await
+            .expect("open the hub's store");
+        let mut orders = BTreeMap::new();
+        for d in ["d-acme", "d-globex", "d-spare"] {
+            let sample = Sample {
+                seq: 1,
+                ts_ms: 1_000,
+                values: BTreeMap::from([("pressure_drop_pa".to_string(), 90.0)]),
+                text: BTreeMap::new(),
+                restart: false,
+            };
+            store
+                .insert_samples("gw", d, "air-purifier", vec![sample])
+                .await
+                .expect("insert");
+            let wo = NewWorkOrder {
+                device_id: d.into(),
+                kind: "preventive",
+                cause: "consumable:filter".into(),
+                priority: "P3",
+                title: format!("Replace the filter of {d}"),
+                opened_at_ms: 2_000,
+                predicted_eol_ms: None,
+                lead_time_days: Some(14.0),
+                explanation: json!({}),
+            };
+            let row = store.open_work_order(&wo).await.expect("open").expect("new");
+            orders.insert(d.to_string(), row.id);
+        }
+        orders
+    })
+}
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = run(args);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The values of `key` in a JSON array answer.
+fn ids(v: &Value, key: &str) -> Vec<String> {
+    let mut ids: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("an array: {v}"))
+        .iter()
+        .map(|x| x[key].as_str().unwrap_or("").to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn tokens_and_roles_decide_what_each_caller_sees_and_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = start_hub(dir.path());
+    let cfg = dir.path().join("hub.toml");
+    let cfg_s = cfg.to_str().expect("utf-8");
+    let orders = seed(&dir.path().join("hub.db"));
+    let api = format!("{}/api/v1", hub.api);
+
+    // Customers and tokens, as a service manager makes them.
+    for name in ["acme", "globex"] {
+        let (ok, out, err) = cli(&[
+            "customer",
+            "add",
+            "--config",
+            cfg_s,
+            "--name",
+            name,
+            "--email",
+            "ops@example.com",
+        ]);
+        assert!(ok, "{err}");
+        assert!(out.contains(&format!("`{name}` added")), "{out}");
+    }
+    for (c, d) in [("acme", "d-acme"), ("globex", "d-globex")] {
+        let (ok, _, err) = cli(&[
+            "customer",
+            "assign-device",
+            "--config",
+            cfg_s,
+            "--customer",
+            c,
+            "--device",
+            d,
+        ]);
+        assert!(ok, "{err}");
+    }
+    let (ok, _, err) = cli(&[
+        "customer",
+        "assign-device",
+        "--config",
+        cfg_s,
+        "--customer",
+        "acme",
+        "--device",
+        "nope",
+    ]);
+    assert!(!ok && err.contains("no device `nope`"), "{err}");
+    let (ok, _, err) = cli(&[
+        "token", "create", "--config", cfg_s, "--role", "customer", "--name", "x",
+    ]);
+    assert!(!ok && err.contains("needs --customer"), "{err}");
+    let manager = create_token(&cfg, &["--role", "manager", "--name", "maria"]);
+    let acme = create_token(
+        &cfg,
+        &[
+            "--role",
+            "customer",
+            "--name",
+            "acme-portal",
+            "--customer",
+            "acme",
+        ],
+    );
+    let tom = create_token(
+        &cfg,
+        &[
+            "--role",
+            "technician",
+            "--name",
+            "tom-phone",
+            "--technician",
+            "tom",
+        ],
+    );
+    let gone = create_token(&cfg, &["--role", "manager", "--name", "leaver"]);
+    let (ok, _, err) = cli(&[
+        "token", "create", "--config", cfg_s, "--role", "manager", "--name", "maria",
+    ]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    assert!(cli(&["token", "revoke", "--config", cfg_s, "--name", "leaver"]).0);
+    let (ok, list, _) = cli(&["token", "list", "--config", cfg_s]);
+    assert!(
+        ok && list.contains("leaver") && list.contains("technician tom"),
+        "{list}"
+    );
+    assert!(!list.contains(&manager), "a list never shows tokens");
+
+    // Anonymous, unknown and revoked: 401 with a Bearer challenge and a JSON error.
+    for (token, challenge) in [
+        (None, "Bearer"),
+        (Some("wl_not_a_token"), "Bearer error=\"invalid_token\""),
+        (Some(gone.as_str()), "Bearer error=\"invalid_token\""),
+    ] {
+        let (code, body, www) = get_as(&format!("{api}/devices"), token);
+        assert_eq!(
+            (code, www.as_deref()),
+            (401, Some(challenge)),
+            "{token:?}: {body}"
+        );
+        assert!(body["error"].is_string(), "{body}");
+    }
+    // Probes and scrapers need none.
+    assert_ne!(get_as(&format!("{}/health", hub.api), None).0, 401);
+    assert!(scrape(&format!("{}/metrics", hub.api)).is_some());
+
+    // A manager sees everything and dispatches.
+    let (code, devices, _) = get_as(&format!("{api}/devices"), Some(&manager));
+    assert_eq!(
+        (code, ids(&devices, "id")),
+        (200, vec!["d-acme".into(), "d-globex".into(), "d-spare".into()])
+    );
+    assert_eq!(
+        ids(
+            &get_as(&format!("{api}/work-orders"), Some(&manager)).1,
+            "device_id"
+        )
+        .len(),
+        3
+    );
+    let globex_order = orders["d-globex"];
+    let (code, body) = post_json_as(
+        &format!("{api}/work-orders/{globex_order}/transitions"),
+        &manager,
+        &json!({"action": "assign", "assignee": "tom"}),
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // A customer: their own device and its order; everything else is 404.
+    let (code, mine, _) = get_as(&format!("{api}/devices"), Some(&acme));
+    assert_eq!((code, ids(&mine, "id")), (200, vec!["d-acme".to_string()]));
+    assert_eq!(get_as(&format!("{api}/devices/d-acme"), Some(&acme)).0, 200);
+    assert_eq!(
+        get_as(&format!("{api}/devices/d-acme/consumables"), Some(&acme)).0,
+        200
+    );
+    for url in [
+        format!("{api}/devices/d-globex"),
+        format!("{api}/devices/d-spare/consumables"),
+        format!("{api}/work-orders/{globex_order}"),
+        format!("{api}/work-orders/{globex_order}/events"),
+    ] {
+        let (code, body, _) = get_as(&url, Some(&acme));
+        assert_eq!(code, 404, "{url}: {body}");
+    }
+    let (_, listed, _) = get_as(&format!("{api}/work-orders"), Some(&acme));
+    assert_eq!(ids(&listed, "device_id"), ["d-acme"]);
+    let (_, listed, _) = get_as(&format!("{api}/work-orders?device=d-globex"), Some(&acme));
+    assert_eq!(listed, json!([]), "a filter cannot widen the scope");
+    let acme_order = orders["d-acme"];
+    assert_eq!(
+        get_as(&format!("{api}/work-orders/{acme_order}"), Some(&acme)).0,
+        200
+    );
+    let cancel = json!({"action": "cancel"});
+    let (code, body) = post_json_as(
+        &format!("{api}/work-orders/{acme_order}/transitions"),
+        &acme,
+        &cancel,
+    );
+    assert_eq!(
+        code, 403,
+        "a customer sees but does not change their order: {body}"
+    );
+    let (code, _) = post_json_as(
+        &format!("{api}/work-orders/{globex_order}/transitions"),
+        &acme,
+        &cancel,
+    );
+    assert_eq!(code, 404);
+
+    // A technician: their assignment and its device only; start and resolve it.
+    let (_, listed, _) = get_as(&format!("{api}/work-orders"), Some(&tom));
+    assert_eq!(ids(&listed, "device_id"), ["d-globex"]);
+    let (_, devices, _) = get_as(&format!("{api}/devices"), Some(&tom));
+    assert_eq!(ids(&devices, "id"), ["d-globex"]);
+    assert_eq!(get_as(&format!("{api}/devices/d-acme"), Some(&tom)).0, 404);
+    assert_eq!(
+        get_as(&format!("{api}/work-orders/{acme_order}"), Some(&tom)).0,
+        404
+    );
+    let mine = format!("{api}/work-orders/{globex_order}/transitions");
+    let (code, body) = post_json_as(&mine, &tom, &json!({"action": "assign", "assignee": "tina"}));
+    assert_eq!(code, 403, "{body}");
+    for action in ["start", "resolve"] {
+        let (code, body) = post_json_as(&mine, &tom, &json!({"action": action}));
+        assert_eq!(code, 200, "{action}: {body}");
+    }
+    let (code, _) = post_json_as(
+        &format!("{api}/work-orders/{acme_order}/transitions"),
+        &tom,
+        &json!({"action": "start"}),
+    );
+    assert_eq!(code, 404);
+    // The trail names the token holders, not what a body claims.
+    let (_, trail, _) = get_as(
+        &format!("{api}/work-orders/{globex_order}/events"),
+        Some(&manager),
+    );
+    let actors: Vec<&str> = trail
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["actor"].as_str())
+        .collect();
+    assert_eq!(actors, ["hub", "maria", "tom", "tom"]);
+    let (code, body) = post_json_as(&mine, &manager, &json!({"action": "close", "actor": "someone"}));
+    assert_eq!(code, 400, "`actor` is not a field any more: {body}");
+}

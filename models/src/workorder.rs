@@ -170,6 +170,14 @@ pub enum Criticality {
 }
 
 impl Criticality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Criticality::Low => "low",
+            Criticality::Normal => "normal",
+            Criticality::High => "high",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Criticality> {
         match s {
             "low" => Some(Criticality::Low),

@@ -21,7 +21,8 @@ use crate::store::{Change, ChangeError, NewWorkOrder, StoreError, WorkOrderRow};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use wearline_models::workorder::Action;
+use wearline_models::rules::Priority;
+use wearline_models::workorder::{self, Action, Criticality};
 
 /// Samples still worn after a resolution before the order is reopened.
 pub const VERIFY_SAMPLES: u32 = 10;
@@ -53,9 +54,25 @@ pub fn alert_cause(kind: &str) -> String {
 }
 
 impl Ingest {
-    /// Opens an order unless one is active for its device and cause;
-    /// counted, logged and announced.
-    pub(super) async fn open_order(&mut self, wo: NewWorkOrder) -> Result<Option<WorkOrderRow>, StoreError> {
+    /// Opens an order unless one is active for its device and cause, at the
+    /// priority of its urgency (`wo.priority`) and the device's
+    /// criticality; counted, logged, announced and dispatched.
+    pub(super) async fn open_order(
+        &mut self,
+        mut wo: NewWorkOrder,
+    ) -> Result<Option<WorkOrderRow>, StoreError> {
+        let criticality = self
+            .store
+            .device(&wo.device_id)
+            .await?
+            .and_then(|d| Criticality::parse(&d.criticality))
+            .unwrap_or_default();
+        let urgency = Priority::parse(wo.priority).unwrap_or(Priority::P3);
+        wo.priority = workorder::priority(urgency, criticality).as_str();
+        if let serde_json::Value::Object(why) = &mut wo.explanation {
+            why.insert("urgency".into(), urgency.as_str().into());
+            why.insert("criticality".into(), criticality.as_str().into());
+        }
         let row = self.store.open_work_order(&wo).await?;
         if let Some(row) = &row {
             self.stats.work_orders_opened.fetch_add(1, Ordering::Relaxed);

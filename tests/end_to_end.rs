@@ -268,6 +268,48 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
     );
     let (code, _) = post_json_as(&rating, &acme, &serde_json::json!({"stars": 9}));
     assert_eq!(code, 400);
+    // The customer's reminder settings: their own (customer 1) only, checked.
+    let settings = format!("{}/api/v1/customers/1/reminder-settings", hub.api);
+    let put_settings = |token: &str, body: serde_json::Value| {
+        ureq::put(&settings)
+            .header("Authorization", &format!("Bearer {token}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_json(body)
+            .map(|r| r.status().as_u16())
+    };
+    let code = put_settings(
+        &acme,
+        serde_json::json!({"channels": ["webhook"], "webhook_url": "http://127.0.0.1:9/hook"}),
+    );
+    assert_eq!(code.ok(), Some(400), "a webhook needs its secret");
+    let code = put_settings(&acme, serde_json::json!({"channels": ["sms"]}));
+    assert_eq!(code.ok(), Some(400), "unknown channel");
+    let code = put_settings(
+        &acme,
+        serde_json::json!({"channels": ["portal"], "points": [14, 3, 0], "quiet_hours": [22, 7]}),
+    );
+    assert_eq!(code.ok(), Some(200));
+    let other = ureq::get(&format!("{}/api/v1/customers/2/reminder-settings", hub.api))
+        .header("Authorization", &format!("Bearer {acme}"))
+        .call();
+    assert!(matches!(other, Err(ureq::Error::StatusCode(404))), "{other:?}");
+    let mine = ureq::get(&settings)
+        .header("Authorization", &format!("Bearer {acme}"))
+        .call()
+        .expect("own settings")
+        .body_mut()
+        .read_json::<serde_json::Value>()
+        .expect("json");
+    assert_eq!(mine["points"], serde_json::json!([14.0, 3.0, 0.0]), "{mine}");
+    let as_tech = ureq::get(&format!("{}/api/v1/reminders", hub.api))
+        .header("Authorization", &format!("Bearer {tech}"))
+        .call();
+    assert!(
+        matches!(as_tech, Err(ureq::Error::StatusCode(403))),
+        "{as_tech:?}"
+    );
     let report = ureq::get(&format!("{}/api/v1/reports/service", hub.api))
         .header("Authorization", &format!("Bearer {acme}"))
         .call();

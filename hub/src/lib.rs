@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod passwords;
 pub mod policy;
 pub mod predict;
+pub mod reminders;
 pub mod run;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]

@@ -135,6 +135,10 @@ impl Hub {
             tenant_topics: tls_addr.is_some(),
         };
         tasks.push(tokio::spawn(ingest.run(ingest_cfg, cancel.child_token())));
+        tasks.push(tokio::spawn(crate::reminders::run(
+            store.clone(),
+            cancel.child_token(),
+        )));
         tasks.push(tokio::spawn(crate::escalation::run(
             store.clone(),
             events.clone(),

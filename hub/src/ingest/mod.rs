@@ -6,6 +6,7 @@
 //! never stops the task.
 
 mod orders;
+mod remind;
 mod shared;
 mod stats;
 
@@ -76,6 +77,8 @@ pub struct Ingest {
     pub shared: Option<shared::Shared>,
     /// Resolved work orders waiting for the data to verify them.
     verifying: orders::Verifying,
+    /// Customers' reminder settings and what was queued.
+    reminding: remind::Reminding,
     /// Gateways whose last will said offline (their devices' silence is
     /// one fault, the gateway's).
     offline_gateways: std::collections::HashSet<String>,
@@ -138,6 +141,7 @@ impl Ingest {
             dirty_order: std::collections::VecDeque::new(),
             shared: None,
             verifying: orders::Verifying::default(),
+            reminding: remind::Reminding::default(),
             offline_gateways: std::collections::HashSet::new(),
             last_flush: Instant::now(),
             due: HashMap::new(),
@@ -782,6 +786,9 @@ impl Ingest {
             .as_ref()
             .and_then(|e| preventive_due(e.remaining_days(), c.lead_time_days).map(|o| (e, o)));
         let was_due = self.due.get(device).is_some_and(|d| d.contains(&u.index));
+        if let Some(e) = &u.estimate {
+            self.remind(device, profile, c, e).await;
+        }
         if !replaced {
             self.part_checked(device, &c.name, order.is_some()).await;
         }

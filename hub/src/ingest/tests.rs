@@ -504,3 +504,187 @@ mod orders {
         assert_eq!(open, [("gw".to_string(), "offline".to_string())]);
     }
 }
+
+mod reminders {
+    use super::*;
+    use crate::store::{NewCustomer, ReminderSettings};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::mpsc;
+
+    crate::on_each_backend!(reminders_are_queued_once_per_point_and_delivered_signed_with_retries);
+
+    /// A webhook receiver on loopback: answers each request with the next
+    /// status of `statuses` (then 200), and hands over (headers, body).
+    /// A call received: its headers (names in lower case) and body.
+    type Call = (Vec<(String, String)>, String);
+
+    fn receiver(statuses: Vec<u16>) -> (String, mpsc::Receiver<Call>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut statuses = statuses.into_iter();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("request line");
+                loop {
+                    line.clear();
+                    reader.read_line(&mut line).expect("header");
+                    let l = line.trim_end();
+                    if l.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = l.split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).expect("body");
+                // Handed over before answering: once the caller has its
+                // answer, the call is in the channel.
+                if tx
+                    .send((headers, String::from_utf8_lossy(&body).into_owned()))
+                    .is_err()
+                {
+                    return;
+                }
+                let status = statuses.next().unwrap_or(200);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            }
+        });
+        (url, rx)
+    }
+
+    async fn reminders_are_queued_once_per_point_and_delivered_signed_with_retries(db: TestDb) {
+        let mut hub = ingest(Store::open(&db.location).await.expect("store"));
+        let dust = 5.0;
+        send(&mut hub, "p1", vec![sample(1, 0, dust)]).await;
+        let customer = hub
+            .store
+            .add_customer(&NewCustomer {
+                name: "acme",
+                contact: None,
+                email: None,
+                phone: None,
+                created_ms: 0,
+            })
+            .await
+            .expect("customer");
+        hub.store
+            .set_device_owner("p1", Some("acme"))
+            .await
+            .expect("owner");
+        let (url, received) = receiver(vec![500]);
+        let secret = "0123456789abcdef-secret";
+        hub.store
+            .put_reminder_settings(&ReminderSettings {
+                customer_id: customer.id,
+                channels: vec!["portal".into(), "webhook".into()],
+                points: vec![5.0, 1.0, 0.0],
+                quiet_hours: [0, 0],
+                utc_offset_minutes: 0,
+                opted_out: false,
+                webhook_url: Some(url),
+                webhook_secret: Some(secret.into()),
+            })
+            .await
+            .expect("settings");
+
+        // The filter wears out hour by hour (a life of 200 h, about 8 days).
+        let end = life_h(dust).ceil() as i64 + 1;
+        for h in 1..=end {
+            send(&mut hub, "p1", vec![sample(h as u64 + 1, h, dust)]).await;
+        }
+        let mut queued: Vec<(f64, String)> = hub
+            .store
+            .reminders(Some(customer.id), 100)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|r| (r.point_days, r.channel))
+            .collect();
+        queued.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let expected: Vec<(f64, String)> = [0.0, 1.0, 5.0]
+            .into_iter()
+            .flat_map(|p| [(p, "portal".to_string()), (p, "webhook".to_string())])
+            .collect();
+        assert_eq!(
+            queued, expected,
+            "each point once per channel, however many predictions"
+        );
+
+        // Delivery: the portal at once; the webhook fails once (HTTP 500),
+        // is retried a minute later, and arrives signed.
+        let now = crate::clock::wall_ms();
+        let sent = crate::reminders::deliver_due(&hub.store, now)
+            .await
+            .expect("deliver");
+        assert_eq!(
+            sent, 5,
+            "three portal reminders, and two of the three webhook calls"
+        );
+        let failed: Vec<_> = hub
+            .store
+            .reminders(Some(customer.id), 100)
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|r| r.channel == "webhook" && r.last_error.as_deref() == Some("HTTP 500"))
+            .collect();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!((failed[0].status.as_str(), failed[0].attempts), ("pending", 1));
+        assert_eq!(failed[0].next_attempt_ms, now + 60_000);
+        assert_eq!(
+            crate::reminders::deliver_due(&hub.store, now + 59_000)
+                .await
+                .expect("early"),
+            0,
+            "not before its retry time"
+        );
+        let sent = crate::reminders::deliver_due(&hub.store, now + 61_000)
+            .await
+            .expect("retry");
+        assert_eq!(sent, 1, "the retried one");
+        // Each call was answered before `deliver_due` returned, so all four are here.
+        let calls: Vec<_> = received.try_iter().collect();
+        assert_eq!(calls.len(), 4, "three calls, one of them twice");
+        for (headers, body) in &calls {
+            let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let ts: i64 = header("x-wearline-timestamp")
+                .and_then(|t| t.parse().ok())
+                .expect("timestamp");
+            assert_eq!(
+                header("x-wearline-signature"),
+                crate::reminders::signature(secret, ts, body)
+            );
+            let json: serde_json::Value = serde_json::from_str(body).expect("json");
+            assert!(
+                json["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("The filter of your purifier")
+                        || m.starts_with("Time to replace the filter of your purifier")),
+                "{json}"
+            );
+        }
+        let all = hub.store.reminders(None, 100).await.expect("all");
+        assert!(all.iter().all(|r| r.status == "sent"), "{all:?}");
+        assert_eq!(
+            crate::reminders::deliver_due(&hub.store, now + 3_600_000)
+                .await
+                .expect("again"),
+            0,
+            "sent once"
+        );
+    }
+}

@@ -14,12 +14,14 @@
 mod access;
 mod batch;
 mod location;
+mod reminders;
 mod sql;
 mod technicians;
 mod work_orders;
 
 pub use access::{AccessError, CustomerRow, NewCustomer, NewToken, TokenRow};
 pub use location::{Backend, Location};
+pub use reminders::{CHANNELS, NewReminder, ReminderRow, ReminderSettings};
 pub use technicians::TechnicianRow;
 pub use work_orders::{Change, ChangeError, WorkOrderEvent, WorkOrderFilter};
 

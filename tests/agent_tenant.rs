@@ -42,7 +42,13 @@ fn start_agent(dir: &Path, name: &str, cfg: &Path) -> Proc {
 /// The device as the hub's API shows it, once it exists.
 fn device(hub: &TestHub) -> Option<serde_json::Value> {
     let url = format!("{}/api/v1/devices/purifier-0001", hub.api);
-    ureq::get(&url).call().ok()?.body_mut().read_json().ok()
+    ureq::get(&url)
+        .header("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_json()
+        .ok()
 }
 
 /// The gateway's `gateway_offline` alert (its last will), if any.

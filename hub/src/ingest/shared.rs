@@ -16,7 +16,9 @@
 //!   killed and came back after [`LEASE_TTL`]) drops the device's trackers
 //!   and unwritten states.
 //! - Samples other hubs store for a held device are fed when this hub next
-//!   stores one of the device's, or within [`CATCH_UP_EVERY`].
+//!   stores one of the device's, or within [`CATCH_UP_EVERY`] (a device held
+//!   back by a gap is looked at again then, so a filled gap does not wait
+//!   out [`GAP_WAIT`]).
 //! - Ended lives are learned from the store every [`LIVES_SYNC_EVERY`], so
 //!   every hub's fleet prior knows the lives the others recorded.
 //!
@@ -64,12 +66,19 @@ pub struct Shared {
 #[derive(Debug)]
 struct Feed {
     profile: String,
-    /// Last sequence number fed; `None` right after taking the lease (feed
-    /// what is newer than the saved states).
+    /// Last sequence number fed (or, right after taking the lease, the last
+    /// one in the saved states); `None` for a device without saved states,
+    /// fed from its first sample.
     seq: Option<i64>,
     /// Since when a missing number holds the device back.
     gap_since: Option<Instant>,
+    /// A device new to every hub is first fed after [`SETTLE`], so that
+    /// its first samples, split between hubs, are all committed.
+    settle_until: Option<Instant>,
 }
+
+/// How long a device without saved states waits before its first feed.
+pub const SETTLE: Duration = Duration::from_secs(2);
 
 impl Shared {
     pub fn new(owner: String) -> Shared {
@@ -144,6 +153,7 @@ impl Ingest {
     async fn take_device(&mut self, device: &str, profile: String) {
         tracing::debug!(device, "device lease taken");
         self.predictor.forget(device);
+        let mut resumed = false;
         match self.store.consumables(device).await {
             Ok(rows) => {
                 for row in rows {
@@ -152,7 +162,7 @@ impl Ingest {
                         .get(&row.profile)
                         .and_then(|p| p.consumables.iter().find(|c| c.name == row.name));
                     if let (Some(c), Ok(state)) = (consumable, serde_json::from_str(&row.state)) {
-                        self.predictor.resume(device, c, state);
+                        resumed |= self.predictor.resume(device, c, state);
                     }
                 }
             }
@@ -161,13 +171,33 @@ impl Ingest {
                 tracing::error!(error = %e, device, "cannot load saved life states; rebuilt from history");
             }
         }
+        // Where the saved states end, as a sequence number, so that the next
+        // one is waited for like any other.
+        let mut seq = None;
+        if resumed && let Some(p) = self.profiles.get(&profile) {
+            let since = p
+                .consumables
+                .iter()
+                .filter_map(|c| self.predictor.last_ms(device, &c.name))
+                .min();
+            if let Some(ms) = since {
+                match self.store.seq_at(device, ms).await {
+                    Ok(s) => seq = s,
+                    Err(e) => {
+                        self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, device, "cannot find where the saved states end");
+                    }
+                }
+            }
+        }
         if let Some(shared) = &mut self.shared {
             shared.fed.insert(
                 device.to_string(),
                 Feed {
                     profile,
-                    seq: None,
+                    seq,
                     gap_since: None,
+                    settle_until: seq.is_none().then(|| Instant::now() + SETTLE),
                 },
             );
         }
@@ -204,6 +234,9 @@ impl Ingest {
             let Some(feed) = self.shared.as_ref().and_then(|s| s.fed.get(device)) else {
                 return;
             };
+            if feed.settle_until.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
             let after_ms = profile
                 .consumables
                 .iter()
@@ -222,6 +255,7 @@ impl Ingest {
             let Some(feed) = self.shared.as_mut().and_then(|s| s.fed.get_mut(device)) else {
                 return;
             };
+            feed.settle_until = None;
             let mut samples = Vec::with_capacity(rows.len());
             let mut held_back = false;
             for (seq, ts_ms, body) in rows {
@@ -283,7 +317,8 @@ impl Ingest {
                     };
                     waiting.extend(rows.into_iter().filter_map(|(device, last)| {
                         let f = shared.fed.get(&device)?;
-                        (f.gap_since.is_none() && f.seq.is_none_or(|s| last > s)).then_some(device)
+                        // Held back by a gap too: it may have been filled since.
+                        f.seq.is_none_or(|s| last > s).then_some(device)
                     }));
                 }
                 Err(e) => {
@@ -296,6 +331,8 @@ impl Ingest {
             return;
         };
         let sync = shared.last_lives_sync.elapsed() >= LIVES_SYNC_EVERY;
+        waiting.sort_unstable();
+        waiting.dedup();
         for device in waiting {
             self.feed_device(&device).await;
         }

@@ -395,6 +395,19 @@ impl Store {
             .await?)
     }
 
+    /// The sequence number of `device`'s last sample at or before `ts_ms`.
+    pub async fn seq_at(&self, device: &str, ts_ms: i64) -> Result<Option<i64>> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT seq FROM samples WHERE device_id = $1 AND ts_ms <= $2 ORDER BY seq DESC LIMIT 1",
+        )
+        .persistent(self.persistent())
+        .bind(device)
+        .bind(ts_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(s,)| s))
+    }
+
     /// Every device's highest sequence number stored: `(device, last_seq)`.
     pub async fn last_seqs(&self) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as("SELECT id, last_seq FROM devices")

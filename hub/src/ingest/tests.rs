@@ -601,6 +601,8 @@ mod reminders {
             .await
             .expect("settings");
 
+        // Owners and settings are re-read every 30 s; the test does not wait.
+        hub.reminding.loaded = None;
         // The filter wears out hour by hour (a life of 200 h, about 8 days).
         let end = life_h(dust).ceil() as i64 + 1;
         for h in 1..=end {

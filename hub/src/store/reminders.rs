@@ -107,6 +107,30 @@ impl Store {
         })
     }
 
+    /// Every device that has an owner: `(device, customer)`.
+    pub async fn device_owners(&self) -> Result<Vec<(String, i64)>> {
+        let rows: Vec<(String, Option<i64>)> =
+            sqlx::query_as("SELECT id, customer_id FROM devices WHERE customer_id IS NOT NULL")
+                .persistent(self.persistent())
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().filter_map(|(d, c)| Some((d, c?))).collect())
+    }
+
+    /// Every stored customer's settings (customers without a row use the
+    /// defaults).
+    pub async fn all_reminder_settings(&self) -> Result<Vec<ReminderSettings>> {
+        let ids: Vec<(i64,)> = sqlx::query_as("SELECT customer_id FROM reminder_settings")
+            .persistent(self.persistent())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id,) in ids {
+            out.push(self.reminder_settings(id).await?);
+        }
+        Ok(out)
+    }
+
     /// Stores a customer's settings.
     pub async fn put_reminder_settings(&self, s: &ReminderSettings) -> Result<()> {
         sqlx::query(

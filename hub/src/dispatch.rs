@@ -33,17 +33,30 @@ fn technician(t: &TechnicianRow) -> Technician {
     }
 }
 
-/// Assigns `order` to the best technician now, if anyone can take it.
-pub async fn dispatch(store: &Store, order: &WorkOrderRow, now_ms: i64) -> Result<Dispatched, StoreError> {
-    let team: Vec<Technician> = store
+/// The technicians taking assignments, with their current loads.
+pub async fn team(store: &Store) -> Result<Vec<Technician>, StoreError> {
+    Ok(store
         .technicians()
         .await?
         .iter()
         .filter(|t| t.active != 0)
         .map(technician)
-        .collect();
+        .collect())
+}
+
+/// Assigns `order` to the best technician of `team` now, if anyone can
+/// take it; the chosen one's load in `team` goes up by one.
+pub async fn dispatch(
+    store: &Store,
+    team: &mut [Technician],
+    order: &WorkOrderRow,
+    now_ms: i64,
+) -> Result<Dispatched, StoreError> {
+    if team.is_empty() {
+        return Ok(Dispatched::Waiting(NoOne::NoSkill(order.cause.clone())));
+    }
     let place = store.device_location(&order.device_id).await?;
-    let a = match choose(&team, &order.cause, place, now_ms) {
+    let a = match choose(team, &order.cause, place, now_ms) {
         Ok(a) => a,
         Err(no_one) => return Ok(Dispatched::Waiting(no_one)),
     };
@@ -59,6 +72,9 @@ pub async fn dispatch(store: &Store, order: &WorkOrderRow, now_ms: i64) -> Resul
     match store.change_work_order(order.id, &change).await {
         Ok(_) => {
             tracing::info!(work_order = order.id, technician = %a.technician, reason = %a.reason, "work order dispatched");
+            if let Some(t) = team.iter_mut().find(|t| t.name == a.technician) {
+                t.load += 1;
+            }
             Ok(Dispatched::Assigned(a))
         }
         Err(ChangeError::Store(e)) => Err(e),
@@ -68,6 +84,10 @@ pub async fn dispatch(store: &Store, order: &WorkOrderRow, now_ms: i64) -> Resul
 
 /// Tries every open or reopened order not yet assigned; how many were.
 pub async fn dispatch_waiting(store: &Store, now_ms: i64) -> Result<usize, StoreError> {
+    let mut team = team(store).await?;
+    if team.is_empty() {
+        return Ok(0);
+    }
     let mut assigned = 0;
     for status in [Status::Open, Status::Reopened] {
         let filter = WorkOrderFilter {
@@ -76,7 +96,7 @@ pub async fn dispatch_waiting(store: &Store, now_ms: i64) -> Result<usize, Store
             ..WorkOrderFilter::default()
         };
         for order in store.list_work_orders(&filter).await? {
-            if let Dispatched::Assigned(_) = dispatch(store, &order, now_ms).await? {
+            if let Dispatched::Assigned(_) = dispatch(store, &mut team, &order, now_ms).await? {
                 assigned += 1;
             }
         }
@@ -152,7 +172,10 @@ mod tests {
             .await
             .expect("open")
             .expect("new");
-        match dispatch(&store, &first, 10).await.expect("dispatch") {
+        match dispatch(&store, &mut team(&store).await.expect("team"), &first, 10)
+            .await
+            .expect("dispatch")
+        {
             Dispatched::Waiting(NoOne::NoSkill(cause)) => assert_eq!(cause, "consumable:filter"),
             other => panic!("{other:?}"),
         }
@@ -185,7 +208,10 @@ mod tests {
             .await
             .expect("open")
             .expect("new");
-        match dispatch(&store, &second, 10).await.expect("dispatch") {
+        match dispatch(&store, &mut team(&store).await.expect("team"), &second, 10)
+            .await
+            .expect("dispatch")
+        {
             Dispatched::Assigned(a) => assert_eq!(a.technician, "ana"),
             other => panic!("{other:?}"),
         }

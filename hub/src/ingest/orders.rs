@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use wearline_models::rules::Priority;
-use wearline_models::workorder::{self, Action, Criticality};
+use wearline_models::workorder::{self, Action};
 
 /// Samples still worn after a resolution before the order is reopened.
 pub const VERIFY_SAMPLES: u32 = 10;
@@ -36,7 +36,13 @@ pub const OFFLINE_CAUSE: &str = "offline";
 pub struct Verifying {
     orders: HashMap<(String, String), Waiting>,
     last_refresh: Option<Instant>,
+    /// The dispatch team, for orders the data opens.
+    team: Vec<wearline_models::dispatch::Technician>,
+    team_loaded: Option<Instant>,
 }
+
+/// How long the dispatch team is kept before it is read again.
+pub const TEAM_FOR: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
 struct Waiting {
@@ -61,12 +67,7 @@ impl Ingest {
         &mut self,
         mut wo: NewWorkOrder,
     ) -> Result<Option<WorkOrderRow>, StoreError> {
-        let criticality = self
-            .store
-            .device(&wo.device_id)
-            .await?
-            .and_then(|d| Criticality::parse(&d.criticality))
-            .unwrap_or_default();
+        let criticality = self.criticality_of(&wo.device_id).await;
         let urgency = Priority::parse(wo.priority).unwrap_or(Priority::P3);
         wo.priority = workorder::priority(urgency, criticality).as_str();
         if let serde_json::Value::Object(why) = &mut wo.explanation {
@@ -78,10 +79,17 @@ impl Ingest {
             self.stats.work_orders_opened.fetch_add(1, Ordering::Relaxed);
             tracing::info!(id = row.id, device = %row.device_id, kind = %row.kind, cause = %row.cause, "work order opened");
             let _ = self.events.send(HubEvent::WorkOrderOpened(row.clone()));
-            if let crate::dispatch::Dispatched::Waiting(why) =
-                crate::dispatch::dispatch(&self.store, row, wall_ms()).await?
-            {
-                tracing::info!(id = row.id, reason = %why, "work order waits for a technician");
+            // The team is read at most every TEAM_FOR: opening an order
+            // must not hold up the telemetry behind it.
+            if self.verifying.team_loaded.is_none_or(|t| t.elapsed() >= TEAM_FOR) {
+                self.verifying.team = crate::dispatch::team(&self.store).await?;
+                self.verifying.team_loaded = Some(Instant::now());
+            }
+            let mut team = std::mem::take(&mut self.verifying.team);
+            let outcome = crate::dispatch::dispatch(&self.store, &mut team, row, wall_ms()).await;
+            self.verifying.team = team;
+            if let crate::dispatch::Dispatched::Waiting(why) = outcome? {
+                tracing::info!(id = row.id, reason = %why, "work order waits for a technician (tried again every minute)");
             }
         }
         Ok(row)

@@ -452,6 +452,13 @@ mod orders {
         hub.offline_after = Duration::from_secs(60);
         let start = Instant::now();
         send(&mut hub, "d1", vec![sample(1, 0, 5.0)]).await;
+        // A high-criticality device: its offline order (urgency P2) is P1.
+        hub.store
+            .set_device_criticality("d1", wearline_models::workorder::Criticality::High)
+            .await
+            .expect("criticality");
+        // Criticality is re-read every 30 s; the test does not wait.
+        hub.reminding.loaded = None;
         hub.check_silence(start + Duration::from_secs(61)).await;
         hub.check_silence(start + Duration::from_secs(120)).await;
         let list = orders(&hub).await;
@@ -462,7 +469,12 @@ mod orders {
                 list[0].cause.as_str(),
                 list[0].priority.as_str()
             ),
-            ("d1", "offline", "P2")
+            ("d1", "offline", "P1")
+        );
+        let why: serde_json::Value = serde_json::from_str(&list[0].explanation).expect("json");
+        assert_eq!(
+            (why["urgency"].as_str(), why["criticality"].as_str()),
+            (Some("P2"), Some("high"))
         );
         work(
             &mut hub,

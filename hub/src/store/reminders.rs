@@ -107,14 +107,16 @@ impl Store {
         })
     }
 
-    /// Every device that has an owner: `(device, customer)`.
-    pub async fn device_owners(&self) -> Result<Vec<(String, i64)>> {
-        let rows: Vec<(String, Option<i64>)> =
-            sqlx::query_as("SELECT id, customer_id FROM devices WHERE customer_id IS NOT NULL")
-                .persistent(self.persistent())
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows.into_iter().filter_map(|(d, c)| Some((d, c?))).collect())
+    /// Every device with an owner or a criticality other than `normal`:
+    /// `(device, customer, criticality)`.
+    pub async fn device_owners(&self) -> Result<Vec<(String, Option<i64>, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, customer_id, criticality FROM devices
+             WHERE customer_id IS NOT NULL OR criticality <> 'normal'",
+        )
+        .persistent(self.persistent())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Every stored customer's settings (customers without a row use the

@@ -3,7 +3,7 @@
 
 use super::{Result, Store};
 use serde::{Deserialize, Serialize};
-use sqlx::FromRow;
+use sqlx::{AssertSqlSafe, FromRow};
 use wearline_models::reminders::DEFAULT_POINTS;
 
 /// The channels built so far.
@@ -42,7 +42,34 @@ impl ReminderSettings {
     }
 }
 
-type SettingsRow = (String, String, i64, i64, i64, i64, Option<String>, Option<String>);
+type SettingsRow = (
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
+const SETTINGS: &str =
+    "SELECT customer_id, channels, points, quiet_start, quiet_end, utc_offset_minutes, opted_out,
+        webhook_url, webhook_secret FROM reminder_settings";
+
+fn settings((customer_id, channels, points, qs, qe, off, out, url, secret): SettingsRow) -> ReminderSettings {
+    ReminderSettings {
+        customer_id,
+        channels: serde_json::from_str(&channels).unwrap_or_default(),
+        points: serde_json::from_str(&points).unwrap_or_default(),
+        quiet_hours: [qs, qe],
+        utc_offset_minutes: off,
+        opted_out: out != 0,
+        webhook_url: url,
+        webhook_secret: secret,
+    }
+}
 
 /// A reminder to queue.
 #[derive(Debug, Clone)]
@@ -83,28 +110,13 @@ pub struct ReminderRow {
 impl Store {
     /// A customer's settings; the defaults when none are stored.
     pub async fn reminder_settings(&self, customer_id: i64) -> Result<ReminderSettings> {
-        let row: Option<SettingsRow> = sqlx::query_as(
-            "SELECT channels, points, quiet_start, quiet_end, utc_offset_minutes, opted_out, webhook_url,
-                    webhook_secret
-             FROM reminder_settings WHERE customer_id = $1",
-        )
-        .persistent(self.persistent())
-        .bind(customer_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            None => ReminderSettings::defaults(customer_id),
-            Some((channels, points, qs, qe, off, out, url, secret)) => ReminderSettings {
-                customer_id,
-                channels: serde_json::from_str(&channels).unwrap_or_default(),
-                points: serde_json::from_str(&points).unwrap_or_default(),
-                quiet_hours: [qs, qe],
-                utc_offset_minutes: off,
-                opted_out: out != 0,
-                webhook_url: url,
-                webhook_secret: secret,
-            },
-        })
+        let row: Option<SettingsRow> =
+            sqlx::query_as(AssertSqlSafe(format!("{SETTINGS} WHERE customer_id = $1")))
+                .persistent(self.persistent())
+                .bind(customer_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map_or_else(|| ReminderSettings::defaults(customer_id), settings))
     }
 
     /// Every device with an owner or a criticality other than `normal`:
@@ -122,15 +134,11 @@ impl Store {
     /// Every stored customer's settings (customers without a row use the
     /// defaults).
     pub async fn all_reminder_settings(&self) -> Result<Vec<ReminderSettings>> {
-        let ids: Vec<(i64,)> = sqlx::query_as("SELECT customer_id FROM reminder_settings")
+        let rows: Vec<SettingsRow> = sqlx::query_as(SETTINGS)
             .persistent(self.persistent())
             .fetch_all(&self.pool)
             .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for (id,) in ids {
-            out.push(self.reminder_settings(id).await?);
-        }
-        Ok(out)
+        Ok(rows.into_iter().map(settings).collect())
     }
 
     /// Stores a customer's settings.

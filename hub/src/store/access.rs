@@ -117,11 +117,10 @@ pub(super) fn bind_scope<'q, O>(
 impl Store {
     /// Adds a customer; names are unique.
     pub async fn add_customer(&self, c: &NewCustomer<'_>) -> Result<CustomerRow, AccessError> {
-        sqlx::query_as(
+        self.query_as(
             "INSERT INTO customers (name, contact, email, phone, created_ms)
              VALUES ($1, $2, $3, $4, $5) RETURNING *",
         )
-        .persistent(self.persistent())
         .bind(c.name)
         .bind(c.contact)
         .bind(c.email)
@@ -140,15 +139,15 @@ impl Store {
 
     /// Every customer, by name.
     pub async fn customers(&self) -> Result<Vec<CustomerRow>> {
-        Ok(sqlx::query_as("SELECT * FROM customers ORDER BY name")
-            .persistent(self.persistent())
+        Ok(self
+            .query_as("SELECT * FROM customers ORDER BY name")
             .fetch_all(&self.pool)
             .await?)
     }
 
     pub async fn customer_by_name(&self, name: &str) -> Result<Option<CustomerRow>> {
-        Ok(sqlx::query_as("SELECT * FROM customers WHERE name = $1")
-            .persistent(self.persistent())
+        Ok(self
+            .query_as("SELECT * FROM customers WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?)
@@ -165,8 +164,8 @@ impl Store {
             ),
             None => None,
         };
-        let done = sqlx::query("UPDATE devices SET customer_id = $1 WHERE id = $2")
-            .persistent(self.persistent())
+        let done = self
+            .query("UPDATE devices SET customer_id = $1 WHERE id = $2")
             .bind(customer_id)
             .bind(device)
             .execute(&self.pool)
@@ -179,8 +178,8 @@ impl Store {
 
     /// Sets how critical `device` is (its work orders' priority follows).
     pub async fn set_device_criticality(&self, device: &str, c: Criticality) -> Result<(), AccessError> {
-        let done = sqlx::query("UPDATE devices SET criticality = $1 WHERE id = $2")
-            .persistent(self.persistent())
+        let done = self
+            .query("UPDATE devices SET criticality = $1 WHERE id = $2")
             .bind(criticality_str(c))
             .bind(device)
             .execute(&self.pool)
@@ -204,12 +203,11 @@ impl Store {
             Access::Technician(_) => Role::Technician,
             Access::Customer(_) => Role::Customer,
         };
-        sqlx::query_as(
+        self.query_as(
             "INSERT INTO api_tokens (name, role, customer_id, technician, hash, created_ms)
              VALUES ($1, $2, $3, $4, $5, $6)
              RETURNING id, name, role, customer_id, technician, created_ms, revoked_ms",
         )
-        .persistent(self.persistent())
         .bind(t.name)
         .bind(role.as_str())
         .bind(customer_id)
@@ -233,8 +231,8 @@ impl Store {
     /// the same name is revoked (the file changed) and this one recorded.
     /// Whether it was recorded now.
     pub async fn ensure_admin_token(&self, name: &str, hash: &str, at_ms: i64) -> Result<bool> {
-        let known: Option<(i64,)> = sqlx::query_as("SELECT id FROM api_tokens WHERE hash = $1")
-            .persistent(self.persistent())
+        let known: Option<(i64,)> = self
+            .query_as("SELECT id FROM api_tokens WHERE hash = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -242,20 +240,18 @@ impl Store {
             return Ok(false);
         }
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE api_tokens SET revoked_ms = $1 WHERE name = $2 AND revoked_ms IS NULL")
-            .persistent(self.persistent())
+        self.query("UPDATE api_tokens SET revoked_ms = $1 WHERE name = $2 AND revoked_ms IS NULL")
             .bind(at_ms)
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        let inserted =
-            sqlx::query("INSERT INTO api_tokens (name, role, hash, created_ms) VALUES ($1, 'admin', $2, $3)")
-                .persistent(self.persistent())
-                .bind(name)
-                .bind(hash)
-                .bind(at_ms)
-                .execute(&mut *tx)
-                .await;
+        let inserted = self
+            .query("INSERT INTO api_tokens (name, role, hash, created_ms) VALUES ($1, 'admin', $2, $3)")
+            .bind(name)
+            .bind(hash)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await;
         match inserted {
             Ok(_) => {
                 tx.commit().await?;
@@ -269,32 +265,29 @@ impl Store {
 
     /// Every token, active or revoked, oldest first.
     pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
-        Ok(sqlx::query_as(
+        Ok(self.query_as(
             "SELECT id, name, role, customer_id, technician, created_ms, revoked_ms FROM api_tokens ORDER BY id",
         )
-        .persistent(self.persistent())
         .fetch_all(&self.pool)
         .await?)
     }
 
     /// Revokes the active token named `name`; whether there was one.
     pub async fn revoke_token(&self, name: &str, at_ms: i64) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE api_tokens SET revoked_ms = $1 WHERE name = $2 AND revoked_ms IS NULL")
-                .persistent(self.persistent())
-                .bind(at_ms)
-                .bind(name)
-                .execute(&self.pool)
-                .await?;
+        let done = self
+            .query("UPDATE api_tokens SET revoked_ms = $1 WHERE name = $2 AND revoked_ms IS NULL")
+            .bind(at_ms)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// The caller holding the active token with this hash, if any.
     pub async fn caller(&self, hash: &str) -> Result<Option<Caller>> {
-        let row: Option<(String, String, Option<i64>, Option<String>)> = sqlx::query_as(
+        let row: Option<(String, String, Option<i64>, Option<String>)> = self.query_as(
             "SELECT name, role, customer_id, technician FROM api_tokens WHERE hash = $1 AND revoked_ms IS NULL",
         )
-        .persistent(self.persistent())
         .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
@@ -313,13 +306,13 @@ impl Store {
 
     /// The assignees of a device's work orders (who may see it as technicians).
     pub async fn device_assignees(&self, device: &str) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT assignee FROM work_orders WHERE device_id = $1 AND assignee IS NOT NULL",
-        )
-        .persistent(self.persistent())
-        .bind(device)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String,)> = self
+            .query_as(
+                "SELECT DISTINCT assignee FROM work_orders WHERE device_id = $1 AND assignee IS NOT NULL",
+            )
+            .bind(device)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().map(|(a,)| a).collect())
     }
 
@@ -329,7 +322,7 @@ impl Store {
             "SELECT * FROM devices WHERE 1 = 1{} ORDER BY id",
             device_scope_clause(scope, "id", 1)
         );
-        let q = sqlx::query_as(AssertSqlSafe(sql)).persistent(self.persistent());
+        let q = self.query_as(AssertSqlSafe(sql));
         Ok(bind_scope(q, scope).fetch_all(&self.pool).await?)
     }
 
@@ -341,7 +334,7 @@ impl Store {
             if open_only { "state = 'open'" } else { "1 = 1" },
             device_scope_clause(scope, "device_id", 1)
         );
-        let q = sqlx::query_as(AssertSqlSafe(sql)).persistent(self.persistent());
+        let q = self.query_as(AssertSqlSafe(sql));
         Ok(bind_scope(q, scope).fetch_all(&self.pool).await?)
     }
 }

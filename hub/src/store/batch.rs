@@ -28,7 +28,7 @@ impl Store {
             let mut sql = String::from("INSERT INTO samples (device_id, seq, ts_ms, body) VALUES ");
             push_tuples(&mut sql, self.backend, chunk.len(), 4, 1);
             sql.push_str(" ON CONFLICT DO NOTHING RETURNING device_id, seq");
-            let mut q = sqlx::query_as(AssertSqlSafe(sql)).persistent(self.persistent());
+            let mut q = self.query_as(AssertSqlSafe(sql));
             for (i, s) in chunk {
                 q = q
                     .bind(batch[*i].device.as_str())
@@ -48,7 +48,7 @@ impl Store {
         for chunk in ids.chunks(CHUNK) {
             let mut sql = String::from("SELECT id, last_seq FROM devices WHERE id IN ");
             push_tuples(&mut sql, self.backend, 1, chunk.len(), 1);
-            let mut q = sqlx::query_as(AssertSqlSafe(sql)).persistent(self.persistent());
+            let mut q = self.query_as(AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -116,7 +116,7 @@ impl Store {
                 greatest("devices.last_seq", "excluded.last_seq"),
                 greatest("0", "devices.gaps + excluded.gaps"),
             ));
-            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(self.persistent());
+            let mut q = self.query(AssertSqlSafe(sql));
             for (id, d) in chunk {
                 q = q
                     .bind(*id)
@@ -133,8 +133,8 @@ impl Store {
         }
         // Text fields are device attributes: keep the latest value of each.
         for (device, fields) in text {
-            let current: Option<(String,)> = sqlx::query_as("SELECT attributes FROM devices WHERE id = $1")
-                .persistent(self.persistent())
+            let current: Option<(String,)> = self
+                .query_as("SELECT attributes FROM devices WHERE id = $1")
                 .bind(device)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -142,8 +142,7 @@ impl Store {
                 .and_then(|(a,)| serde_json::from_str(&a).ok())
                 .unwrap_or_default();
             attrs.extend(fields);
-            sqlx::query("UPDATE devices SET attributes = $1 WHERE id = $2")
-                .persistent(self.persistent())
+            self.query("UPDATE devices SET attributes = $1 WHERE id = $2")
                 .bind(serde_json::Value::Object(attrs).to_string())
                 .bind(device)
                 .execute(&mut *tx)
@@ -182,7 +181,7 @@ impl Store {
                     eol_high_ms = excluded.eol_high_ms, coverage = excluded.coverage, model = excluded.model,
                     explanation = excluded.explanation, state = excluded.state",
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(self.persistent());
+            let mut q = self.query(AssertSqlSafe(sql));
             for row in chunk.iter().map(|&i| &rows[i]) {
                 q = q
                     .bind(row.device_id.as_str())
@@ -235,7 +234,7 @@ impl Store {
                   RETURNING device_id",
                 placeholder(self.backend, chunk.len() * 3 + 1)
             ));
-            let mut q = sqlx::query_as(AssertSqlSafe(sql)).persistent(self.persistent());
+            let mut q = self.query_as(AssertSqlSafe(sql));
             for d in chunk {
                 q = q.bind(*d).bind(owner).bind(now_ms + ttl_ms);
             }

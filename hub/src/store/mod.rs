@@ -272,15 +272,30 @@ impl Store {
         })
     }
 
-    /// Whether statements are prepared once per connection and reused.
-    /// Not on PostgreSQL: sqlx 0.9's `Any` driver sends a NULL `f64` as a
-    /// NULL `float4` (its `Real` and `Double` nulls are swapped), and a
-    /// PostgreSQL statement keeps the parameter types of its first
-    /// execution, so a cached statement first run with a NULL float fails
-    /// later with "incorrect binary data format". Unnamed statements take
-    /// each execution's own types.
-    pub(crate) fn persistent(&self) -> bool {
-        self.backend == Backend::Sqlite
+    /// A statement of this store; every query goes through here or
+    /// [`Store::query_as`]. Statements are prepared once per connection and
+    /// reused on SQLite, not on PostgreSQL: sqlx 0.9's `Any` driver sends a
+    /// NULL `f64` as a NULL `float4` (its `Real` and `Double` nulls are
+    /// swapped), and a PostgreSQL statement keeps the parameter types of
+    /// its first execution, so a cached statement first run with a NULL
+    /// float fails later with "incorrect binary data format". Unnamed
+    /// statements take each execution's own types.
+    pub(crate) fn query<'q>(
+        &self,
+        sql: impl sqlx::SqlSafeStr,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        sqlx::query(sql).persistent(self.backend == Backend::Sqlite)
+    }
+
+    /// [`Store::query`], read into `O`.
+    pub(crate) fn query_as<'q, O>(
+        &self,
+        sql: impl sqlx::SqlSafeStr,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments>
+    where
+        O: for<'r> FromRow<'r, sqlx::any::AnyRow>,
+    {
+        sqlx::query_as(sql).persistent(self.backend == Backend::Sqlite)
     }
 
     /// Which database this store is in.
@@ -315,12 +330,11 @@ impl Store {
 
     /// The newest sample of `device`: its time and values.
     pub async fn latest_sample(&self, device: &str) -> Result<Option<(i64, serde_json::Value)>> {
-        let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT ts_ms, body FROM samples WHERE device_id = $1 ORDER BY seq DESC LIMIT 1")
-                .persistent(self.persistent())
-                .bind(device)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64, String)> = self
+            .query_as("SELECT ts_ms, body FROM samples WHERE device_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(device)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|(ts, body)| (ts, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))))
     }
 
@@ -331,11 +345,10 @@ impl Store {
 
     /// Records an ended life; recording the same one again changes nothing.
     pub async fn insert_life(&self, row: &LifeRow) -> Result<bool> {
-        let done = sqlx::query(
+        let done = self.query(
             "INSERT INTO consumable_lives (device_id, name, profile, started_ms, ended_ms, life, used, body)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         )
-        .persistent(self.persistent())
         .bind(&row.device_id)
         .bind(&row.name)
         .bind(&row.profile)
@@ -351,18 +364,16 @@ impl Store {
 
     /// Every ended life, as `(profile, consumable, body)`, oldest first.
     pub async fn lives(&self) -> Result<Vec<(String, String, String)>> {
-        Ok(
-            sqlx::query_as("SELECT profile, name, body FROM consumable_lives ORDER BY ended_ms")
-                .persistent(self.persistent())
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(self
+            .query_as("SELECT profile, name, body FROM consumable_lives ORDER BY ended_ms")
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Every consumable of every device (for resuming at start).
     pub async fn all_consumables(&self) -> Result<Vec<ConsumableRow>> {
-        Ok(sqlx::query_as("SELECT * FROM consumables")
-            .persistent(self.persistent())
+        Ok(self
+            .query_as("SELECT * FROM consumables")
             .fetch_all(&self.pool)
             .await?)
     }
@@ -378,40 +389,37 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<(i64, i64, String)>> {
         let q = match after_seq {
-            Some(seq) => sqlx::query_as(
+            Some(seq) => self.query_as(
                 "SELECT seq, ts_ms, body FROM samples WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             )
             .bind(device)
             .bind(seq),
-            None => sqlx::query_as(
+            None => self.query_as(
                 "SELECT seq, ts_ms, body FROM samples WHERE device_id = $1 AND ts_ms > $2 ORDER BY seq LIMIT $3",
             )
             .bind(device)
             .bind(after_ms),
         };
-        Ok(q.persistent(self.persistent())
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(q.bind(limit).fetch_all(&self.pool).await?)
     }
 
     /// The sequence number of `device`'s last sample at or before `ts_ms`.
     pub async fn seq_at(&self, device: &str, ts_ms: i64) -> Result<Option<i64>> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT seq FROM samples WHERE device_id = $1 AND ts_ms <= $2 ORDER BY seq DESC LIMIT 1",
-        )
-        .persistent(self.persistent())
-        .bind(device)
-        .bind(ts_ms)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(i64,)> = self
+            .query_as(
+                "SELECT seq FROM samples WHERE device_id = $1 AND ts_ms <= $2 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(device)
+            .bind(ts_ms)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|(s,)| s))
     }
 
     /// Every device's highest sequence number stored: `(device, last_seq)`.
     pub async fn last_seqs(&self) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT id, last_seq FROM devices")
-            .persistent(self.persistent())
+        Ok(self
+            .query_as("SELECT id, last_seq FROM devices")
             .fetch_all(&self.pool)
             .await?)
     }
@@ -419,20 +427,19 @@ impl Store {
     /// Every ended life with its key: `(device, consumable, started_ms,
     /// profile, body)`.
     pub async fn lives_keyed(&self) -> Result<Vec<(String, String, i64, String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT device_id, name, started_ms, profile, body FROM consumable_lives ORDER BY ended_ms",
-        )
-        .persistent(self.persistent())
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(self
+            .query_as(
+                "SELECT device_id, name, started_ms, profile, body FROM consumable_lives ORDER BY ended_ms",
+            )
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Samples of `device` newer than `after_ms`, oldest first, at most the newest `limit`.
     pub async fn samples_after(&self, device: &str, after_ms: i64, limit: i64) -> Result<Vec<(i64, String)>> {
-        let mut rows: Vec<(i64, String)> = sqlx::query_as(
+        let mut rows: Vec<(i64, String)> = self.query_as(
             "SELECT ts_ms, body FROM samples WHERE device_id = $1 AND ts_ms > $2 ORDER BY seq DESC LIMIT $3",
         )
-        .persistent(self.persistent())
         .bind(device)
         .bind(after_ms)
         .bind(limit)
@@ -445,28 +452,27 @@ impl Store {
     /// Opens an alert unless the same device already has one of that kind
     /// open; returns the new alert.
     pub async fn open_alert(&self, a: &NewAlert) -> Result<Option<AlertRow>> {
-        Ok(sqlx::query_as(
-            "INSERT INTO alerts (device_id, gateway, kind, source, severity, state, opened_ms, detail)
+        Ok(self
+            .query_as(
+                "INSERT INTO alerts (device_id, gateway, kind, source, severity, state, opened_ms, detail)
              VALUES ($1, $2, $3, $4, $5, 'open', $6, $7) ON CONFLICT DO NOTHING RETURNING *",
-        )
-        .persistent(self.persistent())
-        .bind(&a.device_id)
-        .bind(&a.gateway)
-        .bind(&a.kind)
-        .bind(a.source)
-        .bind(&a.severity)
-        .bind(a.opened_ms)
-        .bind(a.detail.to_string())
-        .fetch_optional(&self.pool)
-        .await?)
+            )
+            .bind(&a.device_id)
+            .bind(&a.gateway)
+            .bind(&a.kind)
+            .bind(a.source)
+            .bind(&a.severity)
+            .bind(a.opened_ms)
+            .bind(a.detail.to_string())
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Clears the open alert of this kind on this device; whether there was one.
     pub async fn clear_alert(&self, device: &str, kind: &str, at_ms: i64) -> Result<bool> {
-        let done = sqlx::query(
+        let done = self.query(
             "UPDATE alerts SET state = 'cleared', cleared_ms = $1 WHERE device_id = $2 AND kind = $3 AND state = 'open'",
         )
-.persistent(self.persistent())
         .bind(at_ms)
         .bind(device)
         .bind(kind)
@@ -482,41 +488,36 @@ impl Store {
         } else {
             "SELECT * FROM alerts ORDER BY id DESC"
         };
-        Ok(sqlx::query_as(sql)
-            .persistent(self.persistent())
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(self.query_as(sql).fetch_all(&self.pool).await?)
     }
 
     pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
-        Ok(sqlx::query_as("SELECT * FROM devices ORDER BY id")
-            .persistent(self.persistent())
+        Ok(self
+            .query_as("SELECT * FROM devices ORDER BY id")
             .fetch_all(&self.pool)
             .await?)
     }
 
     pub async fn device(&self, id: &str) -> Result<Option<DeviceRow>> {
-        Ok(sqlx::query_as("SELECT * FROM devices WHERE id = $1")
-            .persistent(self.persistent())
+        Ok(self
+            .query_as("SELECT * FROM devices WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
     }
 
     pub async fn consumables(&self, device: &str) -> Result<Vec<ConsumableRow>> {
-        Ok(
-            sqlx::query_as("SELECT * FROM consumables WHERE device_id = $1 ORDER BY name")
-                .persistent(self.persistent())
-                .bind(device)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(self
+            .query_as("SELECT * FROM consumables WHERE device_id = $1 ORDER BY name")
+            .bind(device)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Total telemetry points (metric values) stored.
     pub async fn points(&self) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT CAST(COALESCE(SUM(points), 0) AS BIGINT) FROM devices")
-            .persistent(self.persistent())
+        let (n,): (i64,) = self
+            .query_as("SELECT CAST(COALESCE(SUM(points), 0) AS BIGINT) FROM devices")
             .fetch_one(&self.pool)
             .await?;
         Ok(n)
@@ -524,10 +525,7 @@ impl Store {
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .persistent(self.persistent())
-            .execute(&self.pool)
-            .await?;
+        self.query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 }

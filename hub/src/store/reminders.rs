@@ -110,40 +110,36 @@ pub struct ReminderRow {
 impl Store {
     /// A customer's settings; the defaults when none are stored.
     pub async fn reminder_settings(&self, customer_id: i64) -> Result<ReminderSettings> {
-        let row: Option<SettingsRow> =
-            sqlx::query_as(AssertSqlSafe(format!("{SETTINGS} WHERE customer_id = $1")))
-                .persistent(self.persistent())
-                .bind(customer_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<SettingsRow> = self
+            .query_as(AssertSqlSafe(format!("{SETTINGS} WHERE customer_id = $1")))
+            .bind(customer_id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map_or_else(|| ReminderSettings::defaults(customer_id), settings))
     }
 
     /// Every device with an owner or a criticality other than `normal`:
     /// `(device, customer, criticality)`.
     pub async fn device_owners(&self) -> Result<Vec<(String, Option<i64>, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT id, customer_id, criticality FROM devices
+        Ok(self
+            .query_as(
+                "SELECT id, customer_id, criticality FROM devices
              WHERE customer_id IS NOT NULL OR criticality <> 'normal'",
-        )
-        .persistent(self.persistent())
-        .fetch_all(&self.pool)
-        .await?)
+            )
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Every stored customer's settings (customers without a row use the
     /// defaults).
     pub async fn all_reminder_settings(&self) -> Result<Vec<ReminderSettings>> {
-        let rows: Vec<SettingsRow> = sqlx::query_as(SETTINGS)
-            .persistent(self.persistent())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<SettingsRow> = self.query_as(SETTINGS).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(settings).collect())
     }
 
     /// Stores a customer's settings.
     pub async fn put_reminder_settings(&self, s: &ReminderSettings) -> Result<()> {
-        sqlx::query(
+        self.query(
             "INSERT INTO reminder_settings (customer_id, channels, points, quiet_start, quiet_end,
                 utc_offset_minutes, opted_out, webhook_url, webhook_secret)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -152,7 +148,6 @@ impl Store {
                 utc_offset_minutes = excluded.utc_offset_minutes, opted_out = excluded.opted_out,
                 webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret",
         )
-        .persistent(self.persistent())
         .bind(s.customer_id)
         .bind(serde_json::to_string(&s.channels).unwrap_or_else(|_| "[]".into()))
         .bind(serde_json::to_string(&s.points).unwrap_or_else(|_| "[]".into()))
@@ -170,12 +165,11 @@ impl Store {
     /// Queues a reminder unless the same one (device, consumable, life,
     /// point, channel) already is; whether it was new.
     pub async fn queue_reminder(&self, r: &NewReminder) -> Result<bool> {
-        let done = sqlx::query(
+        let done = self.query(
             "INSERT INTO reminders (customer_id, device_id, consumable, life_start_ms, point_days, channel,
                 remaining_days, message, status, attempts, next_attempt_ms, created_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10) ON CONFLICT DO NOTHING",
         )
-        .persistent(self.persistent())
         .bind(r.customer_id)
         .bind(&r.device_id)
         .bind(&r.consumable)
@@ -193,11 +187,10 @@ impl Store {
 
     /// Pending reminders due at `now_ms`, oldest first.
     pub async fn due_reminders(&self, now_ms: i64, limit: i64) -> Result<Vec<ReminderRow>> {
-        Ok(sqlx::query_as(
+        Ok(self.query_as(
             "SELECT * FROM reminders WHERE status = 'pending' AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, id
              LIMIT $2",
         )
-        .persistent(self.persistent())
         .bind(now_ms)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -214,11 +207,10 @@ impl Store {
         error: Option<&str>,
         sent_ms: Option<i64>,
     ) -> Result<()> {
-        sqlx::query(
+        self.query(
             "UPDATE reminders SET status = $1, attempts = $2, next_attempt_ms = $3, last_error = $4, sent_ms = $5
              WHERE id = $6",
         )
-        .persistent(self.persistent())
         .bind(status)
         .bind(attempts)
         .bind(next_attempt_ms)
@@ -233,18 +225,13 @@ impl Store {
     /// Reminders, newest first: one customer's, or everyone's.
     pub async fn reminders(&self, customer_id: Option<i64>, limit: i64) -> Result<Vec<ReminderRow>> {
         let q = match customer_id {
-            Some(c) => {
-                sqlx::query_as("SELECT * FROM reminders WHERE customer_id = $1 ORDER BY id DESC LIMIT $2")
-                    .bind(c)
-            }
-            None => {
-                sqlx::query_as("SELECT * FROM reminders WHERE customer_id >= $1 ORDER BY id DESC LIMIT $2")
-                    .bind(i64::MIN)
-            }
+            Some(c) => self
+                .query_as("SELECT * FROM reminders WHERE customer_id = $1 ORDER BY id DESC LIMIT $2")
+                .bind(c),
+            None => self
+                .query_as("SELECT * FROM reminders WHERE customer_id >= $1 ORDER BY id DESC LIMIT $2")
+                .bind(i64::MIN),
         };
-        Ok(q.persistent(self.persistent())
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(q.bind(limit).fetch_all(&self.pool).await?)
     }
 }

@@ -28,7 +28,7 @@ pub struct TechnicianRow {
 impl Store {
     /// Adds a technician or replaces their details.
     pub async fn upsert_technician(&self, t: &TechnicianRow) -> Result<()> {
-        sqlx::query(
+        self.query(
             "INSERT INTO technicians (name, skills, latitude, longitude, capacity, shift_start, shift_end,
                 utc_offset_minutes, active)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -37,7 +37,6 @@ impl Store {
                 shift_start = excluded.shift_start, shift_end = excluded.shift_end,
                 utc_offset_minutes = excluded.utc_offset_minutes, active = excluded.active",
         )
-        .persistent(self.persistent())
         .bind(&t.name)
         .bind(&t.skills)
         .bind(t.latitude)
@@ -54,22 +53,22 @@ impl Store {
 
     /// Every technician with their current load, by name.
     pub async fn technicians(&self) -> Result<Vec<TechnicianRow>> {
-        Ok(sqlx::query_as(
-            "SELECT t.name, t.skills, t.latitude, t.longitude, t.capacity, t.shift_start, t.shift_end,
+        Ok(self
+            .query_as(
+                "SELECT t.name, t.skills, t.latitude, t.longitude, t.capacity, t.shift_start, t.shift_end,
                 t.utc_offset_minutes, t.active,
                 (SELECT COUNT(*) FROM work_orders w
                   WHERE w.assignee = t.name AND w.status IN ('assigned', 'in_progress', 'reopened')) AS load
              FROM technicians t ORDER BY t.name",
-        )
-        .persistent(self.persistent())
-        .fetch_all(&self.pool)
-        .await?)
+            )
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Sets where a device is; whether the device exists.
     pub async fn set_device_location(&self, device: &str, latitude: f64, longitude: f64) -> Result<bool> {
-        let done = sqlx::query("UPDATE devices SET latitude = $1, longitude = $2 WHERE id = $3")
-            .persistent(self.persistent())
+        let done = self
+            .query("UPDATE devices SET latitude = $1, longitude = $2 WHERE id = $3")
             .bind(latitude)
             .bind(longitude)
             .bind(device)
@@ -80,12 +79,11 @@ impl Store {
 
     /// Where a device is, when known.
     pub async fn device_location(&self, device: &str) -> Result<Option<(f64, f64)>> {
-        let row: Option<(Option<f64>, Option<f64>)> =
-            sqlx::query_as("SELECT latitude, longitude FROM devices WHERE id = $1")
-                .persistent(self.persistent())
-                .bind(device)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(Option<f64>, Option<f64>)> = self
+            .query_as("SELECT latitude, longitude FROM devices WHERE id = $1")
+            .bind(device)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.and_then(|(la, lo)| la.zip(lo)))
     }
 
@@ -102,11 +100,10 @@ impl Store {
         let Some(wo) = self.work_order(id).await? else {
             return Ok(false);
         };
-        sqlx::query(
+        self.query(
             "INSERT INTO work_order_events (work_order_id, at_ms, actor, action, from_status, to_status, detail)
              VALUES ($1, $2, $3, $4, $5, $5, $6)",
         )
-        .persistent(self.persistent())
         .bind(id)
         .bind(at_ms)
         .bind(actor)
@@ -128,16 +125,14 @@ impl Store {
         actor: &str,
         at_ms: i64,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE work_orders SET rating = $1, rating_comment = $2, updated_ms = $3 WHERE id = $4",
-        )
-        .persistent(self.persistent())
-        .bind(stars)
-        .bind(comment)
-        .bind(at_ms)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let done = self
+            .query("UPDATE work_orders SET rating = $1, rating_comment = $2, updated_ms = $3 WHERE id = $4")
+            .bind(stars)
+            .bind(comment)
+            .bind(at_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }

@@ -89,28 +89,28 @@ impl Store {
     pub async fn open_work_order(&self, wo: &NewWorkOrder) -> Result<Option<WorkOrderRow>> {
         let sla = workorder::sla(Priority::parse(wo.priority).unwrap_or(Priority::P3));
         let mut tx = self.pool.begin().await?;
-        let row: Option<WorkOrderRow> = sqlx::query_as(
-            "INSERT INTO work_orders (device_id, kind, cause, status, priority, title, opened_at_ms,
+        let row: Option<WorkOrderRow> = self
+            .query_as(
+                "INSERT INTO work_orders (device_id, kind, cause, status, priority, title, opened_at_ms,
                 predicted_eol_ms, lead_time_days, explanation, updated_ms, respond_by_ms, resolve_by_ms)
              VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT DO NOTHING
              RETURNING *",
-        )
-        .persistent(self.persistent())
-        .bind(&wo.device_id)
-        .bind(wo.kind)
-        .bind(&wo.cause)
-        .bind(wo.priority)
-        .bind(&wo.title)
-        .bind(wo.opened_at_ms)
-        .bind(wo.predicted_eol_ms)
-        .bind(wo.lead_time_days)
-        .bind(wo.explanation.to_string())
-        .bind(wo.opened_at_ms)
-        .bind(wo.opened_at_ms.saturating_add(sla.respond_ms))
-        .bind(wo.opened_at_ms.saturating_add(sla.resolve_ms))
-        .fetch_optional(&mut *tx)
-        .await?;
+            )
+            .bind(&wo.device_id)
+            .bind(wo.kind)
+            .bind(&wo.cause)
+            .bind(wo.priority)
+            .bind(&wo.title)
+            .bind(wo.opened_at_ms)
+            .bind(wo.predicted_eol_ms)
+            .bind(wo.lead_time_days)
+            .bind(wo.explanation.to_string())
+            .bind(wo.opened_at_ms)
+            .bind(wo.opened_at_ms.saturating_add(sla.respond_ms))
+            .bind(wo.opened_at_ms.saturating_add(sla.resolve_ms))
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some(row) = &row {
             self.record_event(
                 &mut tx,
@@ -151,8 +151,8 @@ impl Store {
             "UPDATE work_orders SET status = $1, assignee = $2, updated_ms = $3{stamp}
              WHERE id = $4 AND status = $5 RETURNING *"
         );
-        let query = sqlx::query_as(AssertSqlSafe(sql))
-            .persistent(self.persistent())
+        let query = self
+            .query_as(AssertSqlSafe(sql))
             .bind(to.as_str())
             .bind(assignee)
             .bind(c.at_ms)
@@ -229,18 +229,18 @@ impl Store {
             format!("{},{}", current.escalated, breach.as_str())
         };
         let mut tx = self.pool.begin().await?;
-        let row: Option<WorkOrderRow> = sqlx::query_as(
-            "UPDATE work_orders SET priority = $1, escalated = $2, updated_ms = $3
+        let row: Option<WorkOrderRow> = self
+            .query_as(
+                "UPDATE work_orders SET priority = $1, escalated = $2, updated_ms = $3
              WHERE id = $4 AND escalated = $5 RETURNING *",
-        )
-        .persistent(self.persistent())
-        .bind(new.as_str())
-        .bind(&escalated)
-        .bind(at_ms)
-        .bind(id)
-        .bind(&current.escalated)
-        .fetch_optional(&mut *tx)
-        .await?;
+            )
+            .bind(new.as_str())
+            .bind(&escalated)
+            .bind(at_ms)
+            .bind(id)
+            .bind(&current.escalated)
+            .fetch_optional(&mut *tx)
+            .await?;
         if row.is_some() {
             let detail = serde_json::json!({
                 "breach": breach.as_str(),
@@ -266,14 +266,14 @@ impl Store {
     /// Active orders past a service-level due time at `now_ms`, with the
     /// target each has newly missed.
     pub async fn overdue_work_orders(&self, now_ms: i64) -> Result<Vec<(WorkOrderRow, Breach)>> {
-        let rows: Vec<WorkOrderRow> = sqlx::query_as(
-            "SELECT * FROM work_orders WHERE status IN ('open', 'assigned', 'in_progress', 'reopened')
+        let rows: Vec<WorkOrderRow> = self
+            .query_as(
+                "SELECT * FROM work_orders WHERE status IN ('open', 'assigned', 'in_progress', 'reopened')
                AND (respond_by_ms < $1 OR resolve_by_ms < $1) ORDER BY id",
-        )
-        .persistent(self.persistent())
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
+            )
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .into_iter()
             .filter_map(|w| {
@@ -302,13 +302,12 @@ impl Store {
             i64,
             i64,
         );
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows: Vec<Row> = self.query_as(
             "SELECT COALESCE(d.profile, ''), w.kind, w.cause, w.opened_at_ms, w.started_ms, w.resolved_ms,
                     w.respond_by_ms, w.resolve_by_ms,
                     (SELECT COUNT(*) FROM work_order_events e WHERE e.work_order_id = w.id AND e.action = 'reopen')
              FROM work_orders w LEFT JOIN devices d ON d.id = w.device_id ORDER BY w.id",
         )
-        .persistent(self.persistent())
         .fetch_all(&self.pool)
         .await?;
         let orders = rows
@@ -337,11 +336,10 @@ impl Store {
                 },
             )
             .collect();
-        let spans: Vec<(String, i64, i64)> =
-            sqlx::query_as("SELECT profile, first_seen_ms, last_seen_ms FROM devices")
-                .persistent(self.persistent())
-                .fetch_all(&self.pool)
-                .await?;
+        let spans: Vec<(String, i64, i64)> = self
+            .query_as("SELECT profile, first_seen_ms, last_seen_ms FROM devices")
+            .fetch_all(&self.pool)
+            .await?;
         let devices = spans
             .into_iter()
             .map(|(model, first_ms, last_ms)| DeviceSpan {
@@ -355,25 +353,23 @@ impl Store {
 
     /// Every resolved order (awaiting verification).
     pub async fn resolved_work_orders(&self) -> Result<Vec<WorkOrderRow>> {
-        Ok(
-            sqlx::query_as("SELECT * FROM work_orders WHERE status = 'resolved' ORDER BY id")
-                .persistent(self.persistent())
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(self
+            .query_as("SELECT * FROM work_orders WHERE status = 'resolved' ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// The active order of a device for a cause, if any.
     pub async fn active_work_order(&self, device: &str, cause: &str) -> Result<Option<WorkOrderRow>> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM work_orders WHERE device_id = $1 AND cause = $2
+        Ok(self
+            .query_as(
+                "SELECT * FROM work_orders WHERE device_id = $1 AND cause = $2
                AND status IN ('open', 'assigned', 'in_progress', 'reopened')",
-        )
-        .persistent(self.persistent())
-        .bind(device)
-        .bind(cause)
-        .fetch_optional(&self.pool)
-        .await?)
+            )
+            .bind(device)
+            .bind(cause)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Every work order, oldest first.
@@ -410,8 +406,8 @@ impl Store {
             sql.push_str(&super::access::device_scope_clause(&f.scope, "device_id", n));
         }
         sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
-        let mut q = sqlx::query_as(AssertSqlSafe(sql))
-            .persistent(self.persistent())
+        let mut q = self
+            .query_as(AssertSqlSafe(sql))
             .bind(f.after_id.unwrap_or(i64::MIN));
         if let Some(s) = f.status {
             q = q.bind(s.as_str());
@@ -427,8 +423,8 @@ impl Store {
     }
 
     pub async fn work_order(&self, id: i64) -> Result<Option<WorkOrderRow>> {
-        Ok(sqlx::query_as("SELECT * FROM work_orders WHERE id = $1")
-            .persistent(self.persistent())
+        Ok(self
+            .query_as("SELECT * FROM work_orders WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
@@ -436,13 +432,11 @@ impl Store {
 
     /// A work order's trail, oldest first.
     pub async fn work_order_events(&self, id: i64) -> Result<Vec<WorkOrderEvent>> {
-        Ok(
-            sqlx::query_as("SELECT * FROM work_order_events WHERE work_order_id = $1 ORDER BY id")
-                .persistent(self.persistent())
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(self
+            .query_as("SELECT * FROM work_order_events WHERE work_order_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -457,11 +451,10 @@ impl Store {
         to: &str,
         detail: &str,
     ) -> Result<()> {
-        sqlx::query(
+        self.query(
             "INSERT INTO work_order_events (work_order_id, at_ms, actor, action, from_status, to_status, detail)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .persistent(self.persistent())
         .bind(id)
         .bind(at_ms)
         .bind(actor)

@@ -77,6 +77,8 @@ pub struct Ingest {
     pub shared: Option<shared::Shared>,
     /// Resolved work orders waiting for the data to verify them.
     verifying: orders::Verifying,
+    /// Technicians for dispatching the orders the data opens.
+    team: orders::Team,
     /// Customers' reminder settings and what was queued.
     reminding: remind::Reminding,
     /// Gateways whose last will said offline (their devices' silence is
@@ -141,6 +143,7 @@ impl Ingest {
             dirty_order: std::collections::VecDeque::new(),
             shared: None,
             verifying: orders::Verifying::default(),
+            team: orders::Team::default(),
             reminding: remind::Reminding::default(),
             offline_gateways: std::collections::HashSet::new(),
             last_flush: Instant::now(),

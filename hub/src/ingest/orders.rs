@@ -36,9 +36,14 @@ pub const OFFLINE_CAUSE: &str = "offline";
 pub struct Verifying {
     orders: HashMap<(String, String), Waiting>,
     last_refresh: Option<Instant>,
-    /// The dispatch team, for orders the data opens.
-    team: Vec<wearline_models::dispatch::Technician>,
-    team_loaded: Option<Instant>,
+}
+
+/// The dispatch team, for orders the data opens, read at most every
+/// [`TEAM_FOR`].
+#[derive(Debug, Default)]
+pub struct Team {
+    members: Vec<wearline_models::dispatch::Technician>,
+    loaded: Option<Instant>,
 }
 
 /// How long the dispatch team is kept before it is read again.
@@ -81,13 +86,12 @@ impl Ingest {
             let _ = self.events.send(HubEvent::WorkOrderOpened(row.clone()));
             // The team is read at most every TEAM_FOR: opening an order
             // must not hold up the telemetry behind it.
-            if self.verifying.team_loaded.is_none_or(|t| t.elapsed() >= TEAM_FOR) {
-                self.verifying.team = crate::dispatch::team(&self.store).await?;
-                self.verifying.team_loaded = Some(Instant::now());
+            if self.team.loaded.is_none_or(|t| t.elapsed() >= TEAM_FOR) {
+                self.team.members = crate::dispatch::team(&self.store).await?;
+                self.team.loaded = Some(Instant::now());
             }
-            let mut team = std::mem::take(&mut self.verifying.team);
-            let outcome = crate::dispatch::dispatch(&self.store, &mut team, row, wall_ms()).await;
-            self.verifying.team = team;
+            let outcome =
+                crate::dispatch::dispatch(&self.store, &mut self.team.members, row, wall_ms()).await;
             if let crate::dispatch::Dispatched::Waiting(why) = outcome? {
                 tracing::info!(id = row.id, reason = %why, "work order waits for a technician (tried again every minute)");
             }

@@ -1,7 +1,7 @@
 //! Who may see and do what through the API: pure decisions on an
 //! authenticated [`Caller`] and the facts of one device or work order.
 //!
-//! No IO and no HTTP here: `api.rs` fetches the facts and turns a
+//! No IO and no HTTP here: `api/` fetches the facts and turns a
 //! [`Decision`] into a status code; the store turns a [`Scope`] into SQL for
 //! lists. The rules:
 //! - `admin` and `manager` see and do everything (admin is kept apart for

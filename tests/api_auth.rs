@@ -257,9 +257,12 @@ fn tokens_and_roles_decide_what_each_caller_sees_and_does() {
     let mine = format!("{api}/work-orders/{globex_order}/transitions");
     let (code, body) = post_json_as(&mine, &tom, &json!({"action": "assign", "assignee": "tina"}));
     assert_eq!(code, 403, "{body}");
-    for action in ["start", "resolve"] {
+    for action in ["accept", "start", "resolve"] {
         let (code, body) = post_json_as(&mine, &tom, &json!({"action": action}));
         assert_eq!(code, 200, "{action}: {body}");
+        if action == "accept" {
+            assert!(body["accepted_at"].is_string(), "{body}");
+        }
     }
     let (code, _) = post_json_as(
         &format!("{api}/work-orders/{acme_order}/transitions"),
@@ -278,7 +281,177 @@ fn tokens_and_roles_decide_what_each_caller_sees_and_does() {
         .iter()
         .filter_map(|e| e["actor"].as_str())
         .collect();
-    assert_eq!(actors, ["hub", "maria", "tom", "tom"]);
+    assert_eq!(actors, ["hub", "maria", "tom", "tom", "tom"]);
     let (code, body) = post_json_as(&mine, &manager, &json!({"action": "close", "actor": "someone"}));
     assert_eq!(code, 400, "`actor` is not a field any more: {body}");
+}
+
+/// Manual work orders: a customer asks for a visit to their own device
+/// (priority from its criticality), a manager for any device and at any
+/// priority; a second request for the same device and category is refused
+/// naming the open one; a request is dispatched at once, and the
+/// technician who declines it gives it back to dispatch.
+#[test]
+fn customers_and_managers_request_visits_and_technicians_accept_or_decline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = start_hub(dir.path());
+    let cfg = dir.path().join("hub.toml");
+    let cfg_s = cfg.to_str().expect("utf-8");
+    seed(&dir.path().join("hub.db"));
+    let api = format!("{}/api/v1", hub.api);
+    for args in [
+        &["customer", "add", "--config", cfg_s, "--name", "acme"][..],
+        &[
+            "customer",
+            "assign-device",
+            "--config",
+            cfg_s,
+            "--customer",
+            "acme",
+            "--device",
+            "d-acme",
+        ][..],
+        &[
+            "device",
+            "criticality",
+            "--config",
+            cfg_s,
+            "--device",
+            "d-acme",
+            "high",
+        ][..],
+    ] {
+        let (ok, _, err) = cli(args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let manager = create_token(&cfg, &["--role", "manager", "--name", "maria"]);
+    let acme = create_token(
+        &cfg,
+        &[
+            "--role",
+            "customer",
+            "--name",
+            "acme-portal",
+            "--customer",
+            "acme",
+        ],
+    );
+    let tom = create_token(
+        &cfg,
+        &[
+            "--role",
+            "technician",
+            "--name",
+            "tom-phone",
+            "--technician",
+            "tom",
+        ],
+    );
+    let orders = format!("{api}/work-orders");
+
+    // The customer's request: P3 made P2 by the device's high criticality.
+    let request =
+        json!({"device": "d-acme", "title": "Rattles at full speed", "description": "since Monday"});
+    let (code, wo) = post_json_as(&orders, &acme, &request);
+    assert_eq!(code, 201, "{wo}");
+    assert_eq!(
+        (
+            wo["kind"].as_str(),
+            wo["cause"].as_str(),
+            wo["priority"].as_str(),
+            wo["status"].as_str()
+        ),
+        (Some("manual"), Some("manual:repair"), Some("P2"), Some("open")),
+        "no technician yet: it waits, open: {wo}"
+    );
+    assert_eq!(wo["explanation"]["requested_by"], "acme-portal", "{wo}");
+    assert_eq!(wo["explanation"]["description"], "since Monday", "{wo}");
+    let (code, again) = post_json_as(&orders, &acme, &request);
+    assert_eq!(code, 409, "{again}");
+    assert!(
+        again["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("work order {} is already open", wo["id"]))),
+        "{again}"
+    );
+    // Not their device, a priority they may not set, a technician, bad fields.
+    for (token, body, expected) in [
+        (&acme, json!({"device": "d-globex", "title": "x"}), 404),
+        (
+            &acme,
+            json!({"device": "d-acme", "title": "x", "category": "inspection", "priority": "P1"}),
+            403,
+        ),
+        (&tom, json!({"device": "d-acme", "title": "x"}), 403),
+        (&manager, json!({"device": "d-spare", "title": " "}), 400),
+        (
+            &manager,
+            json!({"device": "d-spare", "title": "x", "category": "paint"}),
+            400,
+        ),
+        (
+            &manager,
+            json!({"device": "d-spare", "title": "x", "priority": "urgent"}),
+            400,
+        ),
+        (
+            &manager,
+            json!({"device": "d-spare", "title": "x", "when": "now"}),
+            400,
+        ),
+    ] {
+        let (code, answer) = post_json_as(&orders, token, &body);
+        assert_eq!(code, expected, "{body}: {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+
+    // A manager's request at P1, with a technician who can take it: dispatched at once.
+    let added = ureq::put(&format!("{api}/technicians/tom"))
+        .header("Authorization", &bearer(&manager))
+        .send_json(json!({"skills": ["manual:*"], "latitude": 48.1, "longitude": 11.6, "capacity": 5, "shift": [0, 0]}));
+    assert!(added.is_ok(), "{added:?}");
+    let (code, urgent) = post_json_as(
+        &orders,
+        &manager,
+        &json!({"device": "d-spare", "title": "Inspect after the flood", "category": "inspection", "priority": "P1"}),
+    );
+    assert_eq!(code, 201, "{urgent}");
+    assert_eq!(
+        (
+            urgent["priority"].as_str(),
+            urgent["status"].as_str(),
+            urgent["assignee"].as_str()
+        ),
+        (Some("P1"), Some("assigned"), Some("tom")),
+        "{urgent}"
+    );
+    // Tom declines it: open again, and not offered to him again.
+    let transitions = format!("{orders}/{}/transitions", urgent["id"]);
+    let (code, declined) = post_json_as(
+        &transitions,
+        &tom,
+        &json!({"action": "decline", "note": "no boat"}),
+    );
+    assert_eq!(code, 200, "{declined}");
+    assert_eq!(
+        (
+            declined["status"].as_str(),
+            declined["assignee"].as_str(),
+            declined["declined_by"].clone()
+        ),
+        (Some("open"), None, json!(["tom"])),
+        "{declined}"
+    );
+    let (code, _, _) = get_as(&format!("{orders}/{}", urgent["id"]), Some(&tom));
+    assert_eq!(code, 404, "no longer his to see");
+    let (code, refused) = post_json_as(&transitions, &tom, &json!({"action": "accept"}));
+    assert_eq!(code, 404, "{refused}");
+    let (code, accepted) = post_json_as(&transitions, &manager, &json!({"action": "accept"}));
+    assert_eq!(code, 409, "an open order has no one to accept it: {accepted}");
+    assert!(
+        accepted["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("cannot accept a work order that is open")),
+        "{accepted}"
+    );
 }

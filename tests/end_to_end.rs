@@ -219,7 +219,7 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
     assert_eq!(code, 409, "{refused}");
     assert_eq!(
         refused["error"],
-        "cannot resolve a work order that is assigned: allowed: assign, start, cancel"
+        "cannot resolve a work order that is assigned: allowed: assign, accept, decline, start, cancel"
     );
     let (code, bad) = step(serde_json::json!({"action": "fix"}));
     assert_eq!(code, 400, "{bad}");

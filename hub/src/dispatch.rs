@@ -45,7 +45,8 @@ pub async fn team(store: &Store) -> Result<Vec<Technician>, StoreError> {
 }
 
 /// Assigns `order` to the best technician of `team` now, if anyone can
-/// take it; the chosen one's load in `team` goes up by one.
+/// take it, leaving out those who declined it; the chosen one's load in
+/// `team` goes up by one.
 pub async fn dispatch(
     store: &Store,
     team: &mut [Technician],
@@ -56,7 +57,14 @@ pub async fn dispatch(
         return Ok(Dispatched::Waiting(NoOne::NoSkill(order.cause.clone())));
     }
     let place = store.device_location(&order.device_id).await?;
-    let a = match choose(team, &order.cause, place, now_ms) {
+    // Those who gave this order back are not asked again.
+    let declined: Vec<String> = serde_json::from_str(&order.declined_by).unwrap_or_default();
+    let willing: Vec<Technician> = team
+        .iter()
+        .filter(|t| !declined.contains(&t.name))
+        .cloned()
+        .collect();
+    let a = match choose(&willing, &order.cause, place, now_ms) {
         Ok(a) => a,
         Err(no_one) => return Ok(Dispatched::Waiting(no_one)),
     };
@@ -112,6 +120,7 @@ mod tests {
     use wearline_models::wire::{Sample, Telemetry};
 
     crate::on_each_backend!(orders_go_to_the_nearest_free_skilled_technician);
+    crate::on_each_backend!(a_declined_order_goes_to_someone_else);
 
     fn tech(name: &str, skills: &[&str], at: (f64, f64), capacity: i64) -> TechnicianRow {
         TechnicianRow {
@@ -223,5 +232,128 @@ mod tests {
             .map(|t| (t.name, t.load))
             .collect();
         assert_eq!(loads, [("ana".to_string(), 1), ("ben".to_string(), 1)]);
+    }
+
+    /// A technician accepts one assignment and declines another: the
+    /// declined order is open again, without an assignee, names the
+    /// decliner, and dispatch gives it to someone else, or leaves it waiting
+    /// when no one else can take it; a reassignment needs a new acceptance.
+    async fn a_declined_order_goes_to_someone_else(db: TestDb) {
+        let store = Store::open(&db.location).await.expect("open");
+        let t = Telemetry {
+            v: wearline_models::wire::VERSION,
+            gateway: "gw".into(),
+            device: "d1".into(),
+            profile: "p".into(),
+            samples: vec![Sample {
+                seq: 1,
+                ts_ms: 1,
+                values: Default::default(),
+                text: Default::default(),
+                restart: false,
+            }],
+        };
+        store.insert_batch(&[t]).await.expect("device");
+        let open = |cause: &str| NewWorkOrder {
+            device_id: "d1".into(),
+            kind: "preventive",
+            cause: cause.into(),
+            priority: "P2",
+            title: "t".into(),
+            opened_at_ms: 1,
+            predicted_eol_ms: None,
+            lead_time_days: None,
+            explanation: serde_json::json!({}),
+        };
+        store
+            .upsert_technician(&tech("ana", &["*"], (48.137, 11.575), 5))
+            .await
+            .expect("ana");
+        let change = |action, at_ms| Change {
+            action,
+            actor: "ana",
+            assignee: None,
+            note: Some("busy that week"),
+            parts: &[],
+            at_ms,
+        };
+        let first = store
+            .open_work_order(&open("consumable:filter"))
+            .await
+            .expect("open")
+            .expect("new");
+        let second = store
+            .open_work_order(&open("consumable:belt"))
+            .await
+            .expect("open")
+            .expect("new");
+        assert_eq!(dispatch_waiting(&store, 10).await.expect("dispatch"), 2);
+        let accepted = store
+            .change_work_order(first.id, &change(Action::Accept, 20))
+            .await
+            .expect("accept");
+        assert_eq!(
+            (accepted.status.as_str(), accepted.accepted_ms),
+            ("assigned", Some(20))
+        );
+        let declined = store
+            .change_work_order(second.id, &change(Action::Decline, 21))
+            .await
+            .expect("decline");
+        assert_eq!(
+            (
+                declined.status.as_str(),
+                declined.assignee.as_deref(),
+                declined.accepted_ms,
+                declined.declined_by.as_str()
+            ),
+            ("open", None, None, r#"["ana"]"#)
+        );
+        let trail = store.work_order_events(second.id).await.expect("trail");
+        let last = trail.last().expect("decline");
+        assert_eq!(
+            (last.actor.as_str(), last.action.as_str(), last.to_status.as_str()),
+            ("ana", "decline", "open")
+        );
+        // Ana alone: the declined order waits rather than going back to her.
+        assert_eq!(dispatch_waiting(&store, 30).await.expect("dispatch"), 0);
+        let waiting = store.work_order(second.id).await.expect("get").expect("row");
+        match dispatch(&store, &mut team(&store).await.expect("team"), &waiting, 30)
+            .await
+            .expect("dispatch")
+        {
+            Dispatched::Waiting(NoOne::NoSkill(cause)) => assert_eq!(cause, "consumable:belt"),
+            other => panic!("{other:?}"),
+        }
+        store
+            .upsert_technician(&tech("ben", &["consumable:*"], (52.52, 13.40), 5))
+            .await
+            .expect("ben");
+        assert_eq!(dispatch_waiting(&store, 40).await.expect("dispatch"), 1);
+        let row = store.work_order(second.id).await.expect("get").expect("row");
+        assert_eq!(
+            (row.status.as_str(), row.assignee.as_deref()),
+            ("assigned", Some("ben"))
+        );
+        // Reassigning the accepted order to Ben needs his acceptance anew.
+        let mut reassign = change(Action::Assign, 50);
+        reassign.assignee = Some("ben");
+        let moved = store
+            .change_work_order(first.id, &reassign)
+            .await
+            .expect("reassign");
+        assert_eq!(
+            (moved.assignee.as_deref(), moved.accepted_ms),
+            (Some("ben"), None)
+        );
+        // Starting accepts implicitly.
+        let started = store
+            .change_work_order(first.id, &change(Action::Start, 60))
+            .await
+            .expect("start");
+        assert_eq!(
+            (started.status.as_str(), started.accepted_ms),
+            ("in_progress", Some(60))
+        );
     }
 }

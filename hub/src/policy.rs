@@ -168,8 +168,10 @@ pub fn may_change_order(caller: &Caller, order: OrderFacts<'_>, action: Action) 
         Access::Admin | Access::Manager => Decision::Allow,
         Access::Customer(_) => Decision::Forbidden("customers cannot change work orders"),
         Access::Technician(_) => match action {
-            Action::Start | Action::Resolve => Decision::Allow,
-            _ => Decision::Forbidden("a technician may only `start` and `resolve` their own assignments"),
+            Action::Accept | Action::Decline | Action::Start | Action::Resolve => Decision::Allow,
+            _ => Decision::Forbidden(
+                "a technician may only `accept`, `decline`, `start` and `resolve` their own assignments",
+            ),
         },
     }
 }
@@ -225,22 +227,20 @@ mod tests {
     #[test]
     fn who_changes_a_work_order() {
         use Decision::{Allow, Forbidden, Hidden};
-        let tech_only = "a technician may only `start` and `resolve` their own assignments";
+        let tech_only =
+            "a technician may only `accept`, `decline`, `start` and `resolve` their own assignments";
         let customers = "customers cannot change work orders";
         let toms = OrderFacts {
             device_owner: Some(1),
             assignee: Some("tom"),
         };
-        check_change(
-            toms,
-            Action::Start,
-            [Allow, Allow, Allow, Hidden, Forbidden(customers), Hidden],
-        );
-        check_change(
-            toms,
-            Action::Resolve,
-            [Allow, Allow, Allow, Hidden, Forbidden(customers), Hidden],
-        );
+        for action in [Action::Accept, Action::Decline, Action::Start, Action::Resolve] {
+            check_change(
+                toms,
+                action,
+                [Allow, Allow, Allow, Hidden, Forbidden(customers), Hidden],
+            );
+        }
         for action in [Action::Assign, Action::Close, Action::Cancel, Action::Reopen] {
             check_change(
                 toms,

@@ -6,12 +6,17 @@
 //! ```text
 //!            assign            start             resolve            close
 //!   open ───────────▶ assigned ──────▶ in_progress ──────▶ resolved ──────▶ closed
-//!    ▲ │               │  ▲ assign       │                   │  reopen        │ reopen
-//!    │ └─ cancel ──┐   │  └─────┘        │                   ▼                ▼
-//!    │             ▼   ▼                 ▼               reopened ◀──────────┘
-//!    │          cancelled ◀──────────────┘                   │ assign
+//!    ▲ │ ▲  decline    │  ▲ assign,      │                   │  reopen        │ reopen
+//!    │ │ └─────────────┤  │ accept       │                   ▼                ▼
+//!    │ └─ cancel ──┐   │  └─────┘        │               reopened ◀──────────┘
+//!    │             ▼   ▼                 ▼                   │ assign
+//!    │          cancelled ◀──────────────┘                   │
 //!    └── (reopened behaves as open) ◀────────────────────────┘
 //! ```
+//!
+//! `accept` keeps an assigned order assigned and records that the
+//! technician took it on; `decline` gives it back (open again, and the
+//! decliner is not chosen for it again by dispatch).
 
 use crate::rules::Priority;
 use std::fmt;
@@ -77,6 +82,10 @@ impl fmt::Display for Status {
 pub enum Action {
     /// Give it to a technician (again, to reassign).
     Assign,
+    /// The technician takes the assignment on.
+    Accept,
+    /// The technician gives the assignment back.
+    Decline,
     /// The technician starts the work (on site).
     Start,
     /// The technician is done.
@@ -90,8 +99,10 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 8] = [
         Action::Assign,
+        Action::Accept,
+        Action::Decline,
         Action::Start,
         Action::Resolve,
         Action::Close,
@@ -102,6 +113,8 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Assign => "assign",
+            Action::Accept => "accept",
+            Action::Decline => "decline",
             Action::Start => "start",
             Action::Resolve => "resolve",
             Action::Close => "close",
@@ -151,6 +164,8 @@ fn next(from: Status, action: Action) -> Option<Status> {
     use Status as S;
     match (from, action) {
         (S::Open | S::Reopened | S::Assigned, A::Assign) => Some(S::Assigned),
+        (S::Assigned, A::Accept) => Some(S::Assigned),
+        (S::Assigned, A::Decline) => Some(S::Open),
         (S::Assigned, A::Start) => Some(S::InProgress),
         (S::InProgress, A::Resolve) => Some(S::Resolved),
         (S::Resolved, A::Close) => Some(S::Closed),
@@ -287,6 +302,8 @@ mod tests {
             (S::Open, A::Assign, S::Assigned),
             (S::Open, A::Cancel, S::Cancelled),
             (S::Assigned, A::Assign, S::Assigned),
+            (S::Assigned, A::Accept, S::Assigned),
+            (S::Assigned, A::Decline, S::Open),
             (S::Assigned, A::Start, S::InProgress),
             (S::Assigned, A::Cancel, S::Cancelled),
             (S::InProgress, A::Resolve, S::Resolved),

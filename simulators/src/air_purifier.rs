@@ -66,6 +66,8 @@ pub const MAX_STEP_SECS: f64 = 3600.0;
 const RPM_SIGMA: f64 = 4.0;
 const TEMP_SIGMA_C: f64 = 0.2;
 const VIBRATION_SIGMA_MMS: f64 = 0.03;
+/// Extra vibration RMS of a fully developed bearing fault, mm/s.
+pub const BEARING_FAULT_MMS: f64 = 12.0;
 /// Clipped at 2.5 σ, i.e. ±1 Pa.
 const DP_SIGMA_PA: f64 = 0.4;
 const PM25_REL_SIGMA: f64 = 0.03;
@@ -104,6 +106,8 @@ pub struct AirPurifier {
     motor_temp_c: f64,
     sim_secs: f64,
     filter_indicator: bool,
+    /// An injected bearing fault, 0 (none) to 1 (severe).
+    bearing_fault: f64,
     readings: Readings,
 }
 
@@ -130,6 +134,7 @@ impl AirPurifier {
             motor_temp_c: 0.0,
             sim_secs: 0.0,
             filter_indicator: false,
+            bearing_fault: 0.0,
             readings: Readings::default(),
         };
         purifier.motor_temp_c = purifier.motor_temp_target_c();
@@ -168,6 +173,25 @@ impl AirPurifier {
     pub fn set_fan_level_pct(&mut self, pct: f64) {
         self.fan_level_pct = clamp_pct(pct);
         self.sample();
+    }
+
+    /// Injects a bearing fault of `severity`, 0 (none, the default) to 1
+    /// (severe), clamped: the fan motor's vibration rises by
+    /// [`BEARING_FAULT_MMS`] at full severity (ISO 10816 zone D for this
+    /// machine from about 0.35). 0 repairs it.
+    pub fn set_bearing_fault(&mut self, severity: f64) {
+        self.bearing_fault = if severity.is_finite() {
+            severity.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.sample();
+    }
+
+    /// The injected bearing fault's severity, 0 to 1.
+    #[must_use]
+    pub const fn bearing_fault(&self) -> f64 {
+        self.bearing_fault
     }
 
     /// Sets the "replace filter" indicator on the front panel.
@@ -276,7 +300,7 @@ impl AirPurifier {
     /// Draws fresh sensor noise around the current true state.
     fn sample(&mut self) {
         let rpm = self.nominal_rpm();
-        let vibration = 0.8 + 0.6 * self.fan_fraction();
+        let vibration = 0.8 + 0.6 * self.fan_fraction() + BEARING_FAULT_MMS * self.bearing_fault;
         let dp = self.true_filter_dp_pa();
         let pm25 = self.params.pm25_ugm3;
         let rng = &mut self.rng;

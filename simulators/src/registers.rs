@@ -14,6 +14,7 @@
 //! | Input | 4–5 | `run_hours` | u32 ABCD (high word first), 0.01 h |
 //! | Input | 6–7 | `pm25` | f32 IEEE 754 ABCD (high word first), µg/m³ |
 //! | Holding (FC3/6/16) | 0 | `fan_level` | u16, percent 0–100 |
+//! | Holding | 1 | simulation only: injected bearing fault | u16, ‰ 0–1000 |
 //! | Coil (FC1/5/15) | 0 | `filter_indicator` | bool |
 //! | Coil | 1 | `filter_replaced` | write true = replace filter; reads false |
 //! | Discrete input (FC2) | 0 | `running` | bool, always true |
@@ -56,8 +57,12 @@ pub const INPUT_REGISTER_COUNT: u16 = 20;
 
 /// Holding register: fan level, u16 percent 0–100.
 pub const HR_FAN_LEVEL: u16 = 0;
+/// Holding register, simulation only (no real purifier has it): an
+/// injected bearing fault's severity in ‰, 0–1000 (0: none). Tests write it
+/// to make the fan motor vibrate as a failing bearing does.
+pub const HR_SIM_BEARING_FAULT: u16 = 1;
 /// Number of holding registers.
-pub const HOLDING_REGISTER_COUNT: u16 = 1;
+pub const HOLDING_REGISTER_COUNT: u16 = 2;
 
 /// Coil: "replace filter" indicator.
 pub const COIL_FILTER_INDICATOR: u16 = 0;
@@ -163,7 +168,8 @@ pub fn read_input_registers(dev: &AirPurifier, addr: u16, count: u16) -> Result<
 
 /// FC3: reads `count` holding registers from `addr`.
 pub fn read_holding_registers(dev: &AirPurifier, addr: u16, count: u16) -> Result<Vec<u16>, RegisterError> {
-    window(&[scaled_u16(dev.fan_level_pct(), 1.0)], addr, count)
+    let fault = scaled_u16(dev.bearing_fault(), 1000.0);
+    window(&[scaled_u16(dev.fan_level_pct(), 1.0), fault], addr, count)
 }
 
 /// FC6/FC16: writes holding registers from `addr`; all or nothing.
@@ -173,11 +179,16 @@ pub fn write_holding_registers(
     values: &[u16],
 ) -> Result<(), RegisterError> {
     check_range(addr, values.len(), HOLDING_REGISTER_COUNT)?;
-    if let Some(&level) = values.first() {
-        if level > 100 {
-            return Err(RegisterError::IllegalDataValue);
+    let limit = |reg: u16| if reg == HR_FAN_LEVEL { 100 } else { 1000 };
+    // All or nothing: check every value before writing any.
+    if (addr..).zip(values).any(|(reg, &v)| v > limit(reg)) {
+        return Err(RegisterError::IllegalDataValue);
+    }
+    for (reg, &v) in (addr..).zip(values) {
+        match reg {
+            HR_FAN_LEVEL => dev.set_fan_level_pct(f64::from(v)),
+            _ => dev.set_bearing_fault(f64::from(v) / 1000.0),
         }
-        dev.set_fan_level_pct(f64::from(level));
     }
     Ok(())
 }
@@ -359,12 +370,12 @@ mod tests {
             Err(IllegalDataAddress)
         );
         assert_eq!(read_input_registers(&dev, 0, 0), Err(IllegalDataValue));
-        assert_eq!(read_holding_registers(&dev, 1, 1), Err(IllegalDataAddress));
+        assert_eq!(read_holding_registers(&dev, 2, 1), Err(IllegalDataAddress));
         assert_eq!(read_coils(&dev, 0, 3), Err(IllegalDataAddress));
         assert_eq!(read_discrete_inputs(&dev, 1, 1), Err(IllegalDataAddress));
         assert_eq!(write_coils(&mut dev, 2, &[true]), Err(IllegalDataAddress));
         assert_eq!(
-            write_holding_registers(&mut dev, 0, &[50, 50]),
+            write_holding_registers(&mut dev, 1, &[50, 50]),
             Err(IllegalDataAddress)
         );
     }
@@ -381,6 +392,37 @@ mod tests {
         assert_eq!(read_holding_registers(&dev, 0, 1), Ok(vec![100]));
         let rpm = read_input_registers(&dev, IR_FAN_SPEED, 1).unwrap_or_default();
         assert!(rpm[0].abs_diff(1500) < 15);
+    }
+
+    #[test]
+    fn an_injected_bearing_fault_raises_vibration_and_is_validated() {
+        let mut dev = device(0.0);
+        let before =
+            f64::from(read_input_registers(&dev, IR_VIBRATION_RMS, 1).unwrap_or_default()[0]) / 100.0;
+        assert_eq!(
+            write_holding_registers(&mut dev, HR_SIM_BEARING_FAULT, &[1001]),
+            Err(RegisterError::IllegalDataValue)
+        );
+        // Both registers at once; a bad fan level writes neither.
+        assert_eq!(
+            write_holding_registers(&mut dev, HR_FAN_LEVEL, &[101, 500]),
+            Err(RegisterError::IllegalDataValue)
+        );
+        assert_eq!(read_holding_registers(&dev, 0, 2), Ok(vec![60, 0]));
+        assert_eq!(
+            write_holding_registers(&mut dev, HR_FAN_LEVEL, &[60, 500]),
+            Ok(())
+        );
+        assert_eq!(read_holding_registers(&dev, 0, 2), Ok(vec![60, 500]));
+        let after = f64::from(read_input_registers(&dev, IR_VIBRATION_RMS, 1).unwrap_or_default()[0]) / 100.0;
+        assert!((after - before - 6.0).abs() < 0.2, "{before} -> {after} mm/s");
+        assert_eq!(
+            write_holding_registers(&mut dev, HR_SIM_BEARING_FAULT, &[0]),
+            Ok(())
+        );
+        let repaired =
+            f64::from(read_input_registers(&dev, IR_VIBRATION_RMS, 1).unwrap_or_default()[0]) / 100.0;
+        assert!((repaired - before).abs() < 0.2, "{before} -> {repaired} mm/s");
     }
 
     #[test]

@@ -13,8 +13,8 @@ use tokio_modbus::{
 use wearline_simulators::{
     FleetConfig, RunningFleet, fleet_params,
     registers::{
-        COIL_FILTER_REPLACED, HR_FAN_LEVEL, INPUT_REGISTER_COUNT, IR_FILTER_DP, IR_RUN_HOURS,
-        decode_f32_abcd, decode_i16, decode_u32_abcd,
+        COIL_FILTER_REPLACED, HOLDING_REGISTER_COUNT, HR_FAN_LEVEL, INPUT_REGISTER_COUNT, IR_FILTER_DP,
+        IR_RUN_HOURS, decode_f32_abcd, decode_i16, decode_u32_abcd,
     },
     start_fleet,
 };
@@ -147,7 +147,7 @@ async fn writes_and_exceptions() -> TestResult {
         Err(ExceptionCode::IllegalDataAddress)
     );
     assert_eq!(
-        ctx.read_holding_registers(1, 1).await?,
+        ctx.read_holding_registers(HOLDING_REGISTER_COUNT, 1).await?,
         Err(ExceptionCode::IllegalDataAddress)
     );
 

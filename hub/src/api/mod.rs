@@ -83,7 +83,10 @@ pub fn router(state: AppState) -> Router {
             get(devices::device_consumables),
         )
         .route("/api/v1/alerts", get(devices::alerts))
-        .route("/api/v1/work-orders", get(work_orders::work_orders))
+        .route(
+            "/api/v1/work-orders",
+            get(work_orders::work_orders).post(work_orders::create_work_order),
+        )
         .route("/api/v1/work-orders/{id}", get(work_orders::work_order))
         .route(
             "/api/v1/work-orders/{id}/transitions",

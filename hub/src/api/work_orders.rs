@@ -1,15 +1,17 @@
 //! Work orders: list, get, lifecycle changes, the trail, comments and the
 //! customer's rating.
 
-use super::{ApiResult, AppError, AppState, PAGE_DEFAULT, PAGE_MAX, body, visible_order};
-use crate::policy::{self, Caller, Decision, OrderFacts};
-use crate::store::{Change, ChangeError, WorkOrderEvent, WorkOrderFilter, WorkOrderRow};
+use super::{ApiResult, AppError, AppState, PAGE_DEFAULT, PAGE_MAX, body, visible_device, visible_order};
+use crate::policy::{self, Access, Caller, Decision, OrderFacts};
+use crate::store::{Change, ChangeError, NewWorkOrder, WorkOrderEvent, WorkOrderFilter, WorkOrderRow};
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
+use wearline_models::rules::Priority;
 use wearline_models::time::rfc3339;
-use wearline_models::workorder::{Action, Status};
+use wearline_models::workorder::{self, Action, Criticality, Status};
 
 #[derive(Serialize)]
 pub(super) struct WorkOrderView {
@@ -21,6 +23,10 @@ pub(super) struct WorkOrderView {
     resolve_by: String,
     parts: Value,
     explanation: Value,
+    /// When the assignee accepted it.
+    accepted_at: Option<String>,
+    /// Technicians who gave it back (dispatch does not choose them again).
+    declined_by: Vec<String>,
 }
 
 impl From<WorkOrderRow> for WorkOrderView {
@@ -33,6 +39,8 @@ impl From<WorkOrderRow> for WorkOrderView {
             resolve_by: rfc3339(row.resolve_by_ms),
             parts: serde_json::from_str(&row.parts).unwrap_or(Value::Null),
             explanation: explanation_json,
+            accepted_at: row.accepted_ms.map(rfc3339),
+            declined_by: serde_json::from_str(&row.declined_by).unwrap_or_default(),
             row,
         }
     }
@@ -266,4 +274,108 @@ pub(super) async fn rate_work_order(
         }
     }
     work_order(State(s), Extension(caller), Path(id)).await
+}
+
+/// What a manual request may be about; its cause is `manual:{category}`.
+const CATEGORIES: [&str; 4] = ["repair", "maintenance", "inspection", "installation"];
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewOrderRequest {
+    device: String,
+    /// One line: what is wrong or wanted.
+    title: String,
+    description: Option<String>,
+    /// `repair` (the default), `maintenance`, `inspection` or `installation`.
+    category: Option<String>,
+    /// `P1`, `P2` or `P3`: managers only. Else P3, one step more urgent
+    /// for a high-criticality device and never less than P3.
+    priority: Option<String>,
+}
+
+/// A manual work order: a customer's request for one of their devices, or
+/// a manager's for any. At most one active per device and category (409
+/// naming the open one); dispatched at once like the orders the data opens.
+pub(super) async fn create_work_order(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    req: Result<Json<NewOrderRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<WorkOrderView>), AppError> {
+    let req = body(req)?;
+    let bad = |m: String| Err(AppError::BadRequest(m));
+    if matches!(caller.access, Access::Technician(_)) {
+        return Err(AppError::Forbidden(
+            "technicians do not open work orders: a manager or the customer does".into(),
+        ));
+    }
+    let title = req.title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return bad("`title`: 1 to 200 characters".into());
+    }
+    if req.description.as_ref().is_some_and(|d| d.chars().count() > 4000) {
+        return bad("`description`: at most 4000 characters".into());
+    }
+    let category = req.category.as_deref().unwrap_or("repair");
+    if !CATEGORIES.contains(&category) {
+        return bad(format!(
+            "category `{category}`: expected one of {}",
+            CATEGORIES.join(", ")
+        ));
+    }
+    let asked = match req.priority.as_deref() {
+        None => None,
+        Some(p) => Some(
+            Priority::parse(p)
+                .ok_or_else(|| AppError::BadRequest(format!("priority `{p}`: expected P1, P2 or P3")))?,
+        ),
+    };
+    let device = visible_device(&s, &caller, &req.device).await?;
+    let priority = match asked {
+        Some(p) if policy::may_manage(&caller) => p,
+        Some(_) => {
+            return Err(AppError::Forbidden(
+                "the service manager sets a request's priority".into(),
+            ));
+        }
+        None => workorder::priority(
+            Priority::P3,
+            Criticality::parse(&device.criticality).unwrap_or_default(),
+        ),
+    };
+    let now = crate::clock::wall_ms();
+    let cause = format!("manual:{category}");
+    let new = NewWorkOrder {
+        device_id: device.id.clone(),
+        kind: "manual",
+        cause: cause.clone(),
+        priority: priority.as_str(),
+        title: title.to_string(),
+        opened_at_ms: now,
+        predicted_eol_ms: None,
+        lead_time_days: None,
+        explanation: json!({
+            "source": "request",
+            "requested_by": caller.actor(),
+            "role": caller.role().as_str(),
+            "category": category,
+            "description": req.description,
+            "priority": if asked.is_some() { "set by the manager" } else { "from the device's criticality" },
+        }),
+    };
+    let Some(order) = s.store.open_work_order(&new).await? else {
+        let other = s
+            .store
+            .active_work_order(&device.id, &cause)
+            .await?
+            .map_or(0, |w| w.id);
+        return Err(AppError::Conflict(format!(
+            "work order {other} is already open for device `{}` and `{cause}`: comment on it instead",
+            device.id
+        )));
+    };
+    tracing::info!(work_order = order.id, device = %device.id, %cause, by = caller.actor(), "manual work order opened");
+    let mut team = crate::dispatch::team(&s.store).await?;
+    crate::dispatch::dispatch(&s.store, &mut team, &order, now).await?;
+    let order = s.store.work_order(order.id).await?.unwrap_or(order);
+    Ok((StatusCode::CREATED, Json(order.into())))
 }

@@ -177,6 +177,11 @@ pub struct WorkOrderRow {
     /// The customer's rating of the visit, 1–5, and their comment.
     pub rating: Option<i64>,
     pub rating_comment: Option<String>,
+    /// When the assignee accepted it (cleared on reassignment).
+    pub accepted_ms: Option<i64>,
+    /// JSON array text of the technicians who declined it (served parsed).
+    #[serde(skip)]
+    pub declined_by: String,
 }
 
 /// A work order to open.

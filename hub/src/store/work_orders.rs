@@ -136,20 +136,36 @@ impl Store {
         let to = workorder::transition(from, c.action)?;
         let assignee = match c.action {
             Action::Assign => Some(c.assignee.ok_or(ChangeError::NoAssignee)?),
+            Action::Decline => None,
             _ => current.assignee.as_deref(),
         };
-        // The step's own time stamp, besides `updated_ms` (PostgreSQL
-        // refuses a column assigned twice).
-        let stamp = match to {
-            Status::InProgress => ", started_ms = $3",
-            Status::Resolved => ", resolved_ms = $3, parts = $6",
-            Status::Closed => ", closed_ms = $3",
-            _ => "",
+        // The step's own columns, besides `updated_ms` (PostgreSQL refuses a
+        // column assigned twice), and `$7` where the step has a value. The
+        // update is conditional on the status and assignee it was checked
+        // against: an accept racing a reassignment cannot accept for the new
+        // assignee.
+        let (stamp, extra) = match c.action {
+            Action::Assign => (", accepted_ms = NULL", None),
+            Action::Accept => (", accepted_ms = $3", None),
+            Action::Decline => {
+                let mut declined: Vec<String> =
+                    serde_json::from_str(&current.declined_by).unwrap_or_default();
+                declined.extend(current.assignee.clone());
+                let json = serde_json::to_string(&declined).unwrap_or_else(|_| "[]".into());
+                (", accepted_ms = NULL, declined_by = $7", Some(json))
+            }
+            Action::Start => (", started_ms = $3, accepted_ms = COALESCE(accepted_ms, $3)", None),
+            Action::Resolve => (
+                ", resolved_ms = $3, parts = $7",
+                Some(serde_json::to_string(c.parts).unwrap_or_else(|_| "[]".into())),
+            ),
+            Action::Close => (", closed_ms = $3", None),
+            Action::Reopen | Action::Cancel => ("", None),
         };
         let mut tx = self.pool.begin().await?;
         let sql = format!(
             "UPDATE work_orders SET status = $1, assignee = $2, updated_ms = $3{stamp}
-             WHERE id = $4 AND status = $5 RETURNING *"
+             WHERE id = $4 AND status = $5 AND COALESCE(assignee, '') = $6 RETURNING *"
         );
         let query = self
             .query_as(AssertSqlSafe(sql))
@@ -157,13 +173,13 @@ impl Store {
             .bind(assignee)
             .bind(c.at_ms)
             .bind(id)
-            .bind(from.as_str());
-        // `$6`, the parts, only where the statement has it (PostgreSQL
-        // refuses a parameter the statement does not use).
-        let query = if to == Status::Resolved {
-            query.bind(serde_json::to_string(c.parts).unwrap_or_else(|_| "[]".into()))
-        } else {
-            query
+            .bind(from.as_str())
+            .bind(current.assignee.as_deref().unwrap_or(""));
+        // `$7` only where the statement has it (PostgreSQL refuses a
+        // parameter the statement does not use).
+        let query = match extra {
+            Some(v) => query.bind(v),
+            None => query,
         };
         let updated: std::result::Result<Option<WorkOrderRow>, sqlx::Error> =
             query.fetch_optional(&mut *tx).await;

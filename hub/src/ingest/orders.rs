@@ -7,7 +7,9 @@
 //!   shows the fix (the part's life restarted; the alert cleared), and
 //!   reopened when the fault persists (the part still worn
 //!   for [`VERIFY_SAMPLES`] prediction updates after the resolution; the alert raised
-//!   again). A part replaced before the visit cancels its open order. A
+//!   again). A part replaced before the visit cancels its open order; one
+//!   replaced during the visit (the order in progress) is noted in the
+//!   trail, and the order closes as verified as soon as it is resolved. A
 //!   later prediction for the new part never touches the old order: it is
 //!   closed, and a new one opens if the new part wears out in turn.
 //!
@@ -22,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use wearline_models::rules::Priority;
-use wearline_models::workorder::{self, Action};
+use wearline_models::workorder::{self, Action, Status};
 
 /// Samples still worn after a resolution before the order is reopened.
 pub const VERIFY_SAMPLES: u32 = 10;
@@ -35,6 +37,11 @@ pub const OFFLINE_CAUSE: &str = "offline";
 #[derive(Debug, Default)]
 pub struct Verifying {
     orders: HashMap<(String, String), Waiting>,
+    /// Orders in progress whose new part the data has already shown, by
+    /// (device, cause): closed as verified once resolved. Kept in memory
+    /// only: after a restart the resolved order is verified by the
+    /// remaining life instead ([`VERIFY_SAMPLES`]).
+    replaced_in_visit: HashMap<(String, String), i64>,
     last_refresh: Option<Instant>,
 }
 
@@ -131,8 +138,10 @@ impl Ingest {
     }
 
     /// A consumable's life restarted (the part was replaced): its resolved
-    /// order is closed as verified; an order not yet resolved is cancelled,
-    /// the part having been replaced before the visit.
+    /// order is closed as verified; one in progress is closed so once it is
+    /// resolved (the technician fitted the part and has not said so yet);
+    /// any other active order is cancelled, the part having been replaced
+    /// before the visit.
     pub(super) async fn part_replaced(&mut self, device: &str, consumable: &str) {
         self.refresh_resolved(false).await;
         let cause = consumable_cause(consumable);
@@ -146,6 +155,22 @@ impl Ingest {
             return;
         }
         match self.store.active_work_order(device, &cause).await {
+            Ok(Some(active)) if active.status == Status::InProgress.as_str() => {
+                let detail = serde_json::json!({
+                    "note": "the new part was seen in the data during the visit: verified once resolved"
+                });
+                if let Err(e) = self
+                    .store
+                    .note_work_order(active.id, "hub", "part_seen", &detail, wall_ms())
+                    .await
+                {
+                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, device, "cannot note the new part");
+                }
+                self.verifying
+                    .replaced_in_visit
+                    .insert((device.to_string(), cause), active.id);
+            }
             Ok(Some(active)) => {
                 self.hub_change(
                     active.id,
@@ -231,6 +256,25 @@ impl Ingest {
             );
         }
         self.verifying.orders = orders;
+        // Resolved since the data showed their new part: verified now.
+        let seen: Vec<(String, String)> = self
+            .verifying
+            .replaced_in_visit
+            .iter()
+            .filter(|(key, id)| self.verifying.orders.get(*key).is_some_and(|w| w.id == **id))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in seen {
+            self.verifying.replaced_in_visit.remove(&key);
+            if let Some(w) = self.verifying.orders.remove(&key) {
+                self.hub_change(
+                    w.id,
+                    Action::Close,
+                    "verified by data: the new part was detected during the visit (its life restarted)",
+                )
+                .await;
+            }
+        }
     }
 
     /// A change the hub makes itself (actor `hub`); refusals (someone

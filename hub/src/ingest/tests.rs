@@ -257,6 +257,7 @@ mod orders {
     crate::on_each_backend!(
         a_critical_alert_opens_a_corrective_order_verified_when_it_clears,
         a_replacement_closes_the_resolved_order_and_a_worn_part_reopens_it,
+        a_part_fitted_during_the_visit_closes_the_order_once_resolved,
         silent_devices_and_gateways_open_one_order_per_fault,
     );
 
@@ -445,6 +446,38 @@ mod orders {
         let list = orders(&hub).await;
         assert_eq!(list.len(), 1, "{list:?}");
         assert_eq!(list[0].status, "closed");
+    }
+
+    /// The technician fits the new filter and the data shows it before they
+    /// press `resolve`: the order in progress is not cancelled as replaced
+    /// before the visit; the trail notes the part, and the resolution
+    /// closes it as verified.
+    async fn a_part_fitted_during_the_visit_closes_the_order_once_resolved(db: TestDb) {
+        let mut hub = ingest(Store::open(&db.location).await.expect("store"));
+        let dust = 5.0;
+        let end = life_h(dust).ceil() as i64;
+        let worn: Vec<Sample> = (0..=end).map(|h| sample(h as u64 + 1, h, dust)).collect();
+        for chunk in worn.chunks(20) {
+            send(&mut hub, "p1", chunk.to_vec()).await;
+        }
+        let wo = orders(&hub).await.pop().expect("preventive");
+        work(&mut hub, wo.id, &[Action::Assign, Action::Start]).await;
+        let mut fresh = sample(end as u64 + 2, end + 1, dust);
+        fresh.values.insert("dp".into(), 80.0);
+        send(&mut hub, "p1", vec![fresh]).await;
+        let row = hub.store.work_order(wo.id).await.expect("get").expect("row");
+        assert_eq!(row.status, "in_progress", "{row:?}");
+        let (actor, action, detail) = last_event(&hub, wo.id).await;
+        assert_eq!(
+            (actor.as_str(), action.as_str()),
+            ("hub", "part_seen"),
+            "{detail}"
+        );
+        work(&mut hub, wo.id, &[Action::Resolve]).await;
+        let row = hub.store.work_order(wo.id).await.expect("get").expect("row");
+        assert_eq!(row.status, "closed", "{row:?}");
+        assert!(last_event(&hub, wo.id).await.2.contains("during the visit"));
+        assert_eq!(hub.stats.work_orders_verified.load(Ordering::Relaxed), 1);
     }
 
     async fn silent_devices_and_gateways_open_one_order_per_fault(db: TestDb) {

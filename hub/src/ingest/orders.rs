@@ -7,9 +7,10 @@
 //!   shows the fix (the part's life restarted; the alert cleared), and
 //!   reopened when the fault persists (the part still worn
 //!   for [`VERIFY_SAMPLES`] prediction updates after the resolution; the alert raised
-//!   again). A part replaced before the visit cancels its open order; one
-//!   replaced during the visit (the order in progress) is noted in the
-//!   trail, and the order closes as verified as soon as it is resolved. A
+//!   again). A part replaced before the visit cancels its open order. A fix
+//!   the data shows during the visit (the order in progress: a new part, a
+//!   cleared alert) is noted in the trail, and the order closes as verified
+//!   as soon as it is resolved. A
 //!   later prediction for the new part never touches the old order: it is
 //!   closed, and a new one opens if the new part wears out in turn.
 //!
@@ -37,11 +38,12 @@ pub const OFFLINE_CAUSE: &str = "offline";
 #[derive(Debug, Default)]
 pub struct Verifying {
     orders: HashMap<(String, String), Waiting>,
-    /// Orders in progress whose new part the data has already shown, by
-    /// (device, cause): closed as verified once resolved. Kept in memory
+    /// Orders in progress whose fix the data has already shown (a new part,
+    /// a cleared alert), by (device, cause): closed as verified once
+    /// resolved. Kept in memory
     /// only: after a restart the resolved order is verified by the
     /// remaining life instead ([`VERIFY_SAMPLES`]).
-    replaced_in_visit: HashMap<(String, String), i64>,
+    fixed_in_visit: HashMap<(String, String), i64>,
     last_refresh: Option<Instant>,
 }
 
@@ -124,9 +126,11 @@ impl Ingest {
     }
 
     /// The fault behind `cause` is gone (an alert cleared): a resolved
-    /// order for it is closed as verified.
+    /// order for it is closed as verified. (An order resolved after its
+    /// alert cleared is verified when it is first read as resolved:
+    /// [`Self::refresh_resolved`].)
     pub(super) async fn fault_cleared(&mut self, device: &str, cause: &str) {
-        self.refresh_resolved(false).await;
+        self.refresh_resolved(true).await;
         if let Some(w) = self
             .verifying
             .orders
@@ -137,13 +141,63 @@ impl Ingest {
         }
     }
 
+    /// Whether a resolved order's cause is an alert (an edge alert, a
+    /// device or gateway offline) that is no longer open.
+    async fn fault_gone(&mut self, order: &WorkOrderRow) -> bool {
+        let kinds: Vec<&str> = if order.cause == OFFLINE_CAUSE {
+            vec![super::DEVICE_OFFLINE, super::GATEWAY_OFFLINE]
+        } else if let Some(kind) = order.cause.strip_prefix("alert:") {
+            vec![kind]
+        } else {
+            return false;
+        };
+        match self.store.has_open_alert(&order.device_id, &kinds).await {
+            Ok(open) => !open,
+            Err(e) => {
+                self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, id = order.id, "cannot read the order's alert");
+                false
+            }
+        }
+    }
+
+    /// The data shows the fix of `cause` (`what`) while a technician may be
+    /// on site: an order in progress is noted and remembered, to close as
+    /// verified when it is resolved. Whether it was one.
+    async fn fixed_during_visit(&mut self, device: &str, cause: &str, what: &str) -> bool {
+        let active = match self.store.active_work_order(device, cause).await {
+            Ok(Some(a)) if a.status == Status::InProgress.as_str() => a,
+            Ok(_) => return false,
+            Err(e) => {
+                self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, device, "cannot read the active work order");
+                return false;
+            }
+        };
+        let detail = serde_json::json!({
+            "note": format!("seen in the data during the visit: {what}; verified once resolved")
+        });
+        if let Err(e) = self
+            .store
+            .note_work_order(active.id, "hub", "fix_seen", &detail, wall_ms())
+            .await
+        {
+            self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, device, "cannot note the fix");
+        }
+        self.verifying
+            .fixed_in_visit
+            .insert((device.to_string(), cause.to_string()), active.id);
+        true
+    }
+
     /// A consumable's life restarted (the part was replaced): its resolved
     /// order is closed as verified; one in progress is closed so once it is
     /// resolved (the technician fitted the part and has not said so yet);
     /// any other active order is cancelled, the part having been replaced
     /// before the visit.
     pub(super) async fn part_replaced(&mut self, device: &str, consumable: &str) {
-        self.refresh_resolved(false).await;
+        self.refresh_resolved(true).await;
         let cause = consumable_cause(consumable);
         if let Some(w) = self.verifying.orders.remove(&(device.to_string(), cause.clone())) {
             self.hub_change(
@@ -154,23 +208,13 @@ impl Ingest {
             .await;
             return;
         }
+        if self
+            .fixed_during_visit(device, &cause, "the new part (its life restarted)")
+            .await
+        {
+            return;
+        }
         match self.store.active_work_order(device, &cause).await {
-            Ok(Some(active)) if active.status == Status::InProgress.as_str() => {
-                let detail = serde_json::json!({
-                    "note": "the new part was seen in the data during the visit: verified once resolved"
-                });
-                if let Err(e) = self
-                    .store
-                    .note_work_order(active.id, "hub", "part_seen", &detail, wall_ms())
-                    .await
-                {
-                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, device, "cannot note the new part");
-                }
-                self.verifying
-                    .replaced_in_visit
-                    .insert((device.to_string(), cause), active.id);
-            }
             Ok(Some(active)) => {
                 self.hub_change(
                     active.id,
@@ -239,7 +283,13 @@ impl Ingest {
             }
         };
         let mut orders = HashMap::with_capacity(rows.len());
+        let mut fixed_before = Vec::new();
+        let followed: std::collections::HashSet<i64> = self.verifying.orders.values().map(|w| w.id).collect();
         for row in rows {
+            if !followed.contains(&row.id) && self.fault_gone(&row).await {
+                fixed_before.push(row.id);
+                continue;
+            }
             let key = (row.device_id, row.cause);
             let worn_samples = self
                 .verifying
@@ -256,21 +306,29 @@ impl Ingest {
             );
         }
         self.verifying.orders = orders;
+        for id in fixed_before {
+            self.hub_change(
+                id,
+                Action::Close,
+                "verified by data: the alert had cleared by the resolution",
+            )
+            .await;
+        }
         // Resolved since the data showed their new part: verified now.
         let seen: Vec<(String, String)> = self
             .verifying
-            .replaced_in_visit
+            .fixed_in_visit
             .iter()
             .filter(|(key, id)| self.verifying.orders.get(*key).is_some_and(|w| w.id == **id))
             .map(|(key, _)| key.clone())
             .collect();
         for key in seen {
-            self.verifying.replaced_in_visit.remove(&key);
+            self.verifying.fixed_in_visit.remove(&key);
             if let Some(w) = self.verifying.orders.remove(&key) {
                 self.hub_change(
                     w.id,
                     Action::Close,
-                    "verified by data: the new part was detected during the visit (its life restarted)",
+                    "verified by data: the fix was seen during the visit",
                 )
                 .await;
             }

@@ -396,6 +396,21 @@ mod orders {
         assert_eq!(orders(&hub).await.len(), 3, "reopened, not duplicated");
         assert_eq!(hub.stats.work_orders_reopened.load(Ordering::Relaxed), 1);
         assert_eq!(hub.stats.work_orders_verified.load(Ordering::Relaxed), 2);
+
+        // The fault clears while the technician is on the way, before the
+        // order is resolved: the resolution is verified as soon as the hub
+        // reads it, without waiting for a clear that already came.
+        work(&mut hub, third.id, &[Action::Assign]).await;
+        hub.handle(
+            topic,
+            &alert("vibration_anomaly", Severity::Critical, AlertState::Cleared),
+        )
+        .await;
+        work(&mut hub, third.id, &[Action::Start, Action::Resolve]).await;
+        let row = hub.store.work_order(third.id).await.expect("get").expect("row");
+        assert_eq!(row.status, "closed", "{row:?}");
+        assert!(last_event(&hub, third.id).await.2.contains("had cleared by the resolution"));
+        assert_eq!(hub.stats.work_orders_verified.load(Ordering::Relaxed), 3);
     }
 
     async fn a_replacement_closes_the_resolved_order_and_a_worn_part_reopens_it(db: TestDb) {
@@ -468,11 +483,7 @@ mod orders {
         let row = hub.store.work_order(wo.id).await.expect("get").expect("row");
         assert_eq!(row.status, "in_progress", "{row:?}");
         let (actor, action, detail) = last_event(&hub, wo.id).await;
-        assert_eq!(
-            (actor.as_str(), action.as_str()),
-            ("hub", "part_seen"),
-            "{detail}"
-        );
+        assert_eq!((actor.as_str(), action.as_str()), ("hub", "fix_seen"), "{detail}");
         work(&mut hub, wo.id, &[Action::Resolve]).await;
         let row = hub.store.work_order(wo.id).await.expect("get").expect("row");
         assert_eq!(row.status, "closed", "{row:?}");

@@ -486,6 +486,22 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Whether `device` has an open alert of one of `kinds`.
+    pub async fn has_open_alert(&self, device: &str, kinds: &[&str]) -> Result<bool> {
+        for kind in kinds {
+            let open: Option<(i64,)> = self
+                .query_as("SELECT id FROM alerts WHERE device_id = $1 AND kind = $2 AND state = 'open'")
+                .bind(device)
+                .bind(*kind)
+                .fetch_optional(&self.pool)
+                .await?;
+            if open.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Alerts, newest first; only the open ones with `open_only`.
     pub async fn alerts(&self, open_only: bool) -> Result<Vec<AlertRow>> {
         let sql = if open_only {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use support::*;
-use wearline_models::wire::{Sample, Telemetry, Topic, VERSION};
+use wearline_models::wire::{Alert, AlertState, Sample, Severity, Telemetry, Topic, VERSION};
 
 // Odd, so that the broker's round robin splits every device's messages
 // between the two hubs (with an even count each device stays on one).
@@ -22,9 +22,14 @@ const POLLS: u64 = 30;
 
 /// `store` is the `[store]` line both hubs share.
 fn hub_config(dir: &Path, name: &str, broker_port: u16, store: &str) -> std::path::PathBuf {
+    hub_config_in(dir, name, broker_port, store, "hubs")
+}
+
+/// A hub in the shared-subscription group `group`.
+fn hub_config_in(dir: &Path, name: &str, broker_port: u16, store: &str, group: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
-        "profiles_dir = {:?}\n[broker]\nkind = \"external\"\naddress = \"127.0.0.1:{broker_port}\"\nclient_id = \"{name}\"\nshared_group = \"hubs\"\n[http]\nlisten = \"127.0.0.1:0\"\n{}[store]\n{store}\n",
+        "profiles_dir = {:?}\n[broker]\nkind = \"external\"\naddress = \"127.0.0.1:{broker_port}\"\nclient_id = \"{name}\"\nshared_group = \"{group}\"\n[http]\nlisten = \"127.0.0.1:0\"\n{}[store]\n{store}\n",
         configs_dir().join("profiles"),
         write_admin_token(dir)
     );
@@ -169,4 +174,117 @@ fn two_hubs_share_a_fleet(store: &str) {
         });
         assert_eq!(filter["used"].as_f64(), Some((POLLS - 1) as f64), "{filter}");
     }
+}
+
+/// Two hub processes on one PostgreSQL, each in its own subscription group
+/// so that both receive every message, race to open the corrective order
+/// of the same critical alert on each of 60 devices: exactly one order per
+/// device, whichever hub won; nothing counted as a store error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hubs_on_postgres_racing_for_the_same_fault_open_one_order() {
+    let url = wearline_hub::testing::postgres_database().await;
+    tokio::task::spawn_blocking(move || race_for_the_same_faults(&format!("postgres = \"{url}\"")))
+        .await
+        .expect("test thread");
+}
+
+fn race_for_the_same_faults(store: &str) {
+    const RACED: u64 = 60;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let conf = format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n");
+    let _broker = start_mosquitto(dir.path(), "mosquitto", &conf, &[port]);
+    let (cfg_a, cfg_b) = (
+        hub_config_in(dir.path(), "hub-a", port, store, "group-a"),
+        hub_config_in(dir.path(), "hub-b", port, store, "group-b"),
+    );
+    let (_hub_a, api_a) = start(dir.path(), "hub-a", &cfg_a);
+    let (_hub_b, api_b) = start(dir.path(), "hub-b", &cfg_b);
+
+    let mut opts = MqttOptions::new("fault-publisher", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut connection) = Client::new(opts, 256);
+    let publisher = std::thread::spawn(move || {
+        for d in 0..RACED {
+            let (topic, payload) = poll(d, 1);
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .expect("queue");
+        }
+        for d in 0..RACED {
+            let alert = Alert {
+                v: VERSION,
+                gateway: "gw-1".into(),
+                device: format!("dev-{d:03}"),
+                ts_ms: 1_750_000_100_000,
+                kind: "vibration_severity".into(),
+                metric: "vibration_rms".into(),
+                severity: Severity::Critical,
+                score: 0.95,
+                baseline: 1.1,
+                value: 11.0,
+                state: AlertState::Open,
+            };
+            let topic = Topic::Alert {
+                gateway: alert.gateway.clone(),
+                device: alert.device.clone(),
+            }
+            .render();
+            let payload = serde_json::to_vec(&alert).expect("encode");
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .expect("queue");
+        }
+        client
+    });
+    let mut acked = 0;
+    for event in connection.iter() {
+        if let Event::Incoming(Packet::PubAck(_)) = event.expect("publisher connection") {
+            acked += 1;
+            if acked == 2 * RACED {
+                break;
+            }
+        }
+    }
+    drop(publisher.join().expect("publisher"));
+
+    // Both hubs handled every message (each group gets them all).
+    let handled = |api: &str| {
+        get_json(&format!("{api}/health"))["ingest"]["messages"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    eventually(Duration::from_secs(60), "both hubs handled every message", || {
+        (handled(&api_a) >= 2 * RACED && handled(&api_b) >= 2 * RACED).then_some(())
+    });
+    let orders = get_json(&format!("{api_a}/api/v1/work-orders?limit=500"));
+    let orders = orders.as_array().expect("array");
+    let mut per_device: BTreeMap<String, usize> = BTreeMap::new();
+    for wo in orders {
+        assert_eq!(
+            (wo["kind"].as_str(), wo["cause"].as_str(), wo["priority"].as_str()),
+            (Some("corrective"), Some("alert:vibration_severity"), Some("P1")),
+            "{wo}"
+        );
+        *per_device
+            .entry(wo["device_id"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_device.len() as u64, RACED, "an order for every device");
+    assert!(per_device.values().all(|n| *n == 1), "one each: {per_device:?}");
+    // Which hub opened which is the race's; the sum is one per device.
+    let stat = |api: &str, key: &str| {
+        get_json(&format!("{api}/health"))["ingest"][key]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+    };
+    assert_eq!(
+        stat(&api_a, "work_orders_opened") + stat(&api_b, "work_orders_opened"),
+        RACED,
+        "each order opened by exactly one hub"
+    );
+    assert_eq!(
+        (stat(&api_a, "store_errors"), stat(&api_b, "store_errors")),
+        (0, 0)
+    );
 }

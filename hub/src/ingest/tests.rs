@@ -409,7 +409,12 @@ mod orders {
         work(&mut hub, third.id, &[Action::Start, Action::Resolve]).await;
         let row = hub.store.work_order(third.id).await.expect("get").expect("row");
         assert_eq!(row.status, "closed", "{row:?}");
-        assert!(last_event(&hub, third.id).await.2.contains("had cleared by the resolution"));
+        assert!(
+            last_event(&hub, third.id)
+                .await
+                .2
+                .contains("had cleared by the resolution")
+        );
         assert_eq!(hub.stats.work_orders_verified.load(Ordering::Relaxed), 3);
     }
 

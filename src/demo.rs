@@ -184,15 +184,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     while hub.stats.snapshot().samples < published && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Orders opened by the last samples are printed too.
-    while let Ok(HubEvent::WorkOrderOpened(wo)) = events.try_recv() {
-        print_order(&wo);
+    // The hub stores what is pending and its order desk finishes; orders
+    // opened by the last samples are printed too.
+    let store = hub.store.clone();
+    hub.stop().await;
+    while let Ok(ev) = events.try_recv() {
+        if let HubEvent::WorkOrderOpened(wo) = ev {
+            print_order(&wo);
+        }
     }
     fleet.stop();
-    let devices = hub.store.devices().await?.len();
-    let points = hub.store.points().await?;
-    let work_orders = hub.store.work_orders().await?.len();
-    hub.stop().await;
+    let devices = store.devices().await?.len();
+    let points = store.points().await?;
+    let work_orders = store.work_orders().await?.len();
     println!(
         "{}",
         serde_json::json!({ "devices": devices, "telemetry_points": points, "work_orders": work_orders })

@@ -17,6 +17,7 @@ use crate::clock::wall_ms;
 use crate::predict::{ConsumableUpdate, MODEL_VERSION, Predictor, Snapshot};
 use crate::run::HubEvent;
 use crate::store::{ConsumableRow, LifeRow, NewAlert, NewWorkOrder, Store};
+use orders::OrderEvent;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -75,10 +76,15 @@ pub struct Ingest {
     /// With several hubs on one store (a shared subscription): the device
     /// leases that decide which hub predicts for which device.
     pub shared: Option<shared::Shared>,
-    /// Resolved work orders waiting for the data to verify them.
-    verifying: orders::Verifying,
-    /// Technicians for dispatching the orders the data opens.
-    team: orders::Team,
+    /// The order desk: opens, dispatches and verifies the work orders the
+    /// data calls for, off the telemetry path.
+    pub orders: orders::Orders,
+    /// A corrective order was sent to the desk since the last
+    /// acknowledgement: the batch is acknowledged only once the desk has
+    /// opened it (nothing else would bring a lost one back; preventive
+    /// orders come back with the next prediction, verifications with the
+    /// next read of the resolved orders).
+    corrective_sent: bool,
     /// Customers' reminder settings and what was queued.
     reminding: remind::Reminding,
     /// Gateways whose last will said offline (their devices' silence is
@@ -132,6 +138,7 @@ impl Ingest {
         events: broadcast::Sender<HubEvent>,
         subscribed: tokio::sync::watch::Sender<bool>,
     ) -> Ingest {
+        let orders = orders::spawn(store.clone(), stats.clone(), events.clone());
         Ingest {
             store,
             profiles,
@@ -142,8 +149,8 @@ impl Ingest {
             dirty: HashMap::new(),
             dirty_order: std::collections::VecDeque::new(),
             shared: None,
-            verifying: orders::Verifying::default(),
-            team: orders::Team::default(),
+            orders,
+            corrective_sent: false,
             reminding: remind::Reminding::default(),
             offline_gateways: std::collections::HashSet::new(),
             last_flush: Instant::now(),
@@ -378,6 +385,7 @@ impl Ingest {
                     Inbound::Subscribed | Inbound::Lost => {
                         let up = matches!(item, Inbound::Subscribed);
                         self.process(&messages).await;
+                        self.settle_orders().await;
                         ack(acks.as_ref(), &messages).await;
                         messages.clear();
                         self.stats.connected.store(up, Ordering::Relaxed);
@@ -386,10 +394,19 @@ impl Ingest {
                 }
             }
             self.process(&messages).await;
+            self.settle_orders().await;
             ack(acks.as_ref(), &messages).await;
             self.flush_if_due().await;
         }
         self.flush().await;
+    }
+
+    /// Waits for the order desk when a corrective order was sent (see
+    /// `corrective_sent`); rare, so the telemetry path seldom waits.
+    async fn settle_orders(&mut self) {
+        if std::mem::take(&mut self.corrective_sent) {
+            self.orders.sync(false).await;
+        }
     }
 
     /// Handles one message and writes what it changed; never fails.
@@ -501,7 +518,6 @@ impl Ingest {
             self.flush_some(FLUSH_ROWS).await;
         }
         self.shared_tick().await;
-        self.refresh_resolved(false).await;
         if self.last_silence_check.elapsed() >= SILENCE_CHECK_EVERY {
             self.check_silence(Instant::now()).await;
         }
@@ -538,10 +554,8 @@ impl Ingest {
                         if !self.offline_gateways.contains(&alert.gateway) {
                             let wo =
                                 offline_order(&device, &format!("nothing heard for {} s", silence.as_secs()));
-                            if let Err(e) = self.corrective(wo).await {
-                                self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                                tracing::error!(error = %e, %device, "cannot open a corrective work order");
-                            }
+                            self.corrective_sent = true;
+                            self.orders.send(OrderEvent::Corrective(wo));
                         }
                     }
                     self.silent.insert(device);
@@ -567,7 +581,10 @@ impl Ingest {
             match self.store.clear_alert(device, DEVICE_OFFLINE, wall_ms()).await {
                 Ok(_) => {
                     tracing::info!(device, "device back online");
-                    self.fault_cleared(device, orders::OFFLINE_CAUSE).await;
+                    self.orders.send(OrderEvent::FaultCleared {
+                        device: device.to_string(),
+                        cause: orders::OFFLINE_CAUSE.into(),
+                    });
                 }
                 Err(e) => {
                     self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
@@ -603,7 +620,8 @@ impl Ingest {
                         }
                         tracing::info!(device = %a.device, kind = %a.kind, severity = ?a.severity, "edge alert opened");
                         if a.severity == Severity::Critical {
-                            self.corrective(NewWorkOrder {
+                            self.corrective_sent = true;
+                            self.orders.send(OrderEvent::Corrective(NewWorkOrder {
                                 device_id: a.device.clone(),
                                 kind: "corrective",
                                 cause: orders::alert_cause(&a.kind),
@@ -620,14 +638,16 @@ impl Ingest {
                                     "alert": {"kind": a.kind, "metric": a.metric, "score": a.score,
                                               "baseline": a.baseline, "value": a.value, "ts_ms": a.ts_ms},
                                 }),
-                            })
-                            .await?;
+                            }));
                         }
                     }
                     AlertState::Cleared => {
                         self.store.clear_alert(&a.device, &a.kind, a.ts_ms).await?;
                         tracing::info!(device = %a.device, kind = %a.kind, "edge alert cleared");
-                        self.fault_cleared(&a.device, &orders::alert_cause(&a.kind)).await;
+                        self.orders.send(OrderEvent::FaultCleared {
+                            device: a.device.clone(),
+                            cause: orders::alert_cause(&a.kind),
+                        });
                     }
                 }
             }
@@ -651,7 +671,8 @@ impl Ingest {
                             self.stats.alerts_opened.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(gateway = %s.gateway, "gateway offline (its last will)");
                             let wo = offline_order(&s.gateway, "the gateway's last will: connection lost");
-                            self.corrective(wo).await?;
+                            self.corrective_sent = true;
+                            self.orders.send(OrderEvent::Corrective(wo));
                         }
                         self.offline_gateways.insert(s.gateway.clone());
                     }
@@ -660,7 +681,10 @@ impl Ingest {
                             .clear_alert(&s.gateway, GATEWAY_OFFLINE, wall_ms())
                             .await?;
                         self.offline_gateways.remove(&s.gateway);
-                        self.fault_cleared(&s.gateway, orders::OFFLINE_CAUSE).await;
+                        self.orders.send(OrderEvent::FaultCleared {
+                            device: s.gateway.clone(),
+                            cause: orders::OFFLINE_CAUSE.into(),
+                        });
                     }
                 }
             }
@@ -678,6 +702,7 @@ impl Ingest {
             }
         }
         self.last_flush = Instant::now();
+        self.orders.sync(false).await;
     }
 
     /// Writes the states and predictions of the consumables changed longest
@@ -773,7 +798,10 @@ impl Ingest {
         }
         let replaced = !u.ended.is_empty();
         if replaced {
-            self.part_replaced(device, &c.name).await;
+            self.orders.send(OrderEvent::PartReplaced {
+                device: device.to_string(),
+                consumable: c.name.clone(),
+            });
         }
         match self.dirty.get_mut(device) {
             Some((_, indices)) if indices.contains(&u.index) => {}
@@ -793,7 +821,11 @@ impl Ingest {
             self.remind(device, profile, c, e).await;
         }
         if !replaced {
-            self.part_checked(device, &c.name, order.is_some()).await;
+            self.orders.send(OrderEvent::PartChecked {
+                device: device.to_string(),
+                consumable: c.name.clone(),
+                still_due: order.is_some(),
+            });
         }
         let Some((e, order)) = order else {
             if was_due && let Some(d) = self.due.get_mut(device) {
@@ -828,7 +860,7 @@ impl Ingest {
                 "prediction": explain(c, e),
             }),
         };
-        self.open_order(wo).await?;
+        self.orders.send(OrderEvent::Preventive(wo));
         Ok(())
     }
 }

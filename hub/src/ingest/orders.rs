@@ -16,16 +16,25 @@
 //!
 //! The hub learns of resolutions made through the API by reading the
 //! resolved orders every [`RESOLVED_REFRESH`].
+//!
+//! All of it runs in its own task, the order desk ([`spawn`]): ingest sends
+//! it [`OrderEvent`]s and goes on, so opening, dispatching and verifying
+//! orders (a transaction or more each) never holds up the telemetry behind
+//! them, even when a whole fleet falls due at once. Events are handled in
+//! the order they were sent; [`Orders::sync`] waits until those sent
+//! before are done (flushes and tests use it).
 
-use super::Ingest;
+use super::IngestStats;
 use crate::clock::wall_ms;
 use crate::run::HubEvent;
-use crate::store::{Change, ChangeError, NewWorkOrder, StoreError, WorkOrderRow};
+use crate::store::{Change, ChangeError, NewWorkOrder, Store, WorkOrderRow};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use wearline_models::rules::Priority;
-use wearline_models::workorder::{self, Action, Status};
+use wearline_models::workorder::{self, Action, Criticality, Status};
 
 /// Samples still worn after a resolution before the order is reopened.
 pub const VERIFY_SAMPLES: u32 = 10;
@@ -33,6 +42,87 @@ pub const VERIFY_SAMPLES: u32 = 10;
 pub const RESOLVED_REFRESH: Duration = Duration::from_secs(5);
 /// The cause of a corrective order for a device gone silent.
 pub const OFFLINE_CAUSE: &str = "offline";
+/// How long the devices' criticality is kept before it is read again.
+pub const CRITICALITY_FOR: Duration = Duration::from_secs(30);
+
+/// What ingest tells the order desk.
+#[derive(Debug)]
+pub enum OrderEvent {
+    /// A consumable fell due: open its preventive order.
+    Preventive(NewWorkOrder),
+    /// A fault seen: reopen its resolved order, or open a corrective one.
+    Corrective(NewWorkOrder),
+    /// The fault behind `cause` is gone (an alert cleared, a device back).
+    FaultCleared { device: String, cause: String },
+    /// A consumable's life restarted.
+    PartReplaced { device: String, consumable: String },
+    /// A new prediction for a consumable, still within its lead time or not.
+    PartChecked {
+        device: String,
+        consumable: String,
+        still_due: bool,
+    },
+    /// Answered once everything sent before is handled; with `refresh`,
+    /// after reading the resolved orders anew.
+    Sync {
+        refresh: bool,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Ingest's side of the order desk.
+#[derive(Debug, Clone)]
+pub struct Orders {
+    tx: mpsc::UnboundedSender<OrderEvent>,
+}
+
+impl Orders {
+    /// Hands `event` to the desk (never waits; the desk keeps up with the
+    /// rate predictions fall due, and nothing is dropped).
+    pub fn send(&self, event: OrderEvent) {
+        if self.tx.send(event).is_err() {
+            tracing::error!("the order desk has stopped; an order event is lost");
+        }
+    }
+
+    /// Waits until the desk has handled everything sent before (and, with
+    /// `refresh`, read the resolved orders anew).
+    pub async fn sync(&self, refresh: bool) {
+        let (done, wait) = oneshot::channel();
+        self.send(OrderEvent::Sync { refresh, done });
+        let _ = wait.await;
+    }
+}
+
+/// Starts the order desk; it ends when every [`Orders`] is dropped.
+pub fn spawn(store: Store, stats: Arc<IngestStats>, events: broadcast::Sender<HubEvent>) -> Orders {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let desk = Desk {
+        store,
+        stats,
+        events,
+        verifying: Verifying::default(),
+        team: Team::default(),
+        criticality: HashMap::new(),
+        criticality_loaded: None,
+    };
+    tokio::spawn(desk.run(rx));
+    Orders { tx }
+}
+
+/// The order desk's state.
+struct Desk {
+    store: Store,
+    stats: Arc<IngestStats>,
+    events: broadcast::Sender<HubEvent>,
+    /// Resolved work orders waiting for the data to verify them.
+    verifying: Verifying,
+    /// Technicians for dispatching the orders the data opens.
+    team: Team,
+    /// Device → its criticality, when not `normal`.
+    criticality: HashMap<String, Criticality>,
+    criticality_loaded: Option<Instant>,
+}
 
 /// Resolved orders awaiting verification, by (device, cause).
 #[derive(Debug, Default)]
@@ -73,14 +163,77 @@ pub fn alert_cause(kind: &str) -> String {
     format!("alert:{kind}")
 }
 
-impl Ingest {
+impl Desk {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<OrderEvent>) {
+        let mut tick = tokio::time::interval(RESOLVED_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                e = rx.recv() => e,
+                _ = tick.tick() => {
+                    self.refresh_resolved(false).await;
+                    continue;
+                }
+            };
+            let Some(event) = event else { break };
+            match event {
+                OrderEvent::Preventive(wo) => {
+                    if let Err(e) = self.open_order(wo).await {
+                        self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "cannot open a work order");
+                    }
+                }
+                OrderEvent::Corrective(wo) => self.corrective(wo).await,
+                OrderEvent::FaultCleared { device, cause } => self.fault_cleared(&device, &cause).await,
+                OrderEvent::PartReplaced { device, consumable } => {
+                    self.part_replaced(&device, &consumable).await;
+                }
+                OrderEvent::PartChecked {
+                    device,
+                    consumable,
+                    still_due,
+                } => self.part_checked(&device, &consumable, still_due).await,
+                OrderEvent::Sync { refresh, done } => {
+                    if refresh {
+                        self.refresh_resolved(true).await;
+                    }
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// A device's criticality (all devices' read at most every
+    /// [`CRITICALITY_FOR`]; on a failure the old ones stay).
+    async fn criticality_of(&mut self, device: &str) -> Criticality {
+        if self
+            .criticality_loaded
+            .is_none_or(|t| t.elapsed() >= CRITICALITY_FOR)
+        {
+            self.criticality_loaded = Some(Instant::now());
+            match self.store.device_owners().await {
+                Ok(owners) => {
+                    self.criticality = owners
+                        .into_iter()
+                        .filter_map(|(d, _, c)| Some((d, Criticality::parse(&c)?)))
+                        .collect();
+                }
+                Err(e) => {
+                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "cannot read the devices' criticality");
+                }
+            }
+        }
+        self.criticality.get(device).copied().unwrap_or_default()
+    }
+
     /// Opens an order unless one is active for its device and cause, at the
     /// priority of its urgency (`wo.priority`) and the device's
     /// criticality; counted, logged, announced and dispatched.
-    pub(super) async fn open_order(
+    async fn open_order(
         &mut self,
         mut wo: NewWorkOrder,
-    ) -> Result<Option<WorkOrderRow>, StoreError> {
+    ) -> Result<Option<WorkOrderRow>, crate::store::StoreError> {
         let criticality = self.criticality_of(&wo.device_id).await;
         let urgency = Priority::parse(wo.priority).unwrap_or(Priority::P3);
         wo.priority = workorder::priority(urgency, criticality).as_str();
@@ -110,7 +263,7 @@ impl Ingest {
 
     /// A fault seen again: its resolved order is reopened, else a
     /// corrective order opens.
-    pub(super) async fn corrective(&mut self, wo: NewWorkOrder) -> Result<(), StoreError> {
+    async fn corrective(&mut self, wo: NewWorkOrder) {
         self.refresh_resolved(false).await;
         let key = (wo.device_id.clone(), wo.cause.clone());
         if let Some(w) = self.verifying.orders.remove(&key) {
@@ -120,16 +273,19 @@ impl Ingest {
                 "fault persists: raised again after the resolution",
             )
             .await;
-            return Ok(());
+            return;
         }
-        self.open_order(wo).await.map(|_| ())
+        if let Err(e) = self.open_order(wo).await {
+            self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "cannot open a corrective work order");
+        }
     }
 
     /// The fault behind `cause` is gone (an alert cleared): a resolved
     /// order for it is closed as verified. (An order resolved after its
     /// alert cleared is verified when it is first read as resolved:
     /// [`Self::refresh_resolved`].)
-    pub(super) async fn fault_cleared(&mut self, device: &str, cause: &str) {
+    async fn fault_cleared(&mut self, device: &str, cause: &str) {
         self.refresh_resolved(true).await;
         if let Some(w) = self
             .verifying
@@ -196,7 +352,7 @@ impl Ingest {
     /// resolved (the technician fitted the part and has not said so yet);
     /// any other active order is cancelled, the part having been replaced
     /// before the visit.
-    pub(super) async fn part_replaced(&mut self, device: &str, consumable: &str) {
+    async fn part_replaced(&mut self, device: &str, consumable: &str) {
         self.refresh_resolved(true).await;
         let cause = consumable_cause(consumable);
         if let Some(w) = self.verifying.orders.remove(&(device.to_string(), cause.clone())) {
@@ -234,7 +390,7 @@ impl Ingest {
     /// A new prediction for a consumable whose order is resolved without a
     /// replacement seen: after [`VERIFY_SAMPLES`] of them, reopened if the
     /// part is still due, closed as verified if it is not.
-    pub(super) async fn part_checked(&mut self, device: &str, consumable: &str, still_due: bool) {
+    async fn part_checked(&mut self, device: &str, consumable: &str, still_due: bool) {
         if self.verifying.orders.is_empty() {
             return;
         }
@@ -264,7 +420,7 @@ impl Ingest {
 
     /// Reads the resolved orders (at most every [`RESOLVED_REFRESH`], or
     /// now with `force`), keeping the counts of those already followed.
-    pub(super) async fn refresh_resolved(&mut self, force: bool) {
+    async fn refresh_resolved(&mut self, force: bool) {
         if !force
             && self
                 .verifying

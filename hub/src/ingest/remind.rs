@@ -1,5 +1,4 @@
-//! Queuing customer reminders as predictions come in (this file also keeps
-//! the devices' criticality, read with their owners): when a consumable's
+//! Queuing customer reminders as predictions come in: when a consumable's
 //! remaining life reaches one of its owner's reminder points, one reminder
 //! per channel is queued (the store keeps each once per life, point and
 //! channel), to be sent after the customer's quiet hours by
@@ -17,7 +16,6 @@ use std::time::{Duration, Instant};
 use wearline_models::profile::{Consumable, Profile};
 use wearline_models::reminders::{QuietHours, message, reached};
 use wearline_models::rul::tracker::LifeEstimate;
-use wearline_models::workorder::Criticality;
 
 /// How long a device's owner and a customer's settings are kept.
 pub const CACHE_FOR: Duration = Duration::from_secs(30);
@@ -26,8 +24,6 @@ pub const CACHE_FOR: Duration = Duration::from_secs(30);
 pub struct Reminding {
     /// Device → its owner.
     owners: HashMap<String, i64>,
-    /// Device → its criticality, when not `normal`.
-    criticality: HashMap<String, Criticality>,
     /// Customer → stored settings (others use the defaults).
     settings: HashMap<i64, ReminderSettings>,
     /// When they were read (`None`: read at the next prediction).
@@ -94,16 +90,6 @@ impl Ingest {
         self.reminding.queued.insert(key);
     }
 
-    /// A device's criticality (read with the owners, every [`CACHE_FOR`]).
-    pub(super) async fn criticality_of(&mut self, device: &str) -> Criticality {
-        self.load_owners().await;
-        self.reminding
-            .criticality
-            .get(device)
-            .copied()
-            .unwrap_or_default()
-    }
-
     async fn owner_of(&mut self, device: &str) -> Option<i64> {
         self.load_owners().await;
         self.reminding.owners.get(device).copied()
@@ -132,10 +118,6 @@ impl Ingest {
             self.store.all_reminder_settings().await,
         ) {
             (Ok(owners), Ok(settings)) => {
-                self.reminding.criticality = owners
-                    .iter()
-                    .filter_map(|(d, _, c)| Some((d.clone(), Criticality::parse(c)?)))
-                    .collect();
                 self.reminding.owners = owners.into_iter().filter_map(|(d, c, _)| Some((d, c?))).collect();
                 self.reminding.settings = settings.into_iter().map(|s| (s.customer_id, s)).collect();
             }

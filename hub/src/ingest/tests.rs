@@ -273,7 +273,7 @@ mod orders {
             };
             hub.store.change_work_order(id, &change).await.expect("change");
         }
-        hub.refresh_resolved(true).await;
+        hub.orders.sync(true).await;
     }
 
     async fn orders(hub: &Ingest) -> Vec<WorkOrderRow> {
@@ -506,10 +506,10 @@ mod orders {
             .set_device_criticality("d1", wearline_models::workorder::Criticality::High)
             .await
             .expect("criticality");
-        // Criticality is re-read every 30 s; the test does not wait.
-        hub.reminding.loaded = None;
+        // The desk reads the criticality with its first order.
         hub.check_silence(start + Duration::from_secs(61)).await;
         hub.check_silence(start + Duration::from_secs(120)).await;
+        hub.orders.sync(false).await;
         let list = orders(&hub).await;
         assert_eq!(list.len(), 1, "{list:?}");
         assert_eq!(
@@ -556,6 +556,7 @@ mod orders {
         )
         .await;
         hub.check_silence(Instant::now() + Duration::from_secs(300)).await;
+        hub.orders.sync(false).await;
         let open: Vec<(String, String)> = orders(&hub)
             .await
             .into_iter()

@@ -2,7 +2,7 @@
 //! external server. A hub with its embedded broker and SQLite store, a
 //! simulated fleet of air purifiers at varied dust exposure and filter ages,
 //! and an agent polling them, with simulated time running one day per second.
-//! Prints a manager token and a customer token (the customer owns the first
+//! Prints a manager, a customer and a technician token (the customer owns the first
 //! device) to try the API with, one line per work order as it opens, and a
 //! JSON summary at the end.
 
@@ -95,6 +95,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
 
+    demo_team(&hub.store).await?;
     let agent_config = AgentConfig {
         gateway: "demo-gateway".into(),
         data_dir: data_dir.join("agent"),
@@ -136,7 +137,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .start()
         .context("starting the agent")?;
 
-    let (manager, customer) = demo_tokens(&hub.store, &fleet.devices()[0].id).await?;
+    let (manager, customer, technician) = demo_tokens(&hub.store, &fleet.devices()[0].id).await?;
     println!(
         "wearline demo: {} simulated air purifiers, one simulated day per {:.1} s",
         args.devices,
@@ -148,6 +149,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "customer token ({DEMO_CUSTOMER}, owns {}): {customer}",
         fleet.devices()[0].id
     );
+    println!("technician token ({DEMO_TECHNICIAN}, takes every order): {technician}");
     println!(
         "try: curl -H \"Authorization: Bearer {manager}\" http://{}/api/v1/devices",
         hub.api_addr
@@ -206,11 +208,36 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 /// The demo's customer, owning the first device.
 const DEMO_CUSTOMER: &str = "acme";
+/// The demo's one technician, with every skill, so orders are dispatched
+/// as they open.
+const DEMO_TECHNICIAN: &str = "tess";
+
+/// Puts the demo's technician on the team (before any order opens).
+async fn demo_team(store: &wearline_hub::store::Store) -> anyhow::Result<()> {
+    store
+        .upsert_technician(&wearline_hub::store::TechnicianRow {
+            name: DEMO_TECHNICIAN.into(),
+            skills: r#"["*"]"#.into(),
+            latitude: 48.137,
+            longitude: 11.575,
+            capacity: 100,
+            shift_start: 0,
+            shift_end: 0,
+            utc_offset_minutes: 0,
+            active: 1,
+            load: 0,
+        })
+        .await?;
+    Ok(())
+}
 
 /// Gives `device` to the demo customer once the hub knows it (its first
-/// telemetry), and makes a manager token and a customer token. Tokens of an
-/// earlier run in the same `--data-dir` are revoked.
-async fn demo_tokens(store: &wearline_hub::store::Store, device: &str) -> anyhow::Result<(String, String)> {
+/// telemetry), and makes a manager, a customer and a technician token.
+/// Tokens of an earlier run in the same `--data-dir` are revoked.
+async fn demo_tokens(
+    store: &wearline_hub::store::Store,
+    device: &str,
+) -> anyhow::Result<(String, String, String)> {
     use wearline_hub::policy::Access;
     use wearline_hub::store::{NewCustomer, NewToken};
     let now = wearline_hub::clock::wall_ms();
@@ -250,7 +277,8 @@ async fn demo_tokens(store: &wearline_hub::store::Store, device: &str) -> anyhow
     };
     let manager = make("demo-manager", Access::Manager).await?;
     let customer = make("demo-customer", Access::Customer(customer.id)).await?;
-    Ok((manager, customer))
+    let technician = make("demo-technician", Access::Technician(DEMO_TECHNICIAN.into())).await?;
+    Ok((manager, customer, technician))
 }
 
 fn print_order(wo: &wearline_hub::store::WorkOrderRow) {

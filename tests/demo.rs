@@ -31,6 +31,10 @@ fn demo_opens_work_orders_once_and_prints_a_summary() {
         "customer token (acme, owns purifier-0001):",
         Duration::from_secs(5),
     );
+    let technician = demo.expect_line(
+        "technician token (tess, takes every order):",
+        Duration::from_secs(5),
+    );
     let (code, mine, _) = get_as(&format!("{api}/devices"), Some(&customer));
     let ids: Vec<&str> = mine
         .as_array()
@@ -47,6 +51,28 @@ fn demo_opens_work_orders_once_and_prints_a_summary() {
     assert!(code == 200 && all.is_array(), "{all}");
     assert_eq!(get_as(&format!("{api}/devices"), None).0, 401);
 
+    // The README's walk through an order: the technician sees it assigned
+    // to her, accepts, starts and resolves it; the customer asks for a visit.
+    let mine = eventually(Duration::from_secs(15), "an order for tess", || {
+        let (_, list, _) = get_as(&format!("{api}/work-orders?status=assigned"), Some(&technician));
+        list.as_array()?.first().cloned()
+    });
+    let steps = format!("{api}/work-orders/{}/transitions", mine["id"]);
+    for action in ["accept", "start", "resolve"] {
+        let (code, answer) = post_json_as(&steps, &technician, &serde_json::json!({"action": action}));
+        assert_eq!(code, 200, "{action}: {answer}");
+    }
+    let (code, request) = post_json_as(
+        &format!("{api}/work-orders"),
+        &customer,
+        &serde_json::json!({"device": "purifier-0001", "title": "Noisy fan"}),
+    );
+    assert_eq!(
+        (code, request["assignee"].as_str()),
+        (201, Some("tess")),
+        "{request}"
+    );
+
     let (status, lines) = demo.wait(Duration::from_secs(60));
     assert!(status.success(), "demo exited with {status}");
     let last = lines.last().expect("output");
@@ -56,12 +82,13 @@ fn demo_opens_work_orders_once_and_prints_a_summary() {
         summary["telemetry_points"].as_i64().expect("points") > 20 * 8 * 10,
         "{summary}"
     );
+    // Printed: the orders the data opened (the customer's request is not one).
     let printed: Vec<&String> = lines.iter().filter(|l| l.starts_with("work order #")).collect();
     assert!(
         printed.len() >= 3,
         "several work orders open within 20 s: {lines:#?}"
     );
-    assert_eq!(summary["work_orders"], printed.len(), "{summary}");
+    assert_eq!(summary["work_orders"], printed.len() + 1, "{summary}");
     let devices: BTreeSet<&str> = printed
         .iter()
         .filter_map(|l| l.split_whitespace().nth(4))

@@ -351,14 +351,19 @@ impl Profile {
     fn validate_indicator(&self, c: &Consumable) -> Result<(), (&'static str, String)> {
         let Some(name) = &c.indicator else {
             return match c.indicator_on {
-                Some(_) => Err(("indicator_on", "needs the `indicator` field it is written to".into())),
+                Some(_) => Err((
+                    "indicator_on",
+                    "needs the `indicator` field it is written to".into(),
+                )),
                 None => Ok(()),
             };
         };
         let Some(f) = self.field(name) else {
             return Err((
                 "indicator",
-                format!("no field `{name}`: the indicator must be a coil or holding register of this profile"),
+                format!(
+                    "no field `{name}`: the indicator must be a coil or holding register of this profile"
+                ),
             ));
         };
         let writable = match f.kind {
@@ -376,7 +381,10 @@ impl Profile {
         }
         let on = c.indicator_on();
         if !on.is_finite() || on == 0.0 {
-            return Err(("indicator_on", "must be a finite number other than 0 (0 is off)".into()));
+            return Err((
+                "indicator_on",
+                "must be a finite number other than 0 (0 is off)".into(),
+            ));
         }
         if f.kind == RegisterKind::Holding
             && crate::registers::encode_words(f.calibration().invert(on), f.data_type, f.order).is_err()
@@ -525,15 +533,22 @@ lead_time_days = 7
             "{GOOD}[[fields]]\nmetric = \"light\"\nkind = \"coil\"\naddress = 0\ntype = \"bool\"\n\
              [[fields]]\nmetric = \"level\"\nkind = \"holding\"\naddress = 0\ntype = \"u16\"\n"
         );
-        let with = |keys: &str| writable.replace("lead_time_days = 7\n", &format!("lead_time_days = 7\n{keys}"));
+        let with =
+            |keys: &str| writable.replace("lead_time_days = 7\n", &format!("lead_time_days = 7\n{keys}"));
         let p = Profile::parse("p.toml", &with("indicator = \"light\"\n")).expect("valid");
         assert_eq!(
-            (p.consumables[0].indicator.as_deref(), p.consumables[0].indicator_on()),
+            (
+                p.consumables[0].indicator.as_deref(),
+                p.consumables[0].indicator_on()
+            ),
             (Some("light"), 1.0)
         );
         let p = Profile::parse("p.toml", &with("indicator = \"level\"\nindicator_on = 3\n")).expect("valid");
         assert_eq!(p.consumables[0].indicator_on(), 3.0);
-        assert_eq!(Profile::parse("p.toml", GOOD).expect("valid").consumables[0].indicator, None);
+        assert_eq!(
+            Profile::parse("p.toml", GOOD).expect("valid").consumables[0].indicator,
+            None
+        );
         // Line 19: the key after `lead_time_days` on line 18.
         check_invalid(&with("indicator = \"lamp\"\n"), "consumables[0].indicator", 19);
         check_invalid(&with("indicator = \"temp\"\n"), "consumables[0].indicator", 19);
@@ -553,7 +568,10 @@ lead_time_days = 7
             "metric = \"level\"\nkind = \"holding\"\naddress = 0\ntype = \"bool\"\nbit = 3",
         );
         check_invalid(
-            &bit.replace("lead_time_days = 7\n", "lead_time_days = 7\nindicator = \"level\"\n"),
+            &bit.replace(
+                "lead_time_days = 7\n",
+                "lead_time_days = 7\nindicator = \"level\"\n",
+            ),
             "consumables[0].indicator",
             19,
         );

@@ -686,7 +686,8 @@ impl Ingest {
                             .await?;
                         self.offline_gateways.remove(&s.gateway);
                         self.fault_cleared(&s.gateway, orders::OFFLINE_CAUSE).await;
-                        crate::reminders::indicator::gateway_online(&self.store, &s.gateway, wall_ms()).await?;
+                        crate::reminders::indicator::gateway_online(&self.store, &s.gateway, wall_ms())
+                            .await?;
                     }
                 }
             }

@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use wearline_models::profile::{Consumable, Profile};
-use wearline_models::reminders::{MAX_ATTEMPTS, indicator_command_id, parse_indicator_command_id, retry_after_ms};
+use wearline_models::reminders::{
+    MAX_ATTEMPTS, indicator_command_id, parse_indicator_command_id, retry_after_ms,
+};
 use wearline_models::wire::{Action, Command, CommandResult, VERSION};
 
 /// How long an attempt waits for the agent's result, by default.
@@ -118,7 +120,14 @@ impl IndicatorChannel {
             Err(Unlit::NotNow(reason)) => return failed_attempt(store, r, attempt, now_ms, &reason).await,
         };
         let Some(downlink) = &self.downlink else {
-            return failed_attempt(store, r, attempt, now_ms, "the hub has no MQTT connection for commands").await;
+            return failed_attempt(
+                store,
+                r,
+                attempt,
+                now_ms,
+                "the hub has no MQTT connection for commands",
+            )
+            .await;
         };
         let cmd = Command {
             v: VERSION,
@@ -132,7 +141,8 @@ impl IndicatorChannel {
         };
         match downlink.send(&target.gateway, &cmd) {
             Ok(()) => {
-                let until = now_ms.saturating_add(i64::try_from(self.result_timeout.as_millis()).unwrap_or(i64::MAX));
+                let until =
+                    now_ms.saturating_add(i64::try_from(self.result_timeout.as_millis()).unwrap_or(i64::MAX));
                 store.await_command(r.id, attempt, &cmd.id, until).await?;
                 tracing::info!(reminder = r.id, command = %cmd.id, gateway = %target.gateway, device = %r.device_id, "indicator command sent");
                 Ok(())
@@ -207,7 +217,11 @@ pub async fn gateway_online(store: &Store, gateway: &str, now_ms: i64) -> Result
         .retry_indicators_now(gateway, now_ms, i64::from(MAX_ATTEMPTS))
         .await?;
     if n > 0 {
-        tracing::info!(gateway, reminders = n, "gateway online: indicator reminders tried again now");
+        tracing::info!(
+            gateway,
+            reminders = n,
+            "gateway online: indicator reminders tried again now"
+        );
     }
     Ok(())
 }
@@ -255,8 +269,12 @@ pub async fn part_replaced(
         },
     };
     match downlink.send(gateway, &cmd) {
-        Ok(()) => tracing::info!(device, consumable = %c.name, command = %cmd.id, "part replaced: indicator switched off"),
-        Err(e) => tracing::warn!(device, consumable = %c.name, error = %e, "part replaced: cannot switch the indicator off"),
+        Ok(()) => {
+            tracing::info!(device, consumable = %c.name, command = %cmd.id, "part replaced: indicator switched off")
+        }
+        Err(e) => {
+            tracing::warn!(device, consumable = %c.name, error = %e, "part replaced: cannot switch the indicator off")
+        }
     }
     Ok(())
 }
@@ -317,7 +335,13 @@ indicator = "light"
         reminder_via(store, "gw", device, profile, life_start_ms).await
     }
 
-    async fn reminder_via(store: &Store, gateway: &str, device: &str, profile: &str, life_start_ms: i64) -> i64 {
+    async fn reminder_via(
+        store: &Store,
+        gateway: &str,
+        device: &str,
+        profile: &str,
+        life_start_ms: i64,
+    ) -> i64 {
         let t = Telemetry {
             v: VERSION,
             gateway: gateway.into(),
@@ -377,21 +401,37 @@ indicator = "light"
 
         // No indicator in the device's profile: skipped, saying why.
         let dark = reminder(&store, "d-dark", "dark", 0).await;
-        crate::reminders::deliver_due(&store, Some(&ch), NOW).await.expect("deliver");
+        crate::reminders::deliver_due(&store, Some(&ch), NOW)
+            .await
+            .expect("deliver");
         let r = get(&store, dark).await;
         assert_eq!((r.status.as_str(), r.attempts), ("skipped", 0), "{r:?}");
         assert_eq!(
             r.last_error.as_deref(),
-            Some("the device's profile `dark` names no indicator for its filter (`indicator` in its [[consumables]])")
+            Some(
+                "the device's profile `dark` names no indicator for its filter (`indicator` in its [[consumables]])"
+            )
         );
 
         // No MQTT connection: a failed attempt, retried after a minute.
         let lit = reminder(&store, "d-lit", "lit", 0).await;
-        crate::reminders::deliver_due(&store, Some(&ch), NOW).await.expect("deliver");
+        crate::reminders::deliver_due(&store, Some(&ch), NOW)
+            .await
+            .expect("deliver");
         let r = get(&store, lit).await;
         assert_eq!(
-            (r.status.as_str(), r.attempts, r.next_attempt_ms, r.last_error.as_deref()),
-            ("pending", 1, NOW + MINUTE, Some("the hub has no MQTT connection for commands"))
+            (
+                r.status.as_str(),
+                r.attempts,
+                r.next_attempt_ms,
+                r.last_error.as_deref()
+            ),
+            (
+                "pending",
+                1,
+                NOW + MINUTE,
+                Some("the hub has no MQTT connection for commands")
+            )
         );
         // A connection that is not up yet: the same, with its own reason.
         let down = channel(Some(Downlink::new()));
@@ -401,19 +441,33 @@ indicator = "light"
         let r = get(&store, lit).await;
         assert_eq!(
             (r.attempts, r.next_attempt_ms, r.last_error.as_deref()),
-            (2, NOW + 3 * MINUTE, Some("the hub is not connected to the broker"))
+            (
+                2,
+                NOW + 3 * MINUTE,
+                Some("the hub is not connected to the broker")
+            )
         );
 
         // Attempt 3 went out (as `deliver` records it) and nothing came back
         // in time: a failed attempt, its command no longer awaited.
         let c3 = indicator_command_id(lit, 3);
-        assert!(store.await_command(lit, 3, &c3, NOW + 4 * MINUTE).await.expect("await"));
+        assert!(
+            store
+                .await_command(lit, 3, &c3, NOW + 4 * MINUTE)
+                .await
+                .expect("await")
+        );
         crate::reminders::deliver_due(&store, Some(&ch), NOW + 4 * MINUTE)
             .await
             .expect("deliver");
         let r = get(&store, lit).await;
         assert_eq!(
-            (r.status.as_str(), r.attempts, r.command_id.as_deref(), r.next_attempt_ms),
+            (
+                r.status.as_str(),
+                r.attempts,
+                r.command_id.as_deref(),
+                r.next_attempt_ms
+            ),
             ("pending", 3, None, NOW + 8 * MINUTE)
         );
         assert_eq!(
@@ -424,17 +478,41 @@ indicator = "light"
         // Attempt 4: its late predecessor's failure changes nothing; its own
         // failure is a failed attempt with the agent's reason.
         let c4 = indicator_command_id(lit, 4);
-        assert!(store.await_command(lit, 4, &c4, NOW + 9 * MINUTE).await.expect("await"));
-        assert!(record_result(&store, &result(&c3, "d-lit", false), NOW).await.expect("result"));
-        assert_eq!(get(&store, lit).await.command_id.as_deref(), Some(c4.as_str()), "a stale failure");
         assert!(
-            !record_result(&store, &result("cmd-7", "d-lit", true), NOW).await.expect("result"),
+            store
+                .await_command(lit, 4, &c4, NOW + 9 * MINUTE)
+                .await
+                .expect("await")
+        );
+        assert!(
+            record_result(&store, &result(&c3, "d-lit", false), NOW)
+                .await
+                .expect("result")
+        );
+        assert_eq!(
+            get(&store, lit).await.command_id.as_deref(),
+            Some(c4.as_str()),
+            "a stale failure"
+        );
+        assert!(
+            !record_result(&store, &result("cmd-7", "d-lit", true), NOW)
+                .await
+                .expect("result"),
             "not a reminder's command"
         );
-        assert!(record_result(&store, &result(&c4, "d-lit", false), NOW).await.expect("result"));
+        assert!(
+            record_result(&store, &result(&c4, "d-lit", false), NOW)
+                .await
+                .expect("result")
+        );
         let r = get(&store, lit).await;
         assert_eq!(
-            (r.status.as_str(), r.attempts, r.command_id.as_deref(), r.next_attempt_ms),
+            (
+                r.status.as_str(),
+                r.attempts,
+                r.command_id.as_deref(),
+                r.next_attempt_ms
+            ),
             ("pending", 4, None, NOW + 8 * MINUTE)
         );
         assert_eq!(
@@ -445,15 +523,28 @@ indicator = "light"
         // Success from another device's gateway is not this reminder's; the
         // device's own success (even of an earlier attempt) makes it sent.
         let c5 = indicator_command_id(lit, 5);
-        assert!(store.await_command(lit, 5, &c5, NOW + 20 * MINUTE).await.expect("await"));
-        record_result(&store, &result(&c5, "d-dark", true), NOW).await.expect("result");
+        assert!(
+            store
+                .await_command(lit, 5, &c5, NOW + 20 * MINUTE)
+                .await
+                .expect("await")
+        );
+        record_result(&store, &result(&c5, "d-dark", true), NOW)
+            .await
+            .expect("result");
         assert_eq!(get(&store, lit).await.status, "pending");
         record_result(&store, &result(&c3, "d-lit", true), NOW + 10 * MINUTE)
             .await
             .expect("result");
         let r = get(&store, lit).await;
         assert_eq!(
-            (r.status.as_str(), r.attempts, r.sent_ms, r.last_error, r.command_id),
+            (
+                r.status.as_str(),
+                r.attempts,
+                r.sent_ms,
+                r.last_error,
+                r.command_id
+            ),
             ("sent", 5, Some(NOW + 10 * MINUTE), None, None)
         );
         assert_eq!(
@@ -469,7 +560,9 @@ indicator = "light"
         let store = Store::open(&db.location).await.expect("store");
         let ch = channel(None);
         let tried = reminder(&store, "d1", "lit", 0).await;
-        crate::reminders::deliver_due(&store, Some(&ch), NOW).await.expect("deliver");
+        crate::reminders::deliver_due(&store, Some(&ch), NOW)
+            .await
+            .expect("deliver");
         // Not tried yet (held by quiet hours, say): left alone.
         let held = reminder(&store, "d1", "lit", 5).await;
         store
@@ -477,13 +570,27 @@ indicator = "light"
             .await
             .expect("hold");
         let elsewhere = reminder_via(&store, "gw2", "d2", "lit", 0).await;
-        crate::reminders::deliver_due(&store, Some(&ch), NOW).await.expect("deliver");
+        crate::reminders::deliver_due(&store, Some(&ch), NOW)
+            .await
+            .expect("deliver");
 
         gateway_online(&store, "gw", NOW + 10_000).await.expect("online");
         let next = |r: ReminderRow| (r.attempts, r.next_attempt_ms);
-        assert_eq!(next(get(&store, tried).await), (1, NOW + 10_000), "tried again now");
-        assert_eq!(next(get(&store, held).await), (0, NOW + 600 * MINUTE), "quiet hours kept");
-        assert_eq!(next(get(&store, elsewhere).await), (1, NOW + MINUTE), "another gateway's");
+        assert_eq!(
+            next(get(&store, tried).await),
+            (1, NOW + 10_000),
+            "tried again now"
+        );
+        assert_eq!(
+            next(get(&store, held).await),
+            (0, NOW + 600 * MINUTE),
+            "quiet hours kept"
+        );
+        assert_eq!(
+            next(get(&store, elsewhere).await),
+            (1, NOW + MINUTE),
+            "another gateway's"
+        );
 
         // A new filter fitted at NOW + 1: the reminders of the old one (life
         // 0) are moot; the new life's (5, say) stays. No gateway known: no
@@ -495,7 +602,10 @@ indicator = "light"
         let r = get(&store, tried).await;
         assert_eq!(
             (r.status.as_str(), r.last_error.as_deref()),
-            ("skipped", Some("the part was replaced before the indicator was lit"))
+            (
+                "skipped",
+                Some("the part was replaced before the indicator was lit")
+            )
         );
         assert_eq!(get(&store, held).await.status, "pending");
         assert_eq!(get(&store, elsewhere).await.status, "pending", "another device's");

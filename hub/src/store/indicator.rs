@@ -29,7 +29,13 @@ impl Store {
     /// Attempt `attempts` of pending reminder `id` sent command
     /// `command_id`; its result is awaited until `until_ms`. Whether the
     /// reminder was still pending.
-    pub async fn await_command(&self, id: i64, attempts: i64, command_id: &str, until_ms: i64) -> Result<bool> {
+    pub async fn await_command(
+        &self,
+        id: i64,
+        attempts: i64,
+        command_id: &str,
+        until_ms: i64,
+    ) -> Result<bool> {
         let done = self
             .query(
                 "UPDATE reminders SET attempts = $2, command_id = $3, next_attempt_ms = $4

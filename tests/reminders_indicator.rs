@@ -54,22 +54,23 @@ fn start_agent(dir: &Path, hub: &TestHub, gateway: &str, addr: &str, extra: &[&s
 
 /// The latest value of `metric` the hub has from purifier-0001.
 fn latest(hub: &TestHub, metric: &str) -> Option<f64> {
-    let (code, v, _) = get_as(
-        &format!("{}/api/v1/devices/purifier-0001", hub.api),
-        Some(ADMIN_TOKEN),
-    );
+    latest_of(hub, "purifier-0001", metric)
+}
+
+fn latest_of(hub: &TestHub, device: &str, metric: &str) -> Option<f64> {
+    let (code, v, _) = get_as(&format!("{}/api/v1/devices/{device}", hub.api), Some(ADMIN_TOKEN));
     (code == 200).then_some(())?;
     v["latest"]["values"][metric].as_f64()
 }
 
-/// Makes customer `acme`, the owner of purifier-0001, with reminders on the
+/// Makes customer `acme`, the owner of `devices`, with reminders on the
 /// indicator only and no quiet hours; the customer's token.
-fn customer_with_indicator(dir: &Path, hub: &TestHub) -> String {
+fn customer_with_indicator(dir: &Path, hub: &TestHub, devices: &[&str]) -> String {
     let cfg = dir.join("hub.toml");
     let cfg_s = cfg.to_str().expect("utf-8");
-    for args in [
-        &["customer", "add", "--config", cfg_s, "--name", "acme"][..],
-        &[
+    let mut commands = vec![vec!["customer", "add", "--config", cfg_s, "--name", "acme"]];
+    for d in devices {
+        commands.push(vec![
             "customer",
             "assign-device",
             "--config",
@@ -77,9 +78,10 @@ fn customer_with_indicator(dir: &Path, hub: &TestHub) -> String {
             "--customer",
             "acme",
             "--device",
-            "purifier-0001",
-        ][..],
-    ] {
+            d,
+        ]);
+    }
+    for args in &commands {
         let out = run(args);
         assert!(
             out.status.success(),
@@ -127,7 +129,7 @@ fn a_filter_reminder_lights_the_purifiers_indicator() {
     eventually(Duration::from_secs(30), "the purifier reporting, unlit", || {
         (latest(&hub, "filter_indicator") == Some(0.0)).then_some(())
     });
-    let token = customer_with_indicator(dir.path(), &hub);
+    let token = customer_with_indicator(dir.path(), &hub, &["purifier-0001"]);
 
     // Owners are re-read by ingest every 30 s: the reminder follows.
     let sent = eventually(Duration::from_secs(120), "an indicator reminder sent", || {
@@ -163,12 +165,12 @@ fn publisher(hub: &TestHub, id: &str) -> Client {
     client
 }
 
-/// Telemetry of purifier-0001 through gateway `gw-late`: samples `ks` of
+/// Telemetry of `device` through gateway `gw-late`: samples `ks` of
 /// a filter a few days from its end (a quarter pascal an hour, toward
 /// 250 Pa), an hour apart from `base_ms`. The simulator's filter at 97 %
 /// reads higher (about 240 Pa), so the real agent's readings later do not
 /// look like a new filter.
-fn old_telemetry(base_ms: i64, ks: std::ops::Range<u64>) -> Vec<u8> {
+fn old_telemetry(device: &str, profile: &str, base_ms: i64, ks: std::ops::Range<u64>) -> Vec<u8> {
     let samples = ks
         .map(|k| {
             let h = k as f64;
@@ -192,8 +194,8 @@ fn old_telemetry(base_ms: i64, ks: std::ops::Range<u64>) -> Vec<u8> {
     encode(&Telemetry {
         v: VERSION,
         gateway: "gw-late".into(),
-        device: "purifier-0001".into(),
-        profile: "air-purifier".into(),
+        device: device.into(),
+        profile: profile.into(),
         samples,
     })
 }
@@ -201,37 +203,87 @@ fn old_telemetry(base_ms: i64, ks: std::ops::Range<u64>) -> Vec<u8> {
 #[test]
 fn a_gateway_offline_gets_the_reminder_once_its_agent_connects() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // The shipped profile, and a purifier model without the light.
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir(&profiles).expect("profiles dir");
+    let shipped = std::fs::read_to_string(configs_dir().join("profiles/air-purifier.toml")).expect("profile");
+    std::fs::write(profiles.join("air-purifier.toml"), &shipped).expect("write");
+    let basic = shipped
+        .replace("name = \"air-purifier\"", "name = \"basic-purifier\"")
+        .replace("indicator = \"filter_indicator\"\n", "");
+    assert_ne!(basic, shipped);
+    std::fs::write(profiles.join("basic-purifier.toml"), basic).expect("write");
     // An unanswered attempt counts as failed after 2 s.
-    let hub = start_hub_with(dir.path(), "[indicator]\nresult_timeout_secs = 2\n");
-    // The gateway's past: its telemetry, a filter getting close to its end,
-    // published for it (it is not connected now).
+    let cfg = write_hub_config_full(
+        dir.path(),
+        &profiles,
+        "",
+        "[indicator]\nresult_timeout_secs = 2\n",
+    );
+    let hub = start_hub_config(dir.path(), &cfg);
+    // The gateway's past: its telemetry, filters getting close to their
+    // end, published for it (it is not connected now).
     let client = publisher(&hub, "gw-late-past");
-    let topic = "wearline/v1/gw-late/telemetry/purifier-0001";
+    let devices = [
+        ("purifier-0001", "air-purifier"),
+        ("basic-0001", "basic-purifier"),
+    ];
     let base = wearline_hub::clock::wall_ms() - 30 * 86_400_000;
-    client
-        .publish(topic, QoS::AtLeastOnce, false, old_telemetry(base, 0..60))
-        .expect("publish");
-    eventually(Duration::from_secs(30), "the purifier registered", || {
-        latest(&hub, "filter_dp").map(|_| ())
+    let publish = |ks: std::ops::Range<u64>| {
+        for (device, profile) in devices {
+            client
+                .publish(
+                    format!("wearline/v1/gw-late/telemetry/{device}"),
+                    QoS::AtLeastOnce,
+                    false,
+                    old_telemetry(device, profile, base, ks.clone()),
+                )
+                .expect("publish");
+        }
+    };
+    publish(0..60);
+    eventually(Duration::from_secs(30), "the purifiers registered", || {
+        devices
+            .iter()
+            .all(|(d, _)| latest_of(&hub, d, "filter_dp").is_some())
+            .then_some(())
     });
-    let token = customer_with_indicator(dir.path(), &hub);
+    let token = customer_with_indicator(dir.path(), &hub, &["purifier-0001", "basic-0001"]);
     // More of the past, about a sample a second, until ingest (which
-    // re-reads owners every 30 s) queues the reminder.
+    // re-reads owners every 30 s) queues the reminders.
     let (mut polls, mut k) = (0u64, 60u64);
-    let queued = eventually(Duration::from_secs(120), "an indicator reminder", || {
-        if let Some(r) = indicator_reminders(&hub, &token).first() {
-            return Some(r.clone());
+    let queued = eventually(Duration::from_secs(120), "indicator reminders", || {
+        let list = indicator_reminders(&hub, &token);
+        let of = |d: &str| list.iter().find(|r| r["device_id"] == d).cloned();
+        if let (Some(lit), Some(basic)) = (of("purifier-0001"), of("basic-0001")) {
+            return Some((lit, basic));
         }
         polls += 1;
         if polls % 10 == 0 {
-            client
-                .publish(topic, QoS::AtLeastOnce, false, old_telemetry(base, k..k + 1))
-                .expect("publish");
+            publish(k..k + 1);
             k += 1;
         }
         None
     });
+    let (queued, basic) = queued;
     let id = queued["id"].as_i64().expect("id");
+    // The model without the light gets nothing, and its owner sees why.
+    let basic_id = basic["id"].clone();
+    let skipped = eventually(
+        Duration::from_secs(30),
+        "the basic model's reminder skipped",
+        || {
+            indicator_reminders(&hub, &token)
+                .into_iter()
+                .find(|r| r["id"] == basic_id && r["status"] == "skipped")
+        },
+    );
+    assert_eq!(
+        skipped["last_error"],
+        "the device's profile `basic-purifier` names no indicator for its filter (`indicator` in its [[consumables]])",
+        "{skipped}"
+    );
+    assert_eq!(skipped["attempts"], 0, "{skipped}");
     let this = || {
         indicator_reminders(&hub, &token)
             .into_iter()

@@ -12,7 +12,7 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use std::path::Path;
 use std::time::Duration;
 use support::*;
-use wearline_models::wire::{Sample, Telemetry, VERSION, encode};
+use wearline_models::wire::{Action, Command, Sample, Telemetry, VERSION, encode};
 
 /// Starts `wearline sim` with one purifier whose filter is 97 % used; its
 /// Modbus address.
@@ -35,14 +35,26 @@ fn start_sim(dir: &Path, extra: &[&str]) -> (Proc, String) {
     (sim, addr)
 }
 
-/// Starts the agent of `gateway` for purifier-0001 at `addr`.
+/// Starts the agent of `gateway` for purifier-0001 at `addr`, with the
+/// shipped profiles.
 fn start_agent(dir: &Path, hub: &TestHub, gateway: &str, addr: &str, extra: &[&str]) -> Proc {
+    start_agent_with(dir, &configs_dir().join("profiles"), hub, gateway, addr, extra)
+}
+
+fn start_agent_with(
+    dir: &Path,
+    profiles: &Path,
+    hub: &TestHub,
+    gateway: &str,
+    addr: &str,
+    extra: &[&str],
+) -> Proc {
     let cfg = dir.join(format!("agent-{gateway}.toml"));
     std::fs::write(
         &cfg,
         format!(
             "gateway = \"{gateway}\"\ndata_dir = \"agent-{gateway}\"\nprofiles_dir = {:?}\n[uplink]\nbroker = \"{}\"\nbatch_max_samples = 2\nbatch_delay_ms = 200\n[[devices]]\nid = \"purifier-0001\"\nprofile = \"air-purifier\"\ntcp = \"{addr}\"\ninterval_ms = 250\n",
-            configs_dir().join("profiles"),
+            profiles,
             hub.broker
         ),
     )
@@ -125,7 +137,24 @@ fn a_filter_reminder_lights_the_purifiers_indicator() {
     let hub = start_hub(dir.path());
     // One simulated day per second: the 97 % filter is days from its end.
     let (_sim, addr) = start_sim(dir.path(), &["--time-scale", "86400"]);
-    let _agent = start_agent(dir.path(), &hub, "gw1", &addr, &["--time-scale", "86400"]);
+    // The agent also knows the simulator's "filter replaced" coil, so the
+    // test can fit a new filter through it.
+    let profiles = dir.path().join("agent-profiles");
+    std::fs::create_dir(&profiles).expect("profiles dir");
+    let shipped = std::fs::read_to_string(configs_dir().join("profiles/air-purifier.toml")).expect("profile");
+    std::fs::write(
+        profiles.join("air-purifier.toml"),
+        format!("{shipped}\n[[fields]]\nmetric = \"filter_replaced\"\nkind = \"coil\"\naddress = 1\ntype = \"bool\"\n"),
+    )
+    .expect("write");
+    let agent = start_agent_with(
+        dir.path(),
+        &profiles,
+        &hub,
+        "gw1",
+        &addr,
+        &["--time-scale", "86400"],
+    );
     eventually(Duration::from_secs(30), "the purifier reporting, unlit", || {
         (latest(&hub, "filter_indicator") == Some(0.0)).then_some(())
     });
@@ -147,6 +176,64 @@ fn a_filter_reminder_lights_the_purifiers_indicator() {
     eventually(Duration::from_secs(15), "the filter light on", || {
         (latest(&hub, "filter_indicator") == Some(1.0)).then_some(())
     });
+
+    // A new filter is fitted: the hub sees the pressure fall back, starts a
+    // new life and switches the light off through the agent (the
+    // simulator clears its light itself on a new filter, so the agent's
+    // log, not the coil, shows the hub's command).
+    let client = publisher(&hub, "test-technician");
+    let fit = Command {
+        v: VERSION,
+        id: "test-fit-filter".into(),
+        ts_ms: 0,
+        device: "purifier-0001".into(),
+        action: Action::Write {
+            metric: "filter_replaced".into(),
+            value: 1.0,
+        },
+    };
+    client
+        .publish("wearline/v1/gw1/commands", QoS::AtLeastOnce, false, encode(&fit))
+        .expect("publish");
+    let off = eventually(
+        Duration::from_secs(60),
+        "the hub's command switching the light off",
+        || {
+            plain(&agent.stderr()).lines().find_map(|l| {
+                (l.contains("command carried out") && l.contains("id=indicator-off-purifier-0001-filter-"))
+                    .then(|| l.to_string())
+            })
+        },
+    );
+    assert!(off.contains("metric=\"filter_indicator\" value=0.0"), "{off}");
+    assert!(
+        latest(&hub, "filter_dp").is_some_and(|dp| dp < 150.0),
+        "a new filter: {:?}",
+        latest(&hub, "filter_dp")
+    );
+    assert_eq!(
+        indicator_reminders(&hub, &token)[0]["status"],
+        "sent",
+        "the old filter's reminder stays sent"
+    );
+}
+
+/// `text` without its terminal colours (escape sequences up to their `m`).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for e in chars.by_ref() {
+                if e == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A QoS 1 MQTT client of the hub's broker, its connection driven on a thread.

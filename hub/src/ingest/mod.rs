@@ -686,8 +686,13 @@ impl Ingest {
                             .await?;
                         self.offline_gateways.remove(&s.gateway);
                         self.fault_cleared(&s.gateway, orders::OFFLINE_CAUSE).await;
-                        crate::reminders::indicator::gateway_online(&self.store, &s.gateway, wall_ms())
-                            .await?;
+                        let now = wall_ms();
+                        if let Err(e) =
+                            crate::reminders::indicator::gateway_online(&self.store, &s.gateway, now).await
+                        {
+                            self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, gateway = %s.gateway, "cannot bring indicator reminders forward");
+                        }
                     }
                 }
             }
@@ -807,7 +812,7 @@ impl Ingest {
             self.part_replaced(device, &c.name).await;
             if let Some(started) = newly_ended {
                 let gateway = self.heard.get(device).map(|(g, _)| g.clone());
-                crate::reminders::indicator::part_replaced(
+                let done = crate::reminders::indicator::part_replaced(
                     &self.store,
                     self.downlink.as_ref(),
                     gateway.as_deref(),
@@ -816,7 +821,12 @@ impl Ingest {
                     started,
                     wall_ms(),
                 )
-                .await?;
+                .await;
+                if let Err(e) = done {
+                    // Its reminders of the old part stay pending; the prediction goes on.
+                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, device, consumable = %c.name, "cannot settle the indicator of a replaced part");
+                }
             }
         }
         match self.dirty.get_mut(device) {

@@ -186,6 +186,22 @@ fn ingest_section_errors_name_file_line_and_key() {
 }
 
 #[test]
+fn indicator_section_errors_name_file_line_and_key() {
+    let base =
+        "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\nsqlite = \"x.db\"\n[indicator]\n";
+    check_bad_config(
+        "hub",
+        &format!("{base}result_timeout_secs = 0\n"),
+        "7: key `indicator.result_timeout_secs`: must be 1 to 86400 seconds",
+    );
+    check_bad_config(
+        "hub",
+        &format!("{base}timeout = 5\n"),
+        "7:1: key `indicator.timeout`: unknown field",
+    );
+}
+
+#[test]
 fn a_bad_device_id_in_the_devices_file_names_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let list = dir.path().join("devices.txt");

@@ -25,6 +25,9 @@ struct RawConfig {
     influx: Option<RawInflux>,
     #[serde(default)]
     ingest: IngestSection,
+    /// The `indicator` reminder channel.
+    #[serde(default)]
+    indicator: IndicatorSection,
     /// Folder of device profiles, relative to the config file.
     #[serde(default = "default_profiles_dir")]
     profiles_dir: PathBuf,
@@ -74,6 +77,29 @@ pub enum UnknownDevices {
 
 const fn default_offline_after_secs() -> u64 {
     300
+}
+
+/// The `indicator` reminder channel: lighting an appliance's indicator
+/// through its gateway's agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndicatorSection {
+    /// How long an attempt waits for the agent's result before it counts
+    /// as failed (and is retried with the reminders' backoff).
+    #[serde(default = "default_result_timeout_secs")]
+    result_timeout_secs: u64,
+}
+
+impl Default for IndicatorSection {
+    fn default() -> Self {
+        IndicatorSection {
+            result_timeout_secs: default_result_timeout_secs(),
+        }
+    }
+}
+
+const fn default_result_timeout_secs() -> u64 {
+    crate::reminders::indicator::DEFAULT_RESULT_TIMEOUT.as_secs()
 }
 
 /// Which MQTT broker the hub uses.
@@ -286,6 +312,8 @@ pub struct HubConfig {
     pub influx: Option<InfluxConfig>,
     /// A device silent this long is offline.
     pub offline_after: std::time::Duration,
+    /// How long an `indicator` reminder's attempt waits for the agent's result.
+    pub indicator_result_timeout: Duration,
     pub unknown_devices: UnknownDevices,
     /// Devices known beforehand (from `devices_file`).
     pub known_devices: std::collections::BTreeSet<String>,
@@ -381,6 +409,12 @@ impl HubConfig {
         if raw.ingest.offline_after_secs == 0 {
             return Err(invalid("ingest.offline_after_secs", "must be at least 1 second"));
         }
+        if !(1..=86_400).contains(&raw.indicator.result_timeout_secs) {
+            return Err(invalid(
+                "indicator.result_timeout_secs",
+                "must be 1 to 86400 seconds",
+            ));
+        }
         let mut known_devices = std::collections::BTreeSet::new();
         if let Some(f) = &raw.ingest.devices_file {
             let path = base.join(f);
@@ -433,6 +467,7 @@ impl HubConfig {
             store,
             influx,
             offline_after: std::time::Duration::from_secs(raw.ingest.offline_after_secs),
+            indicator_result_timeout: Duration::from_secs(raw.indicator.result_timeout_secs),
             unknown_devices: raw.ingest.unknown_devices,
             known_devices,
             profiles,

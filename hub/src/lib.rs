@@ -12,6 +12,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
+pub mod downlink;
 pub mod escalation;
 pub mod histogram;
 pub mod influx;

@@ -4,10 +4,14 @@
 //! it is due. `webhook`: a JSON POST to the customer's URL, signed with
 //! HMAC-SHA256 of `"{timestamp}.{body}"` under the customer's secret
 //! (`X-Wearline-Timestamp`, `X-Wearline-Signature: sha256=<hex>`), for an
-//! SMS or app gateway. A failed delivery is retried with backoff
+//! SMS or app gateway. `indicator`: the appliance's own indicator, lit
+//! through its gateway's agent ([`indicator`]); `sent` once the agent
+//! confirms. A failed delivery is retried with backoff
 //! (`models::reminders::retry_after_ms`) and, after the last attempt,
 //! marked `failed` with its error, visible in the list. A customer who
 //! opted out meanwhile gets nothing (`skipped`).
+
+pub mod indicator;
 
 use crate::store::{ReminderRow, ReminderSettings, Store, StoreError};
 use hmac::{Hmac, Mac};
@@ -32,8 +36,14 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> Option<String> {
     Some(format!("sha256={hex}"))
 }
 
-/// Sends every due reminder once (at `now_ms`); how many were sent.
-pub async fn deliver_due(store: &Store, now_ms: i64) -> Result<usize, StoreError> {
+/// Sends every due reminder once (at `now_ms`); how many were sent
+/// (`indicator` reminders are sent later, when the agent confirms; without
+/// `indicator`, they fail as an unavailable channel).
+pub async fn deliver_due(
+    store: &Store,
+    indicator: Option<&indicator::IndicatorChannel>,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
     let mut sent = 0;
     for r in store.due_reminders(now_ms, 200).await? {
         let settings = store.reminder_settings(r.customer_id).await?;
@@ -49,6 +59,10 @@ pub async fn deliver_due(store: &Store, now_ms: i64) -> Result<usize, StoreError
                     None,
                 )
                 .await?;
+            continue;
+        }
+        if let (Some(ch), "indicator") = (indicator, r.channel.as_str()) {
+            ch.deliver(store, &r, now_ms).await?;
             continue;
         }
         let outcome = match r.channel.as_str() {
@@ -121,7 +135,7 @@ async fn webhook(settings: &ReminderSettings, r: &ReminderRow, now_ms: i64) -> R
 }
 
 /// Delivers every [`DELIVER_EVERY`] until `cancel` fires.
-pub async fn run(store: Store, cancel: CancellationToken) {
+pub async fn run(store: Store, indicator: indicator::IndicatorChannel, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(DELIVER_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -129,7 +143,7 @@ pub async fn run(store: Store, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = deliver_due(&store, crate::clock::wall_ms()).await {
+        if let Err(e) = deliver_due(&store, Some(&indicator), crate::clock::wall_ms()).await {
             tracing::error!(error = %e, "cannot deliver reminders; retrying");
         }
     }

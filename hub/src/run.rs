@@ -116,6 +116,8 @@ impl Hub {
             subscribed,
         );
         ingest.influx = influx.clone();
+        let downlink = crate::downlink::Downlink::new();
+        ingest.downlink = Some(downlink.clone());
         ingest.offline_after = config.offline_after;
         if config.unknown_devices == crate::config::UnknownDevices::Reject {
             ingest.known_devices = Some(config.known_devices.iter().cloned().collect());
@@ -135,8 +137,14 @@ impl Hub {
             tenant_topics: tls_addr.is_some(),
         };
         tasks.push(tokio::spawn(ingest.run(ingest_cfg, cancel.child_token())));
+        let indicator = crate::reminders::indicator::IndicatorChannel {
+            downlink: Some(downlink),
+            profiles: Arc::new(config.profiles.clone()),
+            result_timeout: config.indicator_result_timeout,
+        };
         tasks.push(tokio::spawn(crate::reminders::run(
             store.clone(),
+            indicator,
             cancel.child_token(),
         )));
         tasks.push(tokio::spawn(crate::escalation::run(

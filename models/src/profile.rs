@@ -144,10 +144,27 @@ pub struct Consumable {
     /// fan speed): the fleet prior learns life against them.
     #[serde(default)]
     pub covariates: Vec<String>,
+    /// The appliance's own indicator for this part (a "replace filter"
+    /// light): a writable field (a coil or a holding register) the hub
+    /// sets through the agent when a customer's reminder on the
+    /// `indicator` channel falls due, and clears when a new part is fitted.
+    #[serde(default)]
+    pub indicator: Option<String>,
+    /// The value written to `indicator` to switch it on, in the field's
+    /// units; default 1. Off is 0.
+    #[serde(default)]
+    pub indicator_on: Option<f64>,
 }
 
 const fn default_reset_fraction() -> f64 {
     0.5
+}
+
+impl Consumable {
+    /// The value that switches the indicator on: `indicator_on`, default 1.
+    pub fn indicator_on(&self) -> f64 {
+        self.indicator_on.unwrap_or(1.0)
+    }
 }
 
 impl Profile {
@@ -303,6 +320,7 @@ impl Profile {
             if !(c.reset_fraction > 0.0 && c.reset_fraction <= 1.0) {
                 return Err((key("reset_fraction"), "must be in (0, 1]".into()));
             }
+            self.validate_indicator(c).map_err(|(k, msg)| (key(k), msg))?;
         }
         for (i, d) in self.detectors.iter().enumerate() {
             let key = |k: &str| format!("detectors[{i}].{k}");
@@ -323,6 +341,58 @@ impl Profile {
                 ));
             }
             d.validate().map_err(|(k, msg)| (key(k), msg))?;
+        }
+        Ok(())
+    }
+
+    /// Checks a consumable's `indicator`: a field the agent can write (a
+    /// coil, or a holding register that is not a single bit), and an
+    /// `indicator_on` value it holds that differs from off (0).
+    fn validate_indicator(&self, c: &Consumable) -> Result<(), (&'static str, String)> {
+        let Some(name) = &c.indicator else {
+            return match c.indicator_on {
+                Some(_) => Err((
+                    "indicator_on",
+                    "needs the `indicator` field it is written to".into(),
+                )),
+                None => Ok(()),
+            };
+        };
+        let Some(f) = self.field(name) else {
+            return Err((
+                "indicator",
+                format!(
+                    "no field `{name}`: the indicator must be a coil or holding register of this profile"
+                ),
+            ));
+        };
+        let writable = match f.kind {
+            RegisterKind::Coil => true,
+            RegisterKind::Holding => f.data_type != DataType::Bool && f.data_type != DataType::String,
+            RegisterKind::Input | RegisterKind::Discrete => false,
+        };
+        if !writable {
+            return Err((
+                "indicator",
+                format!(
+                    "field `{name}` is not writable: the indicator must be a coil or a numeric holding register"
+                ),
+            ));
+        }
+        let on = c.indicator_on();
+        if !on.is_finite() || on == 0.0 {
+            return Err((
+                "indicator_on",
+                "must be a finite number other than 0 (0 is off)".into(),
+            ));
+        }
+        if f.kind == RegisterKind::Holding
+            && crate::registers::encode_words(f.calibration().invert(on), f.data_type, f.order).is_err()
+        {
+            return Err((
+                "indicator_on",
+                format!("{on} does not fit field `{name}` ({:?})", f.data_type),
+            ));
         }
         Ok(())
     }
@@ -455,6 +525,56 @@ lead_time_days = 7
             with("type = \"drift\"\n")
         );
         check_invalid(&twice, "detectors[1].alert", 22);
+    }
+
+    #[test]
+    fn indicators_must_be_writable_fields() {
+        let writable = format!(
+            "{GOOD}[[fields]]\nmetric = \"light\"\nkind = \"coil\"\naddress = 0\ntype = \"bool\"\n\
+             [[fields]]\nmetric = \"level\"\nkind = \"holding\"\naddress = 0\ntype = \"u16\"\n"
+        );
+        let with =
+            |keys: &str| writable.replace("lead_time_days = 7\n", &format!("lead_time_days = 7\n{keys}"));
+        let p = Profile::parse("p.toml", &with("indicator = \"light\"\n")).expect("valid");
+        assert_eq!(
+            (
+                p.consumables[0].indicator.as_deref(),
+                p.consumables[0].indicator_on()
+            ),
+            (Some("light"), 1.0)
+        );
+        let p = Profile::parse("p.toml", &with("indicator = \"level\"\nindicator_on = 3\n")).expect("valid");
+        assert_eq!(p.consumables[0].indicator_on(), 3.0);
+        assert_eq!(
+            Profile::parse("p.toml", GOOD).expect("valid").consumables[0].indicator,
+            None
+        );
+        // Line 19: the key after `lead_time_days` on line 18.
+        check_invalid(&with("indicator = \"lamp\"\n"), "consumables[0].indicator", 19);
+        check_invalid(&with("indicator = \"temp\"\n"), "consumables[0].indicator", 19);
+        check_invalid(&with("indicator_on = 2\n"), "consumables[0].indicator_on", 19);
+        check_invalid(
+            &with("indicator = \"light\"\nindicator_on = 0\n"),
+            "consumables[0].indicator_on",
+            20,
+        );
+        check_invalid(
+            &with("indicator = \"level\"\nindicator_on = 70000\n"),
+            "consumables[0].indicator_on",
+            20,
+        );
+        let bit = writable.replace(
+            "metric = \"level\"\nkind = \"holding\"\naddress = 0\ntype = \"u16\"",
+            "metric = \"level\"\nkind = \"holding\"\naddress = 0\ntype = \"bool\"\nbit = 3",
+        );
+        check_invalid(
+            &bit.replace(
+                "lead_time_days = 7\n",
+                "lead_time_days = 7\nindicator = \"level\"\n",
+            ),
+            "consumables[0].indicator",
+            19,
+        );
     }
 
     #[test]

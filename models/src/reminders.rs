@@ -112,6 +112,32 @@ pub fn retry_after_ms(attempt: u32) -> Option<i64> {
     Some((MINUTE_MS << exp).min(60 * MINUTE_MS))
 }
 
+/// Prefix of the ids of the commands that light an appliance's indicator
+/// for a reminder.
+const INDICATOR_COMMAND: &str = "reminder-";
+
+/// The id of the command for delivery attempt `attempt` (1-based) of
+/// reminder `reminder_id` on the `indicator` channel:
+/// `reminder-{id}-{attempt}`. A redelivered message (QoS 1, or the same
+/// command in both topic forms) carries the same id, so the agent acts on
+/// it once; a retry after a failed or unanswered attempt carries a new one,
+/// so the agent tries again (it answers a known id with nothing), and
+/// writing the same value twice leaves the indicator as it was.
+pub fn indicator_command_id(reminder_id: i64, attempt: u32) -> String {
+    format!("{INDICATOR_COMMAND}{reminder_id}-{attempt}")
+}
+
+/// The reminder and attempt an indicator command's id stands for; `None`
+/// for any other command id.
+pub fn parse_indicator_command_id(id: &str) -> Option<(i64, u32)> {
+    let (reminder, attempt) = id.strip_prefix(INDICATOR_COMMAND)?.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(reminder) || !digits(attempt) {
+        return None;
+    }
+    Some((reminder.parse().ok()?, attempt.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +215,34 @@ mod tests {
             utc_offset_minutes: 0,
         };
         assert_eq!(none.next_send_ms(DAY0 + 3 * H + 7), DAY0 + 3 * H + 7);
+    }
+
+    #[test]
+    fn indicator_command_ids_name_reminder_and_attempt() {
+        assert_eq!(indicator_command_id(42, 1), "reminder-42-1");
+        assert_eq!(indicator_command_id(42, 1), indicator_command_id(42, 1), "stable");
+        assert_ne!(indicator_command_id(42, 1), indicator_command_id(42, 2));
+        assert_ne!(indicator_command_id(4, 21), indicator_command_id(42, 1));
+        for (id, attempt) in [(42, 1), (1, 8), (i64::MAX, u32::MAX)] {
+            assert_eq!(
+                parse_indicator_command_id(&indicator_command_id(id, attempt)),
+                Some((id, attempt))
+            );
+        }
+        for other in [
+            "",
+            "reminder-",
+            "reminder-42",
+            "reminder-42-",
+            "reminder--1-1",
+            "reminder-4x-1",
+            "reminder-42-1-2",
+            "reminder-99999999999999999999-1",
+            "cmd-1",
+            "Reminder-1-1",
+        ] {
+            assert_eq!(parse_indicator_command_id(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -268,10 +268,14 @@ pub fn write_hub_config(dir: &Path, extra: &str) -> PathBuf {
 /// Like [`write_hub_config`], with more `[broker]` keys (`broker_keys`).
 /// The hub takes [`ADMIN_TOKEN`] as its bootstrap token.
 pub fn write_hub_config_broker(dir: &Path, broker_keys: &str, extra: &str) -> PathBuf {
+    write_hub_config_full(dir, &configs_dir().join("profiles"), broker_keys, extra)
+}
+
+/// Like [`write_hub_config_broker`], with the device profiles of `profiles`.
+pub fn write_hub_config_full(dir: &Path, profiles: &Path, broker_keys: &str, extra: &str) -> PathBuf {
     let path = dir.join("hub.toml");
     let text = format!(
-        "profiles_dir = {:?}\n[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n{broker_keys}\n[http]\nlisten = \"127.0.0.1:0\"\n{}[store]\nsqlite = \"hub.db\"\n{extra}",
-        configs_dir().join("profiles"),
+        "profiles_dir = {profiles:?}\n[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n{broker_keys}\n[http]\nlisten = \"127.0.0.1:0\"\n{}[store]\nsqlite = \"hub.db\"\n{extra}",
         write_admin_token(dir)
     );
     std::fs::write(&path, text).expect("write hub config");

@@ -132,16 +132,9 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
                 tracing::info!(broker = %up.cfg.broker, "uplink connected");
                 if let Some(c) = conn.as_mut() {
                     c.connected = true;
-                    let online = up.status(Connectivity::Online);
-                    // Takes a packet id like any QoS 1 publish: track it, confirming nothing.
-                    c.awaiting.push_back((Vec::new(), 0));
-                    if let Err(e) = c
-                        .client
-                        .try_publish(up.status_topic(), Qos::AtLeastOnce, true, online)
-                    {
-                        tracing::warn!(error = %e, "cannot queue the online status");
-                        c.awaiting.pop_back();
-                    }
+                    // Subscribed before it says online: the broker takes a
+                    // connection's packets in order, so a hub that sends a
+                    // command on seeing `online` reaches the agent.
                     let gateway = up.gateway.clone();
                     for topic in [
                         Topic::Command {
@@ -153,6 +146,16 @@ pub async fn run(mut up: Uplink, mut rx: mpsc::Receiver<Outgoing>, cancel: Cance
                         if let Err(e) = c.client.try_subscribe(topic.clone()) {
                             tracing::warn!(error = %e, topic, "cannot subscribe");
                         }
+                    }
+                    let online = up.status(Connectivity::Online);
+                    // Takes a packet id like any QoS 1 publish: track it, confirming nothing.
+                    c.awaiting.push_back((Vec::new(), 0));
+                    if let Err(e) = c
+                        .client
+                        .try_publish(up.status_topic(), Qos::AtLeastOnce, true, online)
+                    {
+                        tracing::warn!(error = %e, "cannot queue the online status");
+                        c.awaiting.pop_back();
                     }
                 }
                 up.send(&mut conn);

@@ -81,7 +81,7 @@ pub(super) async fn get_reminder_settings(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SettingsRequest {
-    /// `portal` and/or `webhook`.
+    /// `portal`, `webhook` and/or `indicator`.
     channels: Vec<String>,
     /// Days of life left at which to remind (default 30, 7, 0).
     points: Option<Vec<f64>>,
@@ -111,7 +111,7 @@ pub(super) async fn put_reminder_settings(
         .find(|c| !crate::store::CHANNELS.contains(&c.as_str()))
     {
         return bad(format!(
-            "channel `{c}`: expected {} (e-mail and the appliance's indicator are not available yet)",
+            "channel `{c}`: expected {} (e-mail is not available yet)",
             crate::store::CHANNELS.join(" or ")
         ));
     }

@@ -97,6 +97,10 @@ pub struct Ingest {
     due: HashMap<String, Vec<usize>>,
     /// Fresh samples also go to InfluxDB, when configured.
     pub influx: Option<crate::influx::InfluxHandle>,
+    /// Commands to gateways go out on this task's connection, through this
+    /// handle (the `indicator` reminders, and switching an indicator off
+    /// when a part is replaced).
+    pub downlink: Option<crate::downlink::Downlink>,
     /// A device heard from no message for this long is offline (an alert).
     pub offline_after: Duration,
     /// With `Some`, telemetry and alerts from devices outside this set (and
@@ -156,6 +160,7 @@ impl Ingest {
             last_flush: Instant::now(),
             due: HashMap::new(),
             influx: None,
+            downlink: None,
             offline_after: DEFAULT_OFFLINE_AFTER,
             known_devices: None,
             heard: HashMap::new(),
@@ -288,6 +293,10 @@ impl Ingest {
             opts.set_credentials(u, p);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 4 * BATCH_MAX);
+        let downlink = self.downlink.clone();
+        if let Some(d) = &downlink {
+            d.attach(client.clone());
+        }
         let (tx, rx) = mpsc::channel::<Inbound>(2 * BATCH_MAX);
         let acks = cfg.ack_after_commit.then(|| client.clone());
         let worker = tokio::spawn(self.work(rx, acks));
@@ -301,6 +310,9 @@ impl Ingest {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     failures = 0;
                     tracing::info!("ingest connected to broker");
+                    if let Some(d) = &downlink {
+                        d.set_connected(true);
+                    }
                     let tenants = cfg.tenant_topics.then(|| {
                         HUB_FILTERS
                             .iter()
@@ -332,6 +344,9 @@ impl Ingest {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    if let Some(d) = &downlink {
+                        d.set_connected(false);
+                    }
                     let _ = tx.send(Inbound::Lost).await;
                     failures = failures.saturating_add(1);
                     let wait = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)));
@@ -439,6 +454,16 @@ impl Ingest {
                     if let Err(e) = self.edge_event(other).await {
                         self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(error = %e, "cannot record an alert");
+                    }
+                }
+                Ok(Uplink::CommandResult(r)) => {
+                    match crate::reminders::indicator::record_result(&self.store, &r, wall_ms()).await {
+                        Ok(true) => {}
+                        Ok(false) => other_uplink(Uplink::CommandResult(r)),
+                        Err(e) => {
+                            self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, command = %r.id, "cannot record a command result");
+                        }
                     }
                 }
                 Ok(other) => other_uplink(other),
@@ -685,6 +710,13 @@ impl Ingest {
                             device: s.gateway.clone(),
                             cause: orders::OFFLINE_CAUSE.into(),
                         });
+                        let now = wall_ms();
+                        if let Err(e) =
+                            crate::reminders::indicator::gateway_online(&self.store, &s.gateway, now).await
+                        {
+                            self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, gateway = %s.gateway, "cannot bring indicator reminders forward");
+                        }
                     }
                 }
             }
@@ -773,6 +805,9 @@ impl Ingest {
         let Some(c) = profile.consumables.get(u.index) else {
             return Ok(());
         };
+        // The end of the latest life stored now (a replay or another hub may
+        // have stored it before): where the new part's life starts.
+        let mut newly_ended: Option<i64> = None;
         for life in &u.ended {
             tracing::info!(device, consumable = %c.name, used = life.used, life = ?life.life, "replacement detected; new life started");
             let row = LifeRow {
@@ -786,6 +821,7 @@ impl Ingest {
                 body: serde_json::to_string(life).unwrap_or_default(),
             };
             if self.store.insert_life(&row).await? {
+                newly_ended = newly_ended.max(Some(life.ended_ms));
                 if let Some(shared) = &mut self.shared {
                     shared
                         .known_lives
@@ -802,6 +838,24 @@ impl Ingest {
                 device: device.to_string(),
                 consumable: c.name.clone(),
             });
+            if let Some(started) = newly_ended {
+                let gateway = self.heard.get(device).map(|(g, _)| g.clone());
+                let done = crate::reminders::indicator::part_replaced(
+                    &self.store,
+                    self.downlink.as_ref(),
+                    gateway.as_deref(),
+                    device,
+                    c,
+                    started,
+                    wall_ms(),
+                )
+                .await;
+                if let Err(e) = done {
+                    // Its reminders of the old part stay pending; the prediction goes on.
+                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, device, consumable = %c.name, "cannot settle the indicator of a replaced part");
+                }
+            }
         }
         match self.dirty.get_mut(device) {
             Some((_, indices)) if indices.contains(&u.index) => {}

@@ -13,6 +13,7 @@
 
 mod access;
 mod batch;
+mod indicator;
 mod location;
 mod reminders;
 mod sql;

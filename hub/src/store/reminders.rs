@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, FromRow};
 use wearline_models::reminders::DEFAULT_POINTS;
 
 /// The channels built so far.
-pub const CHANNELS: [&str; 2] = ["portal", "webhook"];
+pub const CHANNELS: [&str; 3] = ["portal", "webhook", "indicator"];
 
 /// A customer's reminder settings (the defaults when none are stored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +105,9 @@ pub struct ReminderRow {
     pub last_error: Option<String>,
     pub created_ms: i64,
     pub sent_ms: Option<i64>,
+    /// `indicator` channel: the command sent to the device's gateway whose
+    /// result is awaited, if any.
+    pub command_id: Option<String>,
 }
 
 impl Store {
@@ -197,7 +200,7 @@ impl Store {
         .await?)
     }
 
-    /// Records a delivery attempt's outcome.
+    /// Records a delivery attempt's outcome (and settles any command awaited).
     pub async fn record_delivery(
         &self,
         id: i64,
@@ -208,8 +211,8 @@ impl Store {
         sent_ms: Option<i64>,
     ) -> Result<()> {
         self.query(
-            "UPDATE reminders SET status = $1, attempts = $2, next_attempt_ms = $3, last_error = $4, sent_ms = $5
-             WHERE id = $6",
+            "UPDATE reminders SET status = $1, attempts = $2, next_attempt_ms = $3, last_error = $4, sent_ms = $5,
+                command_id = NULL WHERE id = $6",
         )
         .bind(status)
         .bind(attempts)

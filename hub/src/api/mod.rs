@@ -278,9 +278,9 @@ pub fn openapi() -> OpenApi {
     document(open().into_openapi(), secured().into_openapi())
 }
 
-/// The document as served, rendered once.
+/// The document as served, rendered once (cloned per request for free).
 #[derive(Clone)]
-pub(super) struct DocumentJson(Arc<String>);
+pub(super) struct DocumentJson(bytes::Bytes);
 
 pub fn router(state: AppState) -> Router {
     let (open, open_doc) = open().split_for_parts();
@@ -294,7 +294,7 @@ pub fn router(state: AppState) -> Router {
         crate::auth::authenticate,
     ));
     open.merge(api)
-        .layer(Extension(DocumentJson(Arc::new(json))))
+        .layer(Extension(DocumentJson(json.into())))
         .with_state(state)
 }
 

@@ -128,9 +128,5 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     )
 )]
 pub(super) async fn openapi_json(Extension(doc): Extension<DocumentJson>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        doc.0.as_str().to_owned(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], doc.0).into_response()
 }

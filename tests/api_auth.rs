@@ -83,6 +83,7 @@ fn tokens_and_roles_decide_what_each_caller_sees_and_does() {
     let api = format!("{}/api/v1", hub.api);
 
     // Customers and tokens, as a service manager makes them.
+    let mut customer_ids = BTreeMap::new();
     for name in ["acme", "globex"] {
         let (ok, out, err) = cli(&[
             "customer",
@@ -95,7 +96,12 @@ fn tokens_and_roles_decide_what_each_caller_sees_and_does() {
             "ops@example.com",
         ]);
         assert!(ok, "{err}");
-        assert!(out.contains(&format!("`{name}` added")), "{out}");
+        let id = out
+            .strip_prefix("customer ")
+            .and_then(|r| r.strip_suffix(&format!(" `{name}` added\n")))
+            .and_then(|id| id.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("`customer {{id}} `{name}` added`: {out:?}"));
+        customer_ids.insert(name, id);
     }
     for (c, d) in [("acme", "d-acme"), ("globex", "d-globex")] {
         let (ok, _, err) = cli(&[
@@ -209,20 +215,67 @@ fn tokens_and_roles_decide_what_each_caller_sees_and_does() {
         get_as(&format!("{api}/devices/d-acme/consumables"), Some(&acme)).0,
         200
     );
+    let acme_order = orders["d-acme"];
     for url in [
-        format!("{api}/devices/d-globex"),
+        format!("{api}/devices/d-spare"),
         format!("{api}/devices/d-spare/consumables"),
-        format!("{api}/work-orders/{globex_order}"),
-        format!("{api}/work-orders/{globex_order}/events"),
     ] {
         let (code, body, _) = get_as(&url, Some(&acme));
-        assert_eq!(code, 404, "{url}: {body}");
+        assert_eq!(code, 404, "a device of no customer: {url}: {body}");
     }
+    // Every GET route with an id, taken from the API's own document: acme
+    // gets 404 on each of globex's resources, as if it did not exist, and
+    // 200 on its own. A new route with an id is checked here unchanged, or
+    // fails until this test knows which of a customer's ids fills it.
+    let (_, doc, _) = get_as(&format!("{api}/openapi.json"), None);
+    let fill = |path: &str, customer: &str, device: &str, order: i64| -> String {
+        let id = if path.starts_with("/api/v1/devices/{id}") {
+            device.to_string()
+        } else if path.starts_with("/api/v1/work-orders/{id}") {
+            order.to_string()
+        } else if path.starts_with("/api/v1/customers/{id}") {
+            customer_ids[customer].to_string()
+        } else {
+            panic!("{path}: teach this test which of a customer's ids fills it")
+        };
+        format!("{}{}", hub.api, path.replace("{id}", &id))
+    };
+    let mut checked = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("the document's paths") {
+        if item.get("get").is_none() || !path.contains('{') {
+            continue;
+        }
+        let theirs = fill(path, "globex", "d-globex", globex_order);
+        let (code, body, _) = get_as(&theirs, Some(&acme));
+        assert_eq!(code, 404, "acme reads globex's {theirs}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+        let mine = fill(path, "acme", "d-acme", acme_order);
+        let (code, body, _) = get_as(&mine, Some(&acme));
+        assert_eq!(code, 200, "acme reads its own {mine}: {body}");
+        checked.push(path.clone());
+    }
+    assert_eq!(
+        checked.len(),
+        5,
+        "device, consumables, work order, its events, reminder settings: {checked:?}"
+    );
+    let globex_settings = fill("/api/v1/customers/{id}/reminder-settings", "globex", "", 0);
+    let resp = ureq::put(&globex_settings)
+        .header("Authorization", &bearer(&acme))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(json!({"channels": ["portal"]}))
+        .expect("PUT reminder settings");
+    assert_eq!(
+        resp.status().as_u16(),
+        404,
+        "acme changes globex's reminder settings"
+    );
     let (_, listed, _) = get_as(&format!("{api}/work-orders"), Some(&acme));
     assert_eq!(ids(&listed, "device_id"), ["d-acme"]);
     let (_, listed, _) = get_as(&format!("{api}/work-orders?device=d-globex"), Some(&acme));
     assert_eq!(listed, json!([]), "a filter cannot widen the scope");
-    let acme_order = orders["d-acme"];
     assert_eq!(
         get_as(&format!("{api}/work-orders/{acme_order}"), Some(&acme)).0,
         200

@@ -177,6 +177,8 @@ pub async fn serve(
     now_ms: impl Fn() -> i64 + Clone + Send + Sync + 'static,
     cancel: CancellationToken,
 ) {
+    // The agent's own probe listener, not the hub's documented API.
+    #[allow(clippy::disallowed_methods)]
     let app = Router::new()
         .route(
             "/metrics",

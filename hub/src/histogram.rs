@@ -50,7 +50,8 @@ impl Histogram {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A latency histogram's count, sum and maximum.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistogramSnapshot {
     /// Cumulative counts by upper bound in seconds (`+Inf` is `count`).
     #[serde(skip)]

@@ -216,9 +216,10 @@ pub struct InfluxStats {
 }
 
 /// A point-in-time copy of the sink's counters, for `/health` and `/metrics`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InfluxSnapshot {
     /// `ok` or `down`.
+    #[schema(value_type = String)]
     pub state: &'static str,
     pub last_error: Option<String>,
     pub accepted: u64,
@@ -234,7 +235,8 @@ pub struct InfluxSnapshot {
     pub write_latency: HistogramSnapshot,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Points dropped, by reason.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DroppedSnapshot {
     pub retry_exhausted: u64,
     pub rejected: u64,

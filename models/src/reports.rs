@@ -32,6 +32,7 @@ pub struct DeviceSpan {
 
 /// The work orders of one model in one month, by cause, most first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MonthCauses {
     pub model: String,
     /// `YYYY-MM` (UTC) of opening.
@@ -72,6 +73,7 @@ pub fn top_causes(orders: &[OrderFacts], top: usize) -> Vec<MonthCauses> {
 
 /// Service figures of one model (or `*`, all).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceFigures {
     pub model: String,
     pub orders: u64,

@@ -1,21 +1,57 @@
 //! Devices, their consumables and alerts, and where a device is.
 
-use super::{ApiResult, AppError, AppState, body, managers_only, visible_device};
+use super::{
+    ApiPath, ApiQuery, ApiResult, AppError, AppState, ErrorBody, body, managers_only, visible_device,
+};
 use crate::policy::Caller;
 use crate::store::{AlertRow, ConsumableRow, DeviceRow};
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 use wearline_models::time::rfc3339;
 
-#[derive(Serialize)]
+/// A device: its counters, owner and criticality.
+#[derive(Serialize, ToSchema)]
 pub(super) struct DeviceView {
     #[serde(flatten)]
     row: DeviceRow,
+    /// RFC 3339.
     last_seen: String,
     /// Text fields read from the device (serial number, firmware…).
+    #[schema(value_type = Object)]
     attributes: Value,
+}
+
+/// One device with its consumables and its latest sample.
+#[derive(Serialize, ToSchema)]
+pub(super) struct DeviceDetail {
+    #[serde(flatten)]
+    device: DeviceView,
+    consumables: Vec<ConsumableView>,
+    /// The latest sample stored; `null` before any.
+    latest: Option<LatestSample>,
+}
+
+/// A device's latest sample.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LatestSample {
+    ts_ms: i64,
+    /// RFC 3339.
+    ts: String,
+    /// The sample as the agent sent it.
+    values: Value,
+}
+
+/// How sure a prediction is (schema only: the words `confidence` takes).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum Confidence {
+    High,
+    Medium,
+    Low,
 }
 
 impl From<DeviceRow> for DeviceView {
@@ -28,7 +64,8 @@ impl From<DeviceRow> for DeviceView {
     }
 }
 
-#[derive(Serialize)]
+/// A consumable's current life and prediction.
+#[derive(Serialize, ToSchema)]
 pub(super) struct ConsumableView {
     #[serde(flatten)]
     row: ConsumableRow,
@@ -42,8 +79,10 @@ pub(super) struct ConsumableView {
     remaining_days_interval: (Option<f64>, Option<f64>),
     /// How sure the figure is: `high` when the interval spans at most ±15 %
     /// of the remaining life, `medium` up to ±40 %, else `low`.
+    #[schema(value_type = Option<Confidence>)]
     confidence: Option<&'static str>,
     /// The prediction and the data behind it.
+    #[schema(value_type = Option<Object>)]
     explanation: Value,
 }
 
@@ -80,6 +119,13 @@ impl From<ConsumableRow> for ConsumableView {
     }
 }
 
+/// The devices the caller sees.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices",
+    tag = "devices",
+    responses((status = 200, description = "Devices, by id", body = Vec<DeviceView>))
+)]
 pub(super) async fn devices(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -94,41 +140,64 @@ pub(super) async fn devices(
     ))
 }
 
+/// One device, with each consumable's remaining life and its latest sample.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}",
+    tag = "devices",
+    params(("id" = String, Path, description = "The device's id")),
+    responses(
+        (status = 200, description = "The device", body = DeviceDetail),
+        (status = 400, description = "A bad id", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's", body = ErrorBody),
+    )
+)]
 pub(super) async fn device(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<Value> {
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<DeviceDetail> {
     let row = visible_device(&s, &caller, &id).await?;
-    let consumables: Vec<ConsumableView> = s
+    let consumables = s
         .store
         .consumables(&id)
         .await?
         .into_iter()
         .map(Into::into)
         .collect();
-    let mut v = serde_json::to_value(DeviceView::from(row)).unwrap_or(Value::Null);
     let latest = s
         .store
         .latest_sample(&id)
         .await?
-        .map(|(ts_ms, values)| json!({"ts_ms": ts_ms, "ts": rfc3339(ts_ms), "values": values}));
-    if let Value::Object(m) = &mut v {
-        m.insert(
-            "consumables".into(),
-            serde_json::to_value(consumables).unwrap_or(Value::Null),
-        );
-        m.insert("latest".into(), latest.unwrap_or(Value::Null));
-    }
-    Ok(Json(v))
+        .map(|(ts_ms, values)| LatestSample {
+            ts_ms,
+            ts: rfc3339(ts_ms),
+            values,
+        });
+    Ok(Json(DeviceDetail {
+        device: row.into(),
+        consumables,
+        latest,
+    }))
 }
 
 /// The consumables of one device: remaining life, interval, predicted end of
 /// life, confidence and the model behind each prediction.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}/consumables",
+    tag = "devices",
+    params(("id" = String, Path, description = "The device's id")),
+    responses(
+        (status = 200, description = "Its consumables", body = Vec<ConsumableView>),
+        (status = 400, description = "A bad id", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's", body = ErrorBody),
+    )
+)]
 pub(super) async fn device_consumables(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Vec<ConsumableView>> {
     visible_device(&s, &caller, &id).await?;
     Ok(Json(
@@ -141,27 +210,53 @@ pub(super) async fn device_consumables(
     ))
 }
 
-#[derive(Serialize)]
+/// An alert: raised at the edge, by a gateway's last will, or by a device's silence.
+#[derive(Serialize, ToSchema)]
 pub(super) struct AlertView {
     #[serde(flatten)]
     row: AlertRow,
+    /// RFC 3339.
     opened_at: String,
+    /// RFC 3339; `null` while open.
     cleared_at: Option<String>,
+    /// What the detector saw.
+    #[schema(value_type = Option<Object>)]
     detail: Value,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AlertQuery {
-    /// `open` for the open ones only.
+    /// `open` for the open ones only; `all` (the default) for every alert.
+    #[param(inline, value_type = Option<AlertState>)]
     state: Option<String>,
+}
+
+/// Which alerts to list (schema only).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum AlertState {
+    Open,
+    All,
 }
 
 /// Alerts, newest first: raised at the edge, by a gateway's last will, or by
 /// a device's silence. `?state=open` lists the open ones.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    tag = "devices",
+    params(AlertQuery),
+    responses(
+        (status = 200, description = "Alerts of the devices the caller sees, newest first", body = Vec<AlertView>),
+        (status = 400, description = "A bad `state`", body = ErrorBody),
+    )
+)]
 pub(super) async fn alerts(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<AlertQuery>,
+    ApiQuery(q): ApiQuery<AlertQuery>,
 ) -> ApiResult<Vec<AlertView>> {
     let open_only = match q.state.as_deref() {
         None | Some("all") => false,
@@ -187,20 +282,44 @@ pub(super) async fn alerts(
     ))
 }
 
-#[derive(serde::Deserialize)]
+/// Where a device is.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LocationRequest {
+    #[schema(minimum = -90.0, maximum = 90.0)]
+    latitude: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
+    longitude: f64,
+}
+
+/// A device's location, as set.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LocationView {
+    device: String,
     latitude: f64,
     longitude: f64,
 }
 
-/// Where a device is (for dispatch by distance).
+/// Where a device is (for dispatch by distance): managers and admins.
+#[utoipa::path(
+    put,
+    path = "/api/v1/devices/{id}/location",
+    tag = "devices",
+    params(("id" = String, Path, description = "The device's id")),
+    request_body = LocationRequest,
+    responses(
+        (status = 200, description = "The location, as set", body = LocationView),
+        (status = 400, description = "A bad body: coordinates out of range, a missing or unknown field", body = ErrorBody),
+        (status = 403, description = "Not a manager or an admin", body = ErrorBody),
+        (status = 404, description = "No such device", body = ErrorBody),
+    )
+)]
 pub(super) async fn put_location(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     req: Result<Json<LocationRequest>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Value> {
+) -> ApiResult<LocationView> {
     managers_only(&caller)?;
     let req = body(req)?;
     if !(-90.0..=90.0).contains(&req.latitude) || !(-180.0..=180.0).contains(&req.longitude) {
@@ -215,7 +334,9 @@ pub(super) async fn put_location(
     {
         return Err(AppError::NotFound(format!("no device {id}")));
     }
-    Ok(Json(
-        json!({"device": id, "latitude": req.latitude, "longitude": req.longitude}),
-    ))
+    Ok(Json(LocationView {
+        device: id,
+        latitude: req.latitude,
+        longitude: req.longitude,
+    }))
 }

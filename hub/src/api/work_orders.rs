@@ -1,27 +1,37 @@
 //! Work orders: list, get, lifecycle changes, the trail, comments and the
 //! customer's rating.
 
-use super::{ApiResult, AppError, AppState, PAGE_DEFAULT, PAGE_MAX, body, visible_device, visible_order};
+use super::{
+    ApiPath, ApiQuery, ApiResult, AppError, AppState, ErrorBody, PAGE_DEFAULT, PAGE_MAX, Rule, body,
+    visible_device, visible_order,
+};
 use crate::policy::{self, Access, Caller, Decision, OrderFacts};
 use crate::store::{Change, ChangeError, NewWorkOrder, WorkOrderEvent, WorkOrderFilter, WorkOrderRow};
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
 use wearline_models::rules::Priority;
 use wearline_models::time::rfc3339;
 use wearline_models::workorder::{self, Action, Criticality, Status};
 
-#[derive(Serialize)]
+/// A work order, its service-level due times and its explanation.
+#[derive(Serialize, ToSchema)]
 pub(super) struct WorkOrderView {
     #[serde(flatten)]
     row: WorkOrderRow,
+    /// RFC 3339, like the other times.
     opened_at: String,
     predicted_end_of_life: Option<String>,
     respond_by: String,
     resolve_by: String,
-    parts: Value,
+    /// The parts used, as recorded when resolved.
+    parts: Vec<String>,
+    /// The prediction and the data behind the order.
+    #[schema(value_type = Option<Object>)]
     explanation: Value,
     /// When the assignee accepted it.
     accepted_at: Option<String>,
@@ -37,7 +47,7 @@ impl From<WorkOrderRow> for WorkOrderView {
             predicted_end_of_life: row.predicted_eol_ms.map(rfc3339),
             respond_by: rfc3339(row.respond_by_ms),
             resolve_by: rfc3339(row.resolve_by_ms),
-            parts: serde_json::from_str(&row.parts).unwrap_or(Value::Null),
+            parts: serde_json::from_str(&row.parts).unwrap_or_default(),
             explanation: explanation_json,
             accepted_at: row.accepted_ms.map(rfc3339),
             declined_by: serde_json::from_str(&row.declined_by).unwrap_or_default(),
@@ -46,29 +56,65 @@ impl From<WorkOrderRow> for WorkOrderView {
     }
 }
 
-#[derive(Serialize)]
+/// One entry of a work order's trail.
+#[derive(Serialize, ToSchema)]
 pub(super) struct EventView {
     #[serde(flatten)]
     row: WorkOrderEvent,
+    /// RFC 3339.
     at: String,
+    /// The note, the parts, the dispatch reason…
+    #[schema(value_type = Option<Object>)]
     detail: Value,
 }
 
-#[derive(serde::Deserialize)]
+/// The work-order statuses, from `Status::ALL`.
+fn status_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(Status::ALL.map(Status::as_str)))
+}
+
+/// The lifecycle actions, from `Action::ALL`.
+fn action_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(Action::ALL.map(Action::as_str)))
+}
+
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WorkOrderQuery {
+    /// Only orders in this status.
+    #[param(schema_with = status_schema)]
     status: Option<String>,
+    /// Only this device's orders.
     device: Option<String>,
+    /// Only orders of this kind (`preventive`, `corrective`).
     kind: Option<String>,
     /// Orders with an id above this (the last id of the previous page).
     after: Option<i64>,
+    /// Orders in one page (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
+/// Work orders the caller sees, by id, filtered, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/work-orders",
+    tag = "work-orders",
+    params(WorkOrderQuery),
+    responses(
+        (status = 200, description = "A page of work orders, by id", body = Vec<WorkOrderView>),
+        (status = 400, description = "A bad filter or limit, or an unknown parameter", body = ErrorBody),
+    )
+)]
 pub(super) async fn work_orders(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<WorkOrderQuery>,
+    ApiQuery(q): ApiQuery<WorkOrderQuery>,
 ) -> ApiResult<Vec<WorkOrderView>> {
     let status = match q.status.as_deref() {
         None => None,
@@ -103,10 +149,13 @@ pub(super) async fn work_orders(
     ))
 }
 
-#[derive(serde::Deserialize)]
+/// A lifecycle step.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TransitionRequest {
-    /// `assign`, `start`, `resolve`, `close`, `reopen` or `cancel`.
+    /// `assign`, `accept`, `decline`, `start`, `resolve`, `close`,
+    /// `reopen` or `cancel`.
+    #[schema(schema_with = action_schema)]
     action: String,
     /// `assign`: the technician.
     assignee: Option<String>,
@@ -116,13 +165,36 @@ pub(super) struct TransitionRequest {
     parts: Vec<String>,
 }
 
+/// `assign` names the technician (see `Rule`).
+pub(super) fn assign_rule() -> Rule {
+    Rule {
+        schema: "TransitionRequest",
+        when: json!({"required": ["action"], "properties": {"action": {"const": "assign"}}}),
+        then: json!({"required": ["assignee"], "properties": {"assignee": {"type": "string"}}}),
+    }
+}
+
 /// Applies a lifecycle change: 200 with the order, 409 with the reason when
 /// the lifecycle refuses it or the order changed meanwhile, 403 when the
 /// caller's role may not make it. The trail names the caller (`Caller::actor`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/work-orders/{id}/transitions",
+    tag = "work-orders",
+    params(("id" = i64, Path, description = "The work order's id")),
+    request_body = TransitionRequest,
+    responses(
+        (status = 200, description = "The order after the step", body = WorkOrderView),
+        (status = 400, description = "A bad id or body (`assign` needs an `assignee`)", body = ErrorBody),
+        (status = 403, description = "The caller sees the order but may not make this step", body = ErrorBody),
+        (status = 404, description = "No such order, or not the caller's", body = ErrorBody),
+        (status = 409, description = "The lifecycle refuses the step, or the order changed meanwhile", body = ErrorBody),
+    )
+)]
 pub(super) async fn transition_work_order(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     body: Result<Json<TransitionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<WorkOrderView> {
     let Json(req) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
@@ -160,10 +232,22 @@ pub(super) async fn transition_work_order(
     }
 }
 
+/// The order's trail: every change, when, by whom, from and to which status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/work-orders/{id}/events",
+    tag = "work-orders",
+    params(("id" = i64, Path, description = "The work order's id")),
+    responses(
+        (status = 200, description = "The trail, oldest first", body = Vec<EventView>),
+        (status = 400, description = "A bad id", body = ErrorBody),
+        (status = 404, description = "No such order, or not the caller's", body = ErrorBody),
+    )
+)]
 pub(super) async fn work_order_events(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Vec<EventView>> {
     visible_order(&s, &caller, id).await?;
     Ok(Json(
@@ -180,26 +264,53 @@ pub(super) async fn work_order_events(
     ))
 }
 
+/// One work order with its explanation.
+#[utoipa::path(
+    get,
+    path = "/api/v1/work-orders/{id}",
+    tag = "work-orders",
+    params(("id" = i64, Path, description = "The work order's id")),
+    responses(
+        (status = 200, description = "The order", body = WorkOrderView),
+        (status = 400, description = "A bad id", body = ErrorBody),
+        (status = 404, description = "No such order, or not the caller's", body = ErrorBody),
+    )
+)]
 pub(super) async fn work_order(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<WorkOrderView> {
     let (row, _) = visible_order(&s, &caller, id).await?;
     Ok(Json(row.into()))
 }
 
-#[derive(serde::Deserialize)]
+/// A comment for the trail.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CommentRequest {
+    /// Not blank.
+    #[schema(min_length = 1, pattern = r"\S")]
     text: String,
 }
 
 /// A comment in the trail, by anyone who may see the order; answers the trail.
+#[utoipa::path(
+    post,
+    path = "/api/v1/work-orders/{id}/comments",
+    tag = "work-orders",
+    params(("id" = i64, Path, description = "The work order's id")),
+    request_body = CommentRequest,
+    responses(
+        (status = 200, description = "The trail with the comment", body = Vec<EventView>),
+        (status = 400, description = "A bad id or body (blank `text`)", body = ErrorBody),
+        (status = 404, description = "No such order, or not the caller's", body = ErrorBody),
+    )
+)]
 pub(super) async fn comment_work_order(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     req: Result<Json<CommentRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Vec<EventView>> {
     let req = body(req)?;
@@ -215,23 +326,40 @@ pub(super) async fn comment_work_order(
     {
         return Err(AppError::NotFound(format!("no work order {id}")));
     }
-    work_order_events(State(s), Extension(caller), Path(id)).await
+    work_order_events(State(s), Extension(caller), ApiPath(id)).await
 }
 
-#[derive(serde::Deserialize)]
+/// The customer's rating of a visit.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RatingRequest {
     /// 1 to 5.
+    #[schema(minimum = 1, maximum = 5)]
+    #[serde(deserialize_with = "super::whole::one")]
     stars: i64,
     comment: Option<String>,
 }
 
 /// The customer rates the visit: stored with the order; a resolved order
 /// is closed by it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/work-orders/{id}/rating",
+    tag = "work-orders",
+    params(("id" = i64, Path, description = "The work order's id")),
+    request_body = RatingRequest,
+    responses(
+        (status = 200, description = "The order, closed if it was resolved", body = WorkOrderView),
+        (status = 400, description = "A bad id or body (`stars` out of 1 to 5)", body = ErrorBody),
+        (status = 403, description = "A technician: the customer rates the visit", body = ErrorBody),
+        (status = 404, description = "No such order, or not the caller's", body = ErrorBody),
+        (status = 409, description = "The order is not resolved yet", body = ErrorBody),
+    )
+)]
 pub(super) async fn rate_work_order(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     req: Result<Json<RatingRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<WorkOrderView> {
     let req = body(req)?;
@@ -273,29 +401,66 @@ pub(super) async fn rate_work_order(
             Err(e) => return Err(AppError::Conflict(e.to_string())),
         }
     }
-    work_order(State(s), Extension(caller), Path(id)).await
+    work_order(State(s), Extension(caller), ApiPath(id)).await
 }
 
 /// What a manual request may be about; its cause is `manual:{category}`.
 const CATEGORIES: [&str; 4] = ["repair", "maintenance", "inspection", "installation"];
 
-#[derive(serde::Deserialize)]
+/// A manual request for a visit.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewOrderRequest {
+    /// The device's id.
     device: String,
-    /// One line: what is wrong or wanted.
+    /// One line: what is wrong or wanted (1 to 200 characters, not blank).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     title: String,
+    #[schema(max_length = 4000)]
     description: Option<String>,
     /// `repair` (the default), `maintenance`, `inspection` or `installation`.
+    #[schema(schema_with = category_schema)]
     category: Option<String>,
     /// `P1`, `P2` or `P3`: managers only. Else P3, one step more urgent
-    /// for a high-criticality device and never less than P3.
+    /// for a high-criticality device.
+    #[schema(schema_with = priority_schema)]
     priority: Option<String>,
+}
+
+fn category_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .enum_values(Some(CATEGORIES.into_iter().map(Some).chain([None])))
+}
+
+fn priority_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .enum_values(Some(["P1", "P2", "P3"].into_iter().map(Some).chain([None])))
 }
 
 /// A manual work order: a customer's request for one of their devices, or
 /// a manager's for any. At most one active per device and category (409
 /// naming the open one); dispatched at once like the orders the data opens.
+#[utoipa::path(
+    post,
+    path = "/api/v1/work-orders",
+    tag = "work-orders",
+    request_body = NewOrderRequest,
+    responses(
+        (status = 201, description = "The new order (assigned when a technician has the skill)", body = WorkOrderView),
+        (status = 400, description = "A bad body (blank title, unknown category or priority)", body = ErrorBody),
+        (status = 403, description = "A technician, or a customer setting the priority", body = ErrorBody),
+        (status = 404, description = "No such device, or not the caller's", body = ErrorBody),
+        (status = 409, description = "An order for this device and category is already open", body = ErrorBody),
+    )
+)]
 pub(super) async fn create_work_order(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -369,6 +369,8 @@ async fn the_influxdb2_client_writes_line_protocol_in_milliseconds() {
     type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
     let seen: Seen = Arc::default();
     let answers = Arc::new(Mutex::new(VecDeque::from([500u16, 400, 204])));
+    // A scripted InfluxDB, not the hub's documented API.
+    #[allow(clippy::disallowed_methods)]
     let app = axum::Router::new()
         .route(
             "/api/v2/write",

@@ -11,7 +11,7 @@ mod shared;
 mod stats;
 
 pub use shared::Shared;
-pub use stats::IngestStats;
+pub use stats::{IngestSnapshot, IngestStats, MalformedSnapshot};
 
 use crate::clock::wall_ms;
 use crate::predict::{ConsumableUpdate, MODEL_VERSION, Predictor, Snapshot};

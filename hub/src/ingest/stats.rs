@@ -48,7 +48,7 @@ pub struct IngestStats {
 }
 
 /// A point-in-time copy of the counters, for `/health` and tests.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IngestSnapshot {
     pub broker_connected: bool,
     pub messages: u64,
@@ -64,7 +64,8 @@ pub struct IngestSnapshot {
     pub malformed: MalformedSnapshot,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Messages dropped as malformed, by reason.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MalformedSnapshot {
     pub topic: u64,
     pub json: u64,

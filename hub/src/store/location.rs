@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// The database engine behind a store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     Sqlite,

@@ -47,7 +47,7 @@ pub enum StoreError {
 }
 
 /// A device as the hub knows it.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct DeviceRow {
     pub id: String,
     pub gateway: String,
@@ -69,7 +69,7 @@ pub struct DeviceRow {
 }
 
 /// One consumable of one device: its current life and latest prediction.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct ConsumableRow {
     pub device_id: String,
     pub name: String,
@@ -103,7 +103,7 @@ pub struct ConsumableRow {
 }
 
 /// An alert, from the edge or the hub.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct AlertRow {
     pub id: i64,
     pub device_id: String,
@@ -146,7 +146,7 @@ pub struct LifeRow {
 }
 
 /// A work order.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct WorkOrderRow {
     pub id: i64,
     pub device_id: String,

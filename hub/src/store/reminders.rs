@@ -10,7 +10,7 @@ use wearline_models::reminders::DEFAULT_POINTS;
 pub const CHANNELS: [&str; 3] = ["portal", "webhook", "indicator"];
 
 /// A customer's reminder settings (the defaults when none are stored).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReminderSettings {
     pub customer_id: i64,
     pub channels: Vec<String>,
@@ -88,7 +88,7 @@ pub struct NewReminder {
 }
 
 /// A queued reminder and its delivery state.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct ReminderRow {
     pub id: i64,
     pub customer_id: i64,

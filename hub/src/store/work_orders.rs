@@ -15,7 +15,7 @@ use wearline_models::rules::Priority;
 use wearline_models::workorder::{self, Action, Breach, Status, TransitionError};
 
 /// One entry of a work order's audit trail.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct WorkOrderEvent {
     pub id: i64,
     pub work_order_id: i64,

@@ -72,6 +72,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         store: wearline_hub::store::Location::Sqlite(data_dir.join("hub.db")),
         influx: None,
+        reminders: Default::default(),
         offline_after: wearline_hub::ingest::DEFAULT_OFFLINE_AFTER,
         unknown_devices: wearline_hub::config::UnknownDevices::Register,
         known_devices: Default::default(),

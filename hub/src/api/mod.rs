@@ -28,6 +28,8 @@ pub struct AppState {
     pub stats: Arc<IngestStats>,
     /// The InfluxDB sink, when configured.
     pub influx: Option<InfluxHandle>,
+    /// Whether the `email` reminder channel is set up (`[reminders.smtp]`).
+    pub email_channel: bool,
 }
 
 /// An error answered as JSON `{"error": "..."}`.

@@ -81,7 +81,7 @@ pub(super) async fn get_reminder_settings(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SettingsRequest {
-    /// `portal` and/or `webhook`.
+    /// `portal`, `webhook` and/or `email`.
     channels: Vec<String>,
     /// Days of life left at which to remind (default 30, 7, 0).
     points: Option<Vec<f64>>,
@@ -93,6 +93,8 @@ pub(super) struct SettingsRequest {
     opted_out: bool,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
+    /// Where `email` sends.
+    email: Option<String>,
 }
 
 /// Sets a customer's reminder settings (replacing them).
@@ -111,10 +113,11 @@ pub(super) async fn put_reminder_settings(
         .find(|c| !crate::store::CHANNELS.contains(&c.as_str()))
     {
         return bad(format!(
-            "channel `{c}`: expected {} (e-mail and the appliance's indicator are not available yet)",
+            "channel `{c}`: expected {} (the appliance's indicator is not available yet)",
             crate::store::CHANNELS.join(" or ")
         ));
     }
+    let email = email_settings(&s, &req.channels, req.email.as_deref())?;
     let defaults = crate::store::ReminderSettings::defaults(id);
     let points = req.points.unwrap_or(defaults.points);
     if points.is_empty() || points.len() > 10 || points.iter().any(|p| !(0.0..=3650.0).contains(p)) {
@@ -152,7 +155,44 @@ pub(super) async fn put_reminder_settings(
         opted_out: req.opted_out,
         webhook_url: req.webhook_url,
         webhook_secret: req.webhook_secret,
+        email,
     };
     s.store.put_reminder_settings(&settings).await?;
     Ok(Json(settings))
+}
+
+/// The e-mail address of a settings request, checked: `email` needs the
+/// hub's relay (`[reminders.smtp]`) and an address; an address given
+/// without the channel is kept too (the channel may be turned on later).
+fn email_settings(
+    s: &AppState,
+    channels: &[String],
+    email: Option<&str>,
+) -> Result<Option<String>, AppError> {
+    let wanted = channels.iter().any(|c| c == "email");
+    if wanted && !s.email_channel {
+        return Err(AppError::BadRequest(
+            "channel `email` is not available: this hub has no SMTP relay (`[reminders.smtp]` in its config)"
+                .into(),
+        ));
+    }
+    let Some(address) = email.map(str::trim) else {
+        if wanted {
+            return Err(AppError::BadRequest(
+                "`email` needs `email`, the address to send to".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let valid = address.len() <= 254
+        && address.parse::<lettre::Address>().is_ok()
+        && address
+            .rsplit_once('@')
+            .is_some_and(|(_, domain)| domain.contains('.') && !domain.ends_with('.'));
+    if !valid {
+        return Err(AppError::BadRequest(format!(
+            "`email` `{address}`: expected an address such as ann@example.com"
+        )));
+    }
+    Ok(Some(address.to_string()))
 }

@@ -19,6 +19,8 @@ pub(super) struct WorkOrderView {
     predicted_end_of_life: Option<String>,
     respond_by: String,
     resolve_by: String,
+    /// The visit booked, if any.
+    visit: Option<String>,
     parts: Value,
     explanation: Value,
 }
@@ -31,6 +33,7 @@ impl From<WorkOrderRow> for WorkOrderView {
             predicted_end_of_life: row.predicted_eol_ms.map(rfc3339),
             respond_by: rfc3339(row.respond_by_ms),
             resolve_by: rfc3339(row.resolve_by_ms),
+            visit: row.visit_ms.map(rfc3339),
             parts: serde_json::from_str(&row.parts).unwrap_or(Value::Null),
             explanation: explanation_json,
             row,
@@ -106,6 +109,8 @@ pub(super) struct TransitionRequest {
     /// `resolve`: the parts used.
     #[serde(default)]
     parts: Vec<String>,
+    /// `assign`: the visit booked, RFC 3339 (`2026-12-03T09:00:00+01:00`).
+    visit: Option<String>,
 }
 
 /// Applies a lifecycle change: 200 with the order, 409 with the reason when
@@ -135,13 +140,16 @@ pub(super) async fn transition_work_order(
         Decision::Hidden => return Err(AppError::NotFound(format!("no work order {id}"))),
         Decision::Forbidden(why) => return Err(AppError::Forbidden(why.into())),
     }
+    let now = crate::clock::wall_ms();
+    let visit_ms = visit(req.visit.as_deref(), action, now)?;
     let change = Change {
         action,
         actor: caller.actor(),
         assignee: req.assignee.as_deref(),
         note: req.note.as_deref(),
         parts: &req.parts,
-        at_ms: crate::clock::wall_ms(),
+        at_ms: now,
+        visit_ms,
     };
     match s.store.change_work_order(id, &change).await {
         Ok(row) => Ok(Json(row.into())),
@@ -149,6 +157,22 @@ pub(super) async fn transition_work_order(
         Err(ChangeError::NoAssignee) => Err(AppError::BadRequest("`assign` needs an `assignee`".into())),
         Err(ChangeError::Store(e)) => Err(AppError::Store(e)),
         Err(e) => Err(AppError::Conflict(e.to_string())),
+    }
+}
+
+/// The `visit` of a transition: only with `assign`, RFC 3339, not past.
+fn visit(visit: Option<&str>, action: Action, now_ms: i64) -> Result<Option<i64>, AppError> {
+    let Some(text) = visit else { return Ok(None) };
+    let bad = |m: String| Err(AppError::BadRequest(m));
+    if action != Action::Assign {
+        return bad("`visit` is booked with `assign`".into());
+    }
+    match wearline_models::time::parse_rfc3339(text) {
+        None => bad(format!(
+            "`visit` `{text}`: expected an RFC 3339 time such as 2026-12-03T09:00:00+01:00"
+        )),
+        Some(ms) if ms < now_ms => bad(format!("`visit` {text} is in the past")),
+        Some(ms) => Ok(Some(ms)),
     }
 }
 
@@ -257,6 +281,7 @@ pub(super) async fn rate_work_order(
             note: Some("closed by the customer's rating"),
             parts: &[],
             at_ms: now,
+            visit_ms: None,
         };
         match s.store.change_work_order(id, &change).await {
             // Closed meanwhile (verified by the data): the rating still counts.

@@ -243,6 +243,7 @@ impl Ingest {
             note: Some(note),
             parts: &[],
             at_ms: wall_ms(),
+            visit_ms: None,
         };
         match self.store.change_work_order(id, &change).await {
             Ok(row) => {

@@ -177,6 +177,8 @@ pub struct WorkOrderRow {
     /// The customer's rating of the visit, 1–5, and their comment.
     pub rating: Option<i64>,
     pub rating_comment: Option<String>,
+    /// The visit booked when it was assigned, if any (UTC).
+    pub visit_ms: Option<i64>,
 }
 
 /// A work order to open.

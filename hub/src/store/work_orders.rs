@@ -41,6 +41,9 @@ pub struct Change<'a> {
     /// `resolve`: the parts used.
     pub parts: &'a [String],
     pub at_ms: i64,
+    /// `assign`: the visit booked (UTC), replacing any earlier one; none
+    /// leaves the order without a booked visit. `reopen` clears it.
+    pub visit_ms: Option<i64>,
 }
 
 /// Why a change was not made.
@@ -144,6 +147,8 @@ impl Store {
             Status::InProgress => ", started_ms = $3",
             Status::Resolved => ", resolved_ms = $3, parts = $6",
             Status::Closed => ", closed_ms = $3",
+            Status::Assigned => ", visit_ms = $6",
+            Status::Reopened => ", visit_ms = NULL",
             _ => "",
         };
         let mut tx = self.pool.begin().await?;
@@ -158,12 +163,12 @@ impl Store {
             .bind(c.at_ms)
             .bind(id)
             .bind(from.as_str());
-        // `$6`, the parts, only where the statement has it (PostgreSQL
-        // refuses a parameter the statement does not use).
-        let query = if to == Status::Resolved {
-            query.bind(serde_json::to_string(c.parts).unwrap_or_else(|_| "[]".into()))
-        } else {
-            query
+        // `$6`, the parts or the visit, only where the statement has it
+        // (PostgreSQL refuses a parameter the statement does not use).
+        let query = match to {
+            Status::Resolved => query.bind(serde_json::to_string(c.parts).unwrap_or_else(|_| "[]".into())),
+            Status::Assigned => query.bind(c.visit_ms),
+            _ => query,
         };
         let updated: std::result::Result<Option<WorkOrderRow>, sqlx::Error> =
             query.fetch_optional(&mut *tx).await;
@@ -189,6 +194,9 @@ impl Store {
         }
         if !c.parts.is_empty() {
             detail.insert("parts".into(), c.parts.into());
+        }
+        if let Some(v) = c.visit_ms.filter(|_| c.action == Action::Assign) {
+            detail.insert("visit".into(), wearline_models::time::rfc3339(v).into());
         }
         self.record_event(
             &mut tx,

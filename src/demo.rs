@@ -72,6 +72,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         store: wearline_hub::store::Location::Sqlite(data_dir.join("hub.db")),
         influx: None,
+        reminders: Default::default(),
         offline_after: wearline_hub::ingest::DEFAULT_OFFLINE_AFTER,
         indicator_result_timeout: wearline_hub::reminders::indicator::DEFAULT_RESULT_TIMEOUT,
         unknown_devices: wearline_hub::config::UnknownDevices::Register,

@@ -244,7 +244,12 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer_for_any_role() 
 
     // The same store behind a hub of our own, with the admin token and a technician.
     let db = data.join("hub.db");
-    let cfg = write_hub_config(dir.path(), "");
+    // An SMTP relay in the config (never reached: no reminder falls due),
+    // so that the `email` channel the document lists is available.
+    let cfg = write_hub_config(
+        dir.path(),
+        "[reminders.smtp]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\nfrom = \"Wearline <reminders@example.com>\"\n",
+    );
     let text = std::fs::read_to_string(&cfg).expect("config");
     std::fs::write(
         &cfg,

@@ -144,6 +144,90 @@ fn influx_section_errors_name_file_line_and_key() {
 }
 
 #[test]
+fn reminders_section_errors_name_file_line_and_key() {
+    let base = "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\nsqlite = \"x.db\"\n";
+    let smtp = "[reminders.smtp]\nhost = \"smtp.example.com\"\n";
+    let cases = [
+        (
+            format!("{smtp}from = \"not an address\"\n"),
+            "8: key `reminders.smtp.from`: `not an address` is not an e-mail address",
+        ),
+        (
+            format!("{smtp}from = \"a@example.com\"\ntls = \"ssl\"\n"),
+            "9:7: key `reminders.smtp.tls`: unknown variant `ssl`",
+        ),
+        (
+            format!("{smtp}from = \"a@example.com\"\nusername = \"u\"\n"),
+            "9: key `reminders.smtp.username`: set both `username` and `password_file`",
+        ),
+        (
+            format!("{smtp}from = \"a@example.com\"\nusername = \"u\"\npassword_file = \"none.txt\"\n"),
+            "10: key `reminders.smtp.password_file`: cannot read",
+        ),
+        (
+            format!("{smtp}from = \"a@example.com\"\nport = 0\n"),
+            "9: key `reminders.smtp.port`",
+        ),
+        (
+            format!("{smtp}from = \"a@example.com\"\nsender = \"x\"\n"),
+            "9:1: key `reminders.smtp.sender`: unknown field",
+        ),
+        (
+            "[reminders]\nretry_first_ms = 5\n".to_string(),
+            "7: key `reminders.retry_first_ms`: must be between 100 and 3600000",
+        ),
+    ];
+    for (section, expected) in cases {
+        check_bad_config("hub", &format!("{base}{section}"), expected);
+    }
+}
+
+/// The SMTP login: read from its file, never shown, and never sent in clear
+/// beyond loopback.
+#[test]
+fn the_smtp_password_is_read_from_its_file_and_kept_off_plain_networks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("profiles")).expect("profiles");
+    std::fs::write(dir.path().join("smtp.password"), "s3cret-Pa55\n").expect("password");
+    let config = |tls: &str, host: &str| {
+        format!(
+            "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\nsqlite = \"x.db\"\n\
+             [reminders.smtp]\nhost = \"{host}\"\ntls = \"{tls}\"\nfrom = \"Wearline <r@example.com>\"\n\
+             username = \"wearline\"\npassword_file = \"smtp.password\"\n"
+        )
+    };
+    let parse = |text: &str| wearline_hub::HubConfig::parse("hub.toml", text, dir.path());
+    let cfg = parse(&config("starttls", "smtp.example.com")).expect("valid");
+    let smtp = cfg.reminders.smtp.as_ref().expect("smtp");
+    assert_eq!(smtp.port, 587, "the STARTTLS submission port by default");
+    assert_eq!(
+        smtp.login,
+        Some(("wearline".to_string(), "s3cret-Pa55".to_string()))
+    );
+    let shown = format!("{cfg:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+    assert_eq!(
+        parse(&config("tls", "smtp.example.com"))
+            .expect("tls")
+            .reminders
+            .smtp
+            .expect("smtp")
+            .port,
+        465
+    );
+    let err = parse(&config("none", "smtp.example.com")).expect_err("a password in clear");
+    assert!(
+        err.to_string()
+            .starts_with("hub.toml:8: key `reminders.smtp.tls`: `none` would send the password in clear"),
+        "{err}"
+    );
+    let local = parse(&config("none", "127.0.0.1")).expect("a relay on loopback");
+    assert_eq!(local.reminders.smtp.expect("smtp").port, 25);
+    assert!(parse(&config("starttls", "smtp.example.com")).is_ok());
+}
+
+#[test]
 fn store_section_errors_name_file_line_and_key() {
     let base = "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\n";
     check_bad_config(

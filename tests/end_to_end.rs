@@ -288,6 +288,11 @@ fn nearly_full_filter_gets_a_work_order_and_fresh_filter_does_not() {
     assert_eq!(code.ok(), Some(400), "unknown channel");
     let code = put_settings(
         &acme,
+        serde_json::json!({"channels": ["email"], "email": "ops@acme.example"}),
+    );
+    assert_eq!(code.ok(), Some(400), "no `[reminders.smtp]`: no e-mail channel");
+    let code = put_settings(
+        &acme,
         serde_json::json!({"channels": ["portal"], "points": [14, 3, 0], "quiet_hours": [22, 7]}),
     );
     assert_eq!(code.ok(), Some(200));

@@ -1,5 +1,5 @@
-//! The hub's config file: broker, HTTP API, store, profiles and the optional
-//! InfluxDB sink.
+//! The hub's config file: broker, HTTP API, store, profiles, the optional
+//! InfluxDB sink and reminder delivery (`[reminders]`, e-mail over SMTP).
 //!
 //! Unknown keys, wrong types and invalid values are errors that name the
 //! file, the line and the key.
@@ -28,6 +28,9 @@ struct RawConfig {
     /// The `indicator` reminder channel.
     #[serde(default)]
     indicator: IndicatorSection,
+    /// Reminder delivery; absent: no e-mail channel.
+    #[serde(default)]
+    reminders: RawReminders,
     /// Folder of device profiles, relative to the config file.
     #[serde(default = "default_profiles_dir")]
     profiles_dir: PathBuf,
@@ -301,6 +304,99 @@ impl std::fmt::Debug for InfluxConfig {
     }
 }
 
+/// `[reminders]`: how reminders are delivered.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReminders {
+    /// The e-mail channel's SMTP relay; absent: no e-mail channel.
+    smtp: Option<RawSmtp>,
+    /// For tests: the first retry's wait (then doubling, at most 60 times
+    /// it); default a minute.
+    retry_first_ms: Option<u64>,
+    /// For tests: how often due reminders are sent; default 5 s.
+    deliver_every_ms: Option<u64>,
+}
+
+/// `[reminders.smtp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    /// Default by `tls`: 25, 587 (`starttls`), 465 (`tls`).
+    port: Option<u16>,
+    #[serde(default)]
+    tls: SmtpTls,
+    /// The sender, `reminders@example.com` or `Wearline <reminders@example.com>`.
+    from: String,
+    username: Option<String>,
+    /// File holding the password (its line ending dropped), relative to the
+    /// config file.
+    password_file: Option<PathBuf>,
+    /// PEM file of the CA that signs the relay's certificate, relative to
+    /// the config file; trusted instead of the public roots.
+    ca_file: Option<PathBuf>,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain text (a relay on the same machine or network).
+    None,
+    /// Plain connection upgraded with STARTTLS, which is required.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+}
+
+/// The validated `[reminders.smtp]` section.
+#[derive(Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub from: lettre::message::Mailbox,
+    /// User name and password (from `password_file`).
+    pub login: Option<(String, String)>,
+    /// PEM of the CA trusted instead of the public roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("from", &self.from.to_string())
+            .field("username", &self.login.as_ref().map(|(u, _)| u))
+            .field("password", &self.login.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
+/// The validated `[reminders]` section.
+#[derive(Debug, Clone)]
+pub struct RemindersConfig {
+    /// The e-mail channel's relay; `None`: no e-mail channel.
+    pub smtp: Option<SmtpConfig>,
+    /// The first retry's wait (doubling, at most 60 times it).
+    pub retry_first: Duration,
+    pub deliver_every: Duration,
+}
+
+impl Default for RemindersConfig {
+    fn default() -> Self {
+        RemindersConfig {
+            smtp: None,
+            retry_first: Duration::from_secs(60),
+            deliver_every: crate::reminders::DELIVER_EVERY,
+        }
+    }
+}
+
 /// A validated hub config.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -323,6 +419,8 @@ pub struct HubConfig {
     pub passwords: Option<std::sync::Arc<PasswordFile>>,
     /// SHA-256 (hex) of the token in `http.bootstrap_token_file`.
     pub bootstrap_token_hash: Option<String>,
+    /// Reminder delivery (`[reminders]`).
+    pub reminders: RemindersConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -459,6 +557,7 @@ impl HubConfig {
             }
             None => None,
         };
+        let reminders = reminders(raw.reminders, base, &invalid)?;
         let dir = base.join(&raw.profiles_dir);
         let profiles = load_profiles(&dir)?;
         Ok(HubConfig {
@@ -473,6 +572,7 @@ impl HubConfig {
             profiles,
             passwords,
             bootstrap_token_hash,
+            reminders,
         })
     }
 }
@@ -638,6 +738,140 @@ fn influx(
         retry_max: Duration::from_secs(raw.retry_max_secs),
         timeout: Duration::from_millis(raw.timeout_ms),
     })
+}
+
+/// Validates `[reminders]`: the SMTP relay (an address, a sender, a login
+/// only over TLS unless on loopback, a readable password and CA file) and
+/// the test keys.
+fn reminders(
+    raw: RawReminders,
+    base: &Path,
+    invalid: &dyn Fn(&str, &str) -> LoadError,
+) -> Result<RemindersConfig, LoadError> {
+    let mut out = RemindersConfig::default();
+    if let Some(ms) = raw.retry_first_ms {
+        if !(100..=3_600_000).contains(&ms) {
+            return Err(invalid(
+                "reminders.retry_first_ms",
+                "must be between 100 and 3600000 (for tests; the default is a minute)",
+            ));
+        }
+        out.retry_first = Duration::from_millis(ms);
+    }
+    if let Some(ms) = raw.deliver_every_ms {
+        if !(50..=60_000).contains(&ms) {
+            return Err(invalid(
+                "reminders.deliver_every_ms",
+                "must be between 50 and 60000 (for tests; the default is 5000)",
+            ));
+        }
+        out.deliver_every = Duration::from_millis(ms);
+    }
+    let Some(s) = raw.smtp else {
+        return Ok(out);
+    };
+    let host = s.host.trim().to_string();
+    if host.is_empty() || (host.contains([' ', '/', ':']) && host.parse::<std::net::IpAddr>().is_err()) {
+        return Err(invalid(
+            "reminders.smtp.host",
+            "expected the relay's host name or IP address, e.g. `smtp.example.com`",
+        ));
+    }
+    let port = s.port.unwrap_or(match s.tls {
+        SmtpTls::None => 25,
+        SmtpTls::Starttls => 587,
+        SmtpTls::Tls => 465,
+    });
+    if port == 0 {
+        return Err(invalid("reminders.smtp.port", "must be 1 to 65535"));
+    }
+    let from: lettre::message::Mailbox = s.from.parse().map_err(|e| {
+        invalid(
+            "reminders.smtp.from",
+            &format!(
+                "`{}` is not an e-mail address ({e}); e.g. `Wearline <reminders@example.com>`",
+                s.from
+            ),
+        )
+    })?;
+    let login = match (s.username, s.password_file) {
+        (None, None) => None,
+        (Some(user), Some(file)) => {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                invalid(
+                    "reminders.smtp.password_file",
+                    &format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let password = text.trim_end_matches(['\r', '\n']).to_string();
+            if password.is_empty() || password.contains(['\r', '\n']) {
+                return Err(invalid(
+                    "reminders.smtp.password_file",
+                    &format!("{} must hold the password on one line", path.display()),
+                ));
+            }
+            if user.is_empty() {
+                return Err(invalid("reminders.smtp.username", "must not be empty"));
+            }
+            Some((user, password))
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(invalid(
+                "reminders.smtp.username",
+                "set both `username` and `password_file`, or neither",
+            ));
+        }
+    };
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if s.tls == SmtpTls::None && login.is_some() && !loopback {
+        return Err(invalid(
+            "reminders.smtp.tls",
+            "`none` would send the password in clear over the network: use `starttls` or `tls` (or a relay on loopback)",
+        ));
+    }
+    let ca_pem = match s.ca_file {
+        Some(_) if s.tls == SmtpTls::None => {
+            return Err(invalid(
+                "reminders.smtp.ca_file",
+                "only with `tls = \"starttls\"` or `\"tls\"`",
+            ));
+        }
+        Some(file) => {
+            let path = base.join(file);
+            let pem = std::fs::read(&path).map_err(|e| {
+                invalid(
+                    "reminders.smtp.ca_file",
+                    &format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(invalid(
+                    "reminders.smtp.ca_file",
+                    &format!(
+                        "{} is not a PEM file with `-----BEGIN CERTIFICATE-----`",
+                        path.display()
+                    ),
+                ));
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    let smtp = SmtpConfig {
+        host,
+        port,
+        tls: s.tls,
+        from,
+        login,
+        ca_pem,
+    };
+    // What only building the transport checks: a TLS server name, the CA.
+    if let Err(e) = crate::reminders::email::Mailer::new(&smtp) {
+        return Err(invalid("reminders.smtp.host", &e));
+    }
+    out.smtp = Some(smtp);
+    Ok(out)
 }
 
 /// Loads every `*.toml` profile in `dir`.

@@ -3,7 +3,9 @@
 //! hub (actor `hub`) with the reason in the trail. New orders are
 //! dispatched when they open; those no one could take are tried again
 //! every minute (with the escalation check), so an order waits for a
-//! technician to come on shift or free up, not for a manager.
+//! technician to come on shift or free up, not for a manager. The order's
+//! visit is booked at the technician's next shift start that leaves time to
+//! travel (`Technician::next_visit_ms`).
 
 use crate::store::{Change, ChangeError, Store, StoreError, TechnicianRow, WorkOrderFilter, WorkOrderRow};
 use wearline_models::dispatch::{Assignment, NoOne, Technician, choose};
@@ -76,6 +78,7 @@ pub async fn dispatch(
         note: Some(&note),
         parts: &[],
         at_ms: now_ms,
+        visit_ms: Some(a.visit_ms),
     };
     match store.change_work_order(order.id, &change).await {
         Ok(_) => {
@@ -202,6 +205,11 @@ mod tests {
             (row.status.as_str(), row.assignee.as_deref()),
             ("assigned", Some("ben"))
         );
+        assert_eq!(
+            row.visit_ms,
+            Some(10 + wearline_models::dispatch::TRAVEL_MS),
+            "around the clock: in an hour"
+        );
         let trail = store.work_order_events(first.id).await.expect("trail");
         let last = trail.last().expect("assign");
         assert_eq!((last.actor.as_str(), last.action.as_str()), ("hub", "assign"));
@@ -276,6 +284,7 @@ mod tests {
             note: Some("busy that week"),
             parts: &[],
             at_ms,
+            visit_ms: None,
         };
         let first = store
             .open_work_order(&open("consumable:filter"))

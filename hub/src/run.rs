@@ -137,14 +137,22 @@ impl Hub {
             tenant_topics: tls_addr.is_some(),
         };
         tasks.push(tokio::spawn(ingest.run(ingest_cfg, cancel.child_token())));
-        let indicator = crate::reminders::indicator::IndicatorChannel {
-            downlink: Some(downlink),
-            profiles: Arc::new(config.profiles.clone()),
-            result_timeout: config.indicator_result_timeout,
+        let delivery = crate::reminders::Delivery {
+            mailer: match &config.reminders.smtp {
+                Some(smtp) => Some(crate::reminders::email::Mailer::new(smtp).map_err(anyhow::Error::msg)?),
+                None => None,
+            },
+            retry_first_ms: i64::try_from(config.reminders.retry_first.as_millis()).unwrap_or(60_000),
+            every: config.reminders.deliver_every,
+            indicator: Some(crate::reminders::indicator::IndicatorChannel {
+                downlink: Some(downlink),
+                profiles: Arc::new(config.profiles.clone()),
+                result_timeout: config.indicator_result_timeout,
+            }),
         };
         tasks.push(tokio::spawn(crate::reminders::run(
             store.clone(),
-            indicator,
+            delivery,
             cancel.child_token(),
         )));
         tasks.push(tokio::spawn(crate::escalation::run(
@@ -179,6 +187,7 @@ impl Hub {
             store: store.clone(),
             stats: stats.clone(),
             influx,
+            email_channel: config.reminders.smtp.is_some(),
         });
         let api_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {

@@ -66,6 +66,7 @@ fn locate(text: &str, key: &str) -> Option<usize> {
     let mut start = 0;
     let mut prefix = String::new();
     let mut found_header = None;
+    let nested = !segments.is_empty();
     for seg in segments {
         let (name, index) = match seg.split_once('[') {
             Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
@@ -80,14 +81,22 @@ fn locate(text: &str, key: &str) -> Option<usize> {
             None => format!("[{prefix}]"),
         };
         let nth = index.unwrap_or(0);
-        let pos = lines[start..]
+        // A table may be written only through a sub-table's header
+        // (`[reminders.smtp]` without `[reminders]`): look further down.
+        let Some(pos) = lines[start..]
             .iter()
             .enumerate()
             .filter(|(_, l)| l.trim() == header)
             .nth(nth)
-            .map(|(i, _)| start + i)?;
+            .map(|(i, _)| start + i)
+        else {
+            continue;
+        };
         start = pos + 1;
         found_header = Some(pos + 1);
+    }
+    if nested && found_header.is_none() {
+        return None;
     }
     let (name, _) = last.split_once('[').unwrap_or((last, ""));
     for (i, l) in lines.iter().enumerate().skip(start) {
@@ -237,6 +246,17 @@ mod tests {
             err.to_string(),
             "a.toml:4: key `devices[0].interval_ms`: must be > 0"
         );
+    }
+
+    #[test]
+    fn keys_of_a_sub_table_without_its_parent_header_are_located() {
+        let text = "name = \"x\"\n[reminders.smtp]\nhost = \"\"\ntls = \"tls\"\n";
+        let err = ConfigError::invalid("a.toml", text, "reminders.smtp.tls", "bad");
+        assert_eq!(err.line, Some(4), "{err}");
+        let err = ConfigError::invalid("a.toml", text, "reminders.smtp.port", "bad");
+        assert_eq!(err.line, Some(2), "the sub-table's header: {err}");
+        let err = ConfigError::invalid("a.toml", text, "other.key", "bad");
+        assert_eq!(err.line, None, "{err}");
     }
 
     #[test]

@@ -6,11 +6,21 @@
 //! the distance from their home base to the device plus
 //! [`KM_PER_ACTIVE_ORDER`] for each order they already hold, so a nearby
 //! but busy technician yields to one a little further who is free.
+//!
+//! The visit is booked at the start of the chosen technician's next
+//! working hours that leaves [`TRAVEL_MS`] to get there ([`next_visit_ms`]).
 
 use std::fmt::Write as _;
 
 /// Each active order counts as this many kilometres of detour.
 pub const KM_PER_ACTIVE_ORDER: f64 = 25.0;
+
+/// Time left before a visit to get there: the visit is the first shift
+/// start at least this long after the assignment.
+pub const TRAVEL_MS: i64 = 3_600_000;
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// A technician as dispatch sees them.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +54,21 @@ impl Technician {
         let local_min = now_ms.div_euclid(60_000) + i64::from(self.utc_offset_minutes);
         let hour = local_min.rem_euclid(24 * 60) / 60;
         self.on_shift(u8::try_from(hour).unwrap_or(0))
+    }
+
+    /// When a visit assigned at `now_ms` (UTC) is booked: the first start
+    /// of their working hours (their local time) at or after `now_ms` +
+    /// [`TRAVEL_MS`]; around the clock, `now_ms` + [`TRAVEL_MS`].
+    pub fn next_visit_ms(&self, now_ms: i64) -> i64 {
+        let earliest = now_ms.saturating_add(TRAVEL_MS);
+        let (start, end) = self.shift;
+        if start == end {
+            return earliest;
+        }
+        let offset_ms = i64::from(self.utc_offset_minutes) * 60_000;
+        let local_day = (earliest + offset_ms).div_euclid(DAY_MS);
+        let today = local_day * DAY_MS + i64::from(start % 24) * HOUR_MS - offset_ms;
+        if today >= earliest { today } else { today + DAY_MS }
     }
 
     /// Whether `hour` (0–23, local) is in their working hours.
@@ -80,6 +105,8 @@ pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
 pub struct Assignment {
     pub technician: String,
     pub reason: String,
+    /// The visit booked ([`Technician::next_visit_ms`]), UTC.
+    pub visit_ms: i64,
 }
 
 /// Why no one could take the order.
@@ -135,6 +162,7 @@ pub fn choose(
     Ok(Assignment {
         technician: t.name.clone(),
         reason,
+        visit_ms: t.next_visit_ms(now_ms),
     })
 }
 
@@ -260,5 +288,60 @@ mod tests {
             ..tech("al", &["*"], MUNICH, 0)
         };
         assert!((0..24).all(|h| all_day.on_shift(h)));
+    }
+
+    #[test]
+    fn visits_are_booked_at_the_next_shift_start_that_leaves_travel_time() {
+        const H: i64 = HOUR_MS;
+        let day = at(0);
+        let ana = tech("ana", &["*"], MUNICH, 0); // 8..17 UTC
+        // Before the shift, with time to travel: today's start.
+        assert_eq!(ana.next_visit_ms(day + 5 * H), day + 8 * H);
+        assert_eq!(
+            ana.next_visit_ms(day + 7 * H),
+            day + 8 * H,
+            "exactly an hour ahead"
+        );
+        // Less than an hour before, during or after it: tomorrow's start.
+        assert_eq!(ana.next_visit_ms(day + 7 * H + 1), day + 32 * H);
+        assert_eq!(ana.next_visit_ms(day + 10 * H), day + 32 * H);
+        assert_eq!(ana.next_visit_ms(day + 23 * H), day + 32 * H);
+        // Her 08:00 at UTC+2 is 06:00 UTC; at UTC-5, 13:00 UTC.
+        let berlin = Technician {
+            utc_offset_minutes: 120,
+            ..ana.clone()
+        };
+        assert_eq!(berlin.next_visit_ms(day + 3 * H), day + 6 * H);
+        assert_eq!(berlin.next_visit_ms(day + 6 * H), day + 30 * H);
+        // 23:30 UTC is already 01:30 tomorrow in Berlin: that day's 08:00.
+        assert_eq!(berlin.next_visit_ms(day + 23 * H + 30 * 60_000), day + 30 * H);
+        let new_york = Technician {
+            utc_offset_minutes: -300,
+            ..ana.clone()
+        };
+        // 02:00 UTC is 21:00 yesterday in New York: today's (local) 08:00.
+        assert_eq!(new_york.next_visit_ms(day + 2 * H), day + 13 * H);
+        assert_eq!(new_york.next_visit_ms(day + 12 * H + 1), day + 37 * H);
+        // A night shift starts at 22:00.
+        let nia = Technician {
+            shift: (22, 6),
+            ..ana.clone()
+        };
+        assert_eq!(nia.next_visit_ms(day + 12 * H), day + 22 * H);
+        assert_eq!(
+            nia.next_visit_ms(day + 23 * H),
+            day + 46 * H,
+            "on shift: the next night"
+        );
+        // Around the clock: in an hour, whatever the offset.
+        let al = Technician {
+            shift: (0, 0),
+            utc_offset_minutes: 330,
+            ..ana
+        };
+        assert_eq!(al.next_visit_ms(day + 5 * H + 7), day + 6 * H + 7);
+        // The choice carries the chosen one's visit.
+        let a = choose(&[nia], "offline", None, day + 12 * H).expect("nia");
+        assert_eq!(a.visit_ms, day + 22 * H);
     }
 }

@@ -55,6 +55,61 @@ pub fn message(what: &str, remaining_days: f64, visit: Option<&str>) -> String {
     }
 }
 
+/// What a reminder is about, in words: `filter` of an `air-purifier` is
+/// "the filter of your air purifier".
+pub fn what(consumable: &str, profile: &str) -> String {
+    format!("the {consumable} of your {}", profile.replace(['-', '_'], " "))
+}
+
+/// An e-mail's subject: "Filter replacement due in about 12 days",
+/// "Filter replacement due now".
+pub fn subject(consumable: &str, remaining_days: f64) -> String {
+    let part = capitalised(&consumable.replace(['-', '_'], " "));
+    if remaining_days <= 0.0 {
+        format!("{part} replacement due now")
+    } else {
+        format!("{part} replacement due in {}", life_left(remaining_days))
+    }
+}
+
+/// An e-mail's plain-text body: the reminder, the appliance, and where
+/// the settings are changed.
+pub fn email_body(message: &str, device: &str) -> String {
+    format!(
+        "{message}\n\nAppliance: {device}\n\n-- \nWearline service reminders. To change how and when you are \
+         reminded, or to stop these reminders, update your reminder settings in the customer portal.\n"
+    )
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// A visit's date in words, local at the customer's offset from UTC: "3
+/// December"; with the year ("3 January 2027") when it is not the year of
+/// `now_ms` there.
+pub fn visit_date(visit_ms: i64, utc_offset_minutes: i32, now_ms: i64) -> String {
+    let (year, month, day) = crate::time::local_date(visit_ms, utc_offset_minutes);
+    let (this_year, _, _) = crate::time::local_date(now_ms, utc_offset_minutes);
+    let name = MONTHS[usize::try_from(month.clamp(1, 12) - 1).unwrap_or(0)];
+    if year == this_year {
+        format!("{day} {name}")
+    } else {
+        format!("{day} {name} {year}")
+    }
+}
+
 fn capitalised(s: &str) -> String {
     let mut c = s.chars();
     c.next()
@@ -105,11 +160,18 @@ pub const MAX_ATTEMPTS: u32 = 8;
 /// How long to wait after failed attempt number `attempt` (1-based): one
 /// minute, doubling, at most an hour; `None` once [`MAX_ATTEMPTS`] are used.
 pub fn retry_after_ms(attempt: u32) -> Option<i64> {
+    retry_after_ms_from(MINUTE_MS, attempt)
+}
+
+/// [`retry_after_ms`] with the first wait `first_ms` instead of a minute
+/// (doubling, at most 60 times the first): the same schedule, scaled.
+pub fn retry_after_ms_from(first_ms: i64, attempt: u32) -> Option<i64> {
     if attempt >= MAX_ATTEMPTS {
         return None;
     }
     let exp = attempt.saturating_sub(1).min(6);
-    Some((MINUTE_MS << exp).min(60 * MINUTE_MS))
+    let first = first_ms.max(1);
+    Some(first.saturating_mul(1 << exp).min(first.saturating_mul(60)))
 }
 
 /// Prefix of the ids of the commands that light an appliance's indicator
@@ -171,6 +233,53 @@ mod tests {
             "Time to replace the filter: it is due now. A replacement visit is booked for 1 December."
         );
         assert_eq!(life_left(0.5), "less than a day");
+        assert_eq!(what("filter", "air-purifier"), "the filter of your air purifier");
+    }
+
+    #[test]
+    fn subjects_say_what_is_due_and_when() {
+        assert_eq!(subject("filter", 12.3), "Filter replacement due in about 12 days");
+        assert_eq!(subject("filter", 1.2), "Filter replacement due in about a day");
+        assert_eq!(
+            subject("filter", 0.3),
+            "Filter replacement due in less than a day"
+        );
+        assert_eq!(subject("uv_lamp", 0.0), "Uv lamp replacement due now");
+        assert_eq!(subject("filter", -4.0), "Filter replacement due now");
+        let body = email_body("The filter has about 12 days of life left.", "p-1");
+        assert!(
+            body.starts_with("The filter has about 12 days of life left.\n\nAppliance: p-1\n"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn visit_dates_are_the_customers_local_day() {
+        // 2026-12-03T02:30:00Z.
+        let visit = crate::time::days_from_civil(2026, 12, 3) * 86_400_000 + 150 * MINUTE_MS;
+        let now = crate::time::days_from_civil(2026, 11, 20) * 86_400_000;
+        assert_eq!(visit_date(visit, 0, now), "3 December");
+        assert_eq!(visit_date(visit, 60, now), "3 December", "03:30 in Berlin");
+        assert_eq!(visit_date(visit, -300, now), "2 December", "21:30 in New York");
+        assert_eq!(visit_date(visit, -150, now), "3 December", "00:00 at -02:30");
+        assert_eq!(visit_date(visit, -151, now), "2 December", "23:59 at -02:31");
+        assert_eq!(visit_date(visit, 14 * 60, now), "3 December");
+        // Into the next year: the year is named.
+        let new_year = crate::time::days_from_civil(2027, 1, 1) * 86_400_000 + 60 * MINUTE_MS;
+        assert_eq!(visit_date(new_year, 0, now), "1 January 2027");
+        assert_eq!(
+            visit_date(new_year, -120, now),
+            "31 December",
+            "still 2026 at -02:00"
+        );
+        assert_eq!(
+            message(
+                &what("filter", "air-purifier"),
+                12.0,
+                Some(&visit_date(visit, 60, now))
+            ),
+            "The filter of your air purifier has about 12 days of life left. A replacement visit is booked for 3 December."
+        );
     }
 
     /// 2025-06-15T00:00:00Z.
@@ -259,6 +368,21 @@ mod tests {
                 Some(16 * m),
                 Some(32 * m),
                 Some(60 * m),
+                None
+            ]
+        );
+        // Scaled (tests: a quarter second): the same doubling and cap.
+        let scaled: Vec<Option<i64>> = (1..=MAX_ATTEMPTS).map(|a| retry_after_ms_from(250, a)).collect();
+        assert_eq!(
+            scaled,
+            [
+                Some(250),
+                Some(500),
+                Some(1000),
+                Some(2000),
+                Some(4000),
+                Some(8000),
+                Some(15_000),
                 None
             ]
         );

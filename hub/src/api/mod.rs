@@ -43,6 +43,8 @@ pub struct AppState {
     pub stats: Arc<IngestStats>,
     /// The InfluxDB sink, when configured.
     pub influx: Option<InfluxHandle>,
+    /// Whether the `email` reminder channel is set up (`[reminders.smtp]`).
+    pub email_channel: bool,
 }
 
 /// An error answered as JSON `{"error": "..."}` ([`ErrorBody`]).
@@ -219,7 +221,12 @@ fn document(open: OpenApi, mut secured: OpenApi) -> OpenApi {
     }
     doc.merge(open);
     doc.merge(secured);
-    for rule in [work_orders::assign_rule(), reminders::webhook_rule()] {
+    for rule in [
+        work_orders::assign_rule(),
+        work_orders::visit_rule(),
+        reminders::webhook_rule(),
+        reminders::email_rule(),
+    ] {
         rule.apply(&mut doc);
     }
     doc.components
@@ -240,17 +247,24 @@ pub(super) struct Rule {
 }
 
 impl Rule {
-    /// Writes the rule into its schema. `if`/`then` ride in the schema
-    /// object's extension map, which serialises flat into the object.
+    /// Writes the rule into its schema, one `{"if", "then"}` of the
+    /// schema's `allOf` per rule (a schema may have several). They ride in
+    /// the schema object's extension map, which serialises flat into the
+    /// object.
     fn apply(self, doc: &mut OpenApi) {
         let schema = doc
             .components
             .as_mut()
             .and_then(|c| c.schemas.get_mut(self.schema));
         if let Some(RefOr::T(utoipa::openapi::Schema::Object(o))) = schema {
-            o.extensions
+            let all = o
+                .extensions
                 .get_or_insert_with(Default::default)
-                .extend([("if".to_string(), self.when), ("then".to_string(), self.then)]);
+                .entry("allOf".to_string())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let serde_json::Value::Array(rules) = all {
+                rules.push(serde_json::json!({"if": self.when, "then": self.then}));
+            }
         } else {
             tracing::error!(schema = self.schema, "a rule names a schema the document lacks");
         }
@@ -489,14 +503,16 @@ mod tests {
         for (schema, field) in [
             ("TransitionRequest", "assignee"),
             ("SettingsRequest", "webhook_url"),
+            ("SettingsRequest", "email"),
         ] {
             let s = &doc["components"]["schemas"][schema];
-            assert!(s["if"].is_object(), "{schema}: {s}");
+            let rules = s["allOf"].as_array().unwrap_or_else(|| panic!("{schema}: {s}"));
             assert!(
-                s["then"]["required"]
-                    .as_array()
-                    .is_some_and(|r| r.contains(&json!(field))),
-                "{schema}: {s}"
+                rules.iter().any(|r| r["if"].is_object()
+                    && r["then"]["required"]
+                        .as_array()
+                        .is_some_and(|req| req.contains(&json!(field)))),
+                "{schema} {field}: {s}"
             );
         }
     }

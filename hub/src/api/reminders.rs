@@ -120,7 +120,7 @@ pub(super) async fn get_reminder_settings(
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SettingsRequest {
-    /// `portal`, `webhook` and/or `indicator`.
+    /// `portal`, `webhook`, `email` and/or `indicator`.
     #[schema(schema_with = channels_schema)]
     channels: Vec<String>,
     /// Days of life left at which to remind (default 30, 7, 0).
@@ -137,6 +137,12 @@ pub(super) struct SettingsRequest {
     opted_out: bool,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
+    /// Where `email` sends.
+    #[schema(
+        pattern = r"^[a-z0-9]+(\.[a-z0-9]+)*@[a-z0-9]+(\.[a-z0-9]+)+$",
+        max_length = 254
+    )]
+    email: Option<String>,
 }
 
 /// The channels built so far, from `store::CHANNELS`.
@@ -195,6 +201,19 @@ pub(super) fn webhook_rule() -> Rule {
     }
 }
 
+/// The `email` channel needs an address (and the hub's SMTP relay, which
+/// the document cannot know: a 400 without it).
+pub(super) fn email_rule() -> Rule {
+    Rule {
+        schema: "SettingsRequest",
+        when: json!({
+            "required": ["channels"],
+            "properties": {"channels": {"contains": {"const": "email"}}}
+        }),
+        then: json!({"required": ["email"], "properties": {"email": {"type": "string"}}}),
+    }
+}
+
 /// The webhook URLs the document promises to take (the handler takes any
 /// http(s) URL that parses).
 const WEBHOOK_URL_PATTERN: &str = r"^https?://[a-z0-9]+(\.[a-z0-9]+)*(:[0-9]{1,4})?(/[A-Za-z0-9._~-]*)*$";
@@ -229,10 +248,11 @@ pub(super) async fn put_reminder_settings(
         .find(|c| !crate::store::CHANNELS.contains(&c.as_str()))
     {
         return bad(format!(
-            "channel `{c}`: expected {} (e-mail is not available yet)",
+            "channel `{c}`: expected {}",
             crate::store::CHANNELS.join(" or ")
         ));
     }
+    let email = email_settings(&s, &req.channels, req.email.as_deref())?;
     let defaults = ReminderSettings::defaults(id);
     let points = req.points.unwrap_or(defaults.points);
     if points.is_empty() || points.len() > 10 || points.iter().any(|p| !(0.0..=3650.0).contains(p)) {
@@ -274,7 +294,44 @@ pub(super) async fn put_reminder_settings(
         opted_out: req.opted_out,
         webhook_url: req.webhook_url,
         webhook_secret: req.webhook_secret,
+        email,
     };
     s.store.put_reminder_settings(&settings).await?;
     Ok(Json(settings))
+}
+
+/// The e-mail address of a settings request, checked: `email` needs the
+/// hub's relay (`[reminders.smtp]`) and an address; an address given
+/// without the channel is kept too (the channel may be turned on later).
+fn email_settings(
+    s: &AppState,
+    channels: &[String],
+    email: Option<&str>,
+) -> Result<Option<String>, AppError> {
+    let wanted = channels.iter().any(|c| c == "email");
+    if wanted && !s.email_channel {
+        return Err(AppError::BadRequest(
+            "channel `email` is not available: this hub has no SMTP relay (`[reminders.smtp]` in its config)"
+                .into(),
+        ));
+    }
+    let Some(address) = email.map(str::trim) else {
+        if wanted {
+            return Err(AppError::BadRequest(
+                "`email` needs `email`, the address to send to".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let valid = address.len() <= 254
+        && address.parse::<lettre::Address>().is_ok()
+        && address
+            .rsplit_once('@')
+            .is_some_and(|(_, domain)| domain.contains('.') && !domain.ends_with('.'));
+    if !valid {
+        return Err(AppError::BadRequest(format!(
+            "`email` `{address}`: expected an address such as ann@example.com"
+        )));
+    }
+    Ok(Some(address.to_string()))
 }

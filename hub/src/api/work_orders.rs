@@ -28,6 +28,8 @@ pub(super) struct WorkOrderView {
     predicted_end_of_life: Option<String>,
     respond_by: String,
     resolve_by: String,
+    /// The visit booked, if any.
+    visit: Option<String>,
     /// The parts used, as recorded when resolved.
     parts: Vec<String>,
     /// The prediction and the data behind the order.
@@ -47,6 +49,7 @@ impl From<WorkOrderRow> for WorkOrderView {
             predicted_end_of_life: row.predicted_eol_ms.map(rfc3339),
             respond_by: rfc3339(row.respond_by_ms),
             resolve_by: rfc3339(row.resolve_by_ms),
+            visit: row.visit_ms.map(rfc3339),
             parts: serde_json::from_str(&row.parts).unwrap_or_default(),
             explanation: explanation_json,
             accepted_at: row.accepted_ms.map(rfc3339),
@@ -163,6 +166,19 @@ pub(super) struct TransitionRequest {
     /// `resolve`: the parts used.
     #[serde(default)]
     parts: Vec<String>,
+    /// `assign` only: the visit booked, RFC 3339
+    /// (`2026-12-03T09:00:00+01:00`).
+    #[schema(format = DateTime)]
+    visit: Option<String>,
+}
+
+/// A `visit` is booked with `assign` only (see `Rule`).
+pub(super) fn visit_rule() -> Rule {
+    Rule {
+        schema: "TransitionRequest",
+        when: json!({"required": ["visit"], "properties": {"visit": {"type": "string"}}}),
+        then: json!({"required": ["action"], "properties": {"action": {"const": "assign"}}}),
+    }
 }
 
 /// `assign` names the technician (see `Rule`).
@@ -215,13 +231,16 @@ pub(super) async fn transition_work_order(
         Decision::Hidden => return Err(AppError::NotFound(format!("no work order {id}"))),
         Decision::Forbidden(why) => return Err(AppError::Forbidden(why.into())),
     }
+    let now = crate::clock::wall_ms();
+    let visit_ms = visit(req.visit.as_deref(), action)?;
     let change = Change {
         action,
         actor: caller.actor(),
         assignee: req.assignee.as_deref(),
         note: req.note.as_deref(),
         parts: &req.parts,
-        at_ms: crate::clock::wall_ms(),
+        at_ms: now,
+        visit_ms,
     };
     match s.store.change_work_order(id, &change).await {
         Ok(row) => Ok(Json(row.into())),
@@ -229,6 +248,23 @@ pub(super) async fn transition_work_order(
         Err(ChangeError::NoAssignee) => Err(AppError::BadRequest("`assign` needs an `assignee`".into())),
         Err(ChangeError::Store(e)) => Err(AppError::Store(e)),
         Err(e) => Err(AppError::Conflict(e.to_string())),
+    }
+}
+
+/// The `visit` of a transition: only with `assign`, RFC 3339. A past one
+/// is recorded as said (a visit booked by phone that began a moment ago);
+/// reminders never name a past visit.
+fn visit(visit: Option<&str>, action: Action) -> Result<Option<i64>, AppError> {
+    let Some(text) = visit else { return Ok(None) };
+    let bad = |m: String| Err(AppError::BadRequest(m));
+    if action != Action::Assign {
+        return bad("`visit` is booked with `assign`".into());
+    }
+    match wearline_models::time::parse_rfc3339(text) {
+        None => bad(format!(
+            "`visit` `{text}`: expected an RFC 3339 time such as 2026-12-03T09:00:00+01:00"
+        )),
+        Some(ms) => Ok(Some(ms)),
     }
 }
 
@@ -393,6 +429,7 @@ pub(super) async fn rate_work_order(
             note: Some("closed by the customer's rating"),
             parts: &[],
             at_ms: now,
+            visit_ms: None,
         };
         match s.store.change_work_order(id, &change).await {
             // Closed meanwhile (verified by the data): the rating still counts.

@@ -10,6 +10,7 @@ mod remind;
 mod shared;
 mod stats;
 
+pub use orders::consumable_cause;
 pub use shared::Shared;
 pub use stats::{IngestSnapshot, IngestStats, MalformedSnapshot};
 

@@ -501,6 +501,7 @@ impl Desk {
             note: Some(note),
             parts: &[],
             at_ms: wall_ms(),
+            visit_ms: None,
         };
         match self.store.change_work_order(id, &change).await {
             Ok(row) => {

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use wearline_models::profile::{Consumable, Profile};
-use wearline_models::reminders::{QuietHours, message, reached};
+use wearline_models::reminders::{QuietHours, message, reached, what};
 use wearline_models::rul::tracker::LifeEstimate;
 
 /// How long a device's owner and a customer's settings are kept.
@@ -57,7 +57,7 @@ impl Ingest {
         if self.reminding.queued.contains(&key) {
             return;
         }
-        let what = format!("the {} of your {}", c.name, profile.name.replace(['-', '_'], " "));
+        let what = what(&c.name, &profile.name);
         let now = wall_ms();
         let quiet = QuietHours {
             start: u8::try_from(settings.quiet_hours[0].clamp(0, 24)).unwrap_or(0),

@@ -270,6 +270,7 @@ mod orders {
                 note: None,
                 parts: &[],
                 at_ms: 1,
+                visit_ms: None,
             };
             hub.store.change_work_order(id, &change).await.expect("change");
         }
@@ -659,6 +660,7 @@ mod reminders {
                 opted_out: false,
                 webhook_url: Some(url),
                 webhook_secret: Some(secret.into()),
+                email: None,
             })
             .await
             .expect("settings");
@@ -691,7 +693,7 @@ mod reminders {
         // Delivery: the portal at once; the webhook fails once (HTTP 500),
         // is retried a minute later, and arrives signed.
         let now = crate::clock::wall_ms();
-        let sent = crate::reminders::deliver_due(&hub.store, None, now)
+        let sent = crate::reminders::deliver_due(&hub.store, &Default::default(), now)
             .await
             .expect("deliver");
         assert_eq!(
@@ -710,13 +712,13 @@ mod reminders {
         assert_eq!((failed[0].status.as_str(), failed[0].attempts), ("pending", 1));
         assert_eq!(failed[0].next_attempt_ms, now + 60_000);
         assert_eq!(
-            crate::reminders::deliver_due(&hub.store, None, now + 59_000)
+            crate::reminders::deliver_due(&hub.store, &Default::default(), now + 59_000)
                 .await
                 .expect("early"),
             0,
             "not before its retry time"
         );
-        let sent = crate::reminders::deliver_due(&hub.store, None, now + 61_000)
+        let sent = crate::reminders::deliver_due(&hub.store, &Default::default(), now + 61_000)
             .await
             .expect("retry");
         assert_eq!(sent, 1, "the retried one");
@@ -744,7 +746,7 @@ mod reminders {
         let all = hub.store.reminders(None, 100).await.expect("all");
         assert!(all.iter().all(|r| r.status == "sent"), "{all:?}");
         assert_eq!(
-            crate::reminders::deliver_due(&hub.store, None, now + 3_600_000)
+            crate::reminders::deliver_due(&hub.store, &Default::default(), now + 3_600_000)
                 .await
                 .expect("again"),
             0,

@@ -314,6 +314,14 @@ lead_time_days = 1
 indicator = "light"
 "#;
 
+    /// Delivery through the indicator channel `ch` only.
+    fn delivery(ch: &IndicatorChannel) -> crate::reminders::Delivery {
+        crate::reminders::Delivery {
+            indicator: Some(ch.clone()),
+            ..Default::default()
+        }
+    }
+
     fn channel(downlink: Option<Downlink>) -> IndicatorChannel {
         let lit = Profile::parse("lit.toml", LIT).expect("profile");
         let dark = Profile::parse(
@@ -401,7 +409,7 @@ indicator = "light"
 
         // No indicator in the device's profile: skipped, saying why.
         let dark = reminder(&store, "d-dark", "dark", 0).await;
-        crate::reminders::deliver_due(&store, Some(&ch), NOW)
+        crate::reminders::deliver_due(&store, &delivery(&ch), NOW)
             .await
             .expect("deliver");
         let r = get(&store, dark).await;
@@ -415,7 +423,7 @@ indicator = "light"
 
         // No MQTT connection: a failed attempt, retried after a minute.
         let lit = reminder(&store, "d-lit", "lit", 0).await;
-        crate::reminders::deliver_due(&store, Some(&ch), NOW)
+        crate::reminders::deliver_due(&store, &delivery(&ch), NOW)
             .await
             .expect("deliver");
         let r = get(&store, lit).await;
@@ -435,7 +443,7 @@ indicator = "light"
         );
         // A connection that is not up yet: the same, with its own reason.
         let down = channel(Some(Downlink::new()));
-        crate::reminders::deliver_due(&store, Some(&down), NOW + MINUTE)
+        crate::reminders::deliver_due(&store, &delivery(&down), NOW + MINUTE)
             .await
             .expect("deliver");
         let r = get(&store, lit).await;
@@ -457,7 +465,7 @@ indicator = "light"
                 .await
                 .expect("await")
         );
-        crate::reminders::deliver_due(&store, Some(&ch), NOW + 4 * MINUTE)
+        crate::reminders::deliver_due(&store, &delivery(&ch), NOW + 4 * MINUTE)
             .await
             .expect("deliver");
         let r = get(&store, lit).await;
@@ -548,7 +556,7 @@ indicator = "light"
             ("sent", 5, Some(NOW + 10 * MINUTE), None, None)
         );
         assert_eq!(
-            crate::reminders::deliver_due(&store, Some(&ch), NOW + 60 * MINUTE)
+            crate::reminders::deliver_due(&store, &delivery(&ch), NOW + 60 * MINUTE)
                 .await
                 .expect("deliver"),
             0
@@ -560,7 +568,7 @@ indicator = "light"
         let store = Store::open(&db.location).await.expect("store");
         let ch = channel(None);
         let tried = reminder(&store, "d1", "lit", 0).await;
-        crate::reminders::deliver_due(&store, Some(&ch), NOW)
+        crate::reminders::deliver_due(&store, &delivery(&ch), NOW)
             .await
             .expect("deliver");
         // Not tried yet (held by quiet hours, say): left alone.
@@ -570,7 +578,7 @@ indicator = "light"
             .await
             .expect("hold");
         let elsewhere = reminder_via(&store, "gw2", "d2", "lit", 0).await;
-        crate::reminders::deliver_due(&store, Some(&ch), NOW)
+        crate::reminders::deliver_due(&store, &delivery(&ch), NOW)
             .await
             .expect("deliver");
 

@@ -222,6 +222,7 @@ async fn lists_are_cut_to_the_callers_scope(db: TestDb) {
                     note: None,
                     parts: &[],
                     at_ms: 2,
+                    visit_ms: None,
                 },
             )
             .await

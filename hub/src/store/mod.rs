@@ -183,6 +183,8 @@ pub struct WorkOrderRow {
     /// JSON array text of the technicians who declined it (served parsed).
     #[serde(skip)]
     pub declined_by: String,
+    /// The visit booked when it was assigned, if any (UTC).
+    pub visit_ms: Option<i64>,
 }
 
 /// A work order to open.

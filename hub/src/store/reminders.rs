@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, FromRow};
 use wearline_models::reminders::DEFAULT_POINTS;
 
-/// The channels built so far.
-pub const CHANNELS: [&str; 3] = ["portal", "webhook", "indicator"];
+/// The channels built so far (`email` needs the hub's `[reminders.smtp]`).
+pub const CHANNELS: [&str; 4] = ["portal", "webhook", "email", "indicator"];
 
 /// A customer's reminder settings (the defaults when none are stored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -24,6 +24,8 @@ pub struct ReminderSettings {
     /// Signs webhook calls (HMAC-SHA256); never served back.
     #[serde(skip_serializing)]
     pub webhook_secret: Option<String>,
+    /// Where the `email` channel sends.
+    pub email: Option<String>,
 }
 
 impl ReminderSettings {
@@ -38,6 +40,7 @@ impl ReminderSettings {
             opted_out: false,
             webhook_url: None,
             webhook_secret: None,
+            email: None,
         }
     }
 }
@@ -52,13 +55,16 @@ type SettingsRow = (
     i64,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 const SETTINGS: &str =
     "SELECT customer_id, channels, points, quiet_start, quiet_end, utc_offset_minutes, opted_out,
-        webhook_url, webhook_secret FROM reminder_settings";
+        webhook_url, webhook_secret, email FROM reminder_settings";
 
-fn settings((customer_id, channels, points, qs, qe, off, out, url, secret): SettingsRow) -> ReminderSettings {
+fn settings(
+    (customer_id, channels, points, qs, qe, off, out, url, secret, email): SettingsRow,
+) -> ReminderSettings {
     ReminderSettings {
         customer_id,
         channels: serde_json::from_str(&channels).unwrap_or_default(),
@@ -68,6 +74,7 @@ fn settings((customer_id, channels, points, qs, qe, off, out, url, secret): Sett
         opted_out: out != 0,
         webhook_url: url,
         webhook_secret: secret,
+        email,
     }
 }
 
@@ -144,12 +151,13 @@ impl Store {
     pub async fn put_reminder_settings(&self, s: &ReminderSettings) -> Result<()> {
         self.query(
             "INSERT INTO reminder_settings (customer_id, channels, points, quiet_start, quiet_end,
-                utc_offset_minutes, opted_out, webhook_url, webhook_secret)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                utc_offset_minutes, opted_out, webhook_url, webhook_secret, email)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (customer_id) DO UPDATE SET channels = excluded.channels, points = excluded.points,
                 quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end,
                 utc_offset_minutes = excluded.utc_offset_minutes, opted_out = excluded.opted_out,
-                webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret",
+                webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret,
+                email = excluded.email",
         )
         .bind(s.customer_id)
         .bind(serde_json::to_string(&s.channels).unwrap_or_else(|_| "[]".into()))
@@ -160,6 +168,7 @@ impl Store {
         .bind(i64::from(s.opted_out))
         .bind(s.webhook_url.as_deref())
         .bind(s.webhook_secret.as_deref())
+        .bind(s.email.as_deref())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -223,6 +232,34 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// A reminder's text as rendered for sending (with what is known then,
+    /// e.g. a visit booked since it was queued).
+    pub async fn set_reminder_message(&self, id: i64, message: &str) -> Result<()> {
+        self.query("UPDATE reminders SET message = $1 WHERE id = $2")
+            .bind(message)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// What a reminder about `consumable` of `device` says when rendered:
+    /// the device's profile, and the visit booked on its active order for
+    /// that part, if any.
+    pub async fn reminder_facts(&self, device: &str, consumable: &str) -> Result<(String, Option<i64>)> {
+        let profile: Option<(String,)> = self
+            .query_as("SELECT profile FROM devices WHERE id = $1")
+            .bind(device)
+            .fetch_optional(&self.pool)
+            .await?;
+        let cause = crate::ingest::consumable_cause(consumable);
+        let visit = self
+            .active_work_order(device, &cause)
+            .await?
+            .and_then(|w| w.visit_ms);
+        Ok((profile.map(|p| p.0).unwrap_or_default(), visit))
     }
 
     /// Reminders, newest first: one customer's, or everyone's.

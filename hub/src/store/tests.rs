@@ -509,6 +509,7 @@ mod work_orders {
             note: Some("on it"),
             parts: if action == Action::Resolve { &PARTS } else { &[] },
             at_ms,
+            visit_ms: None,
         }
     }
 

@@ -41,6 +41,9 @@ pub struct Change<'a> {
     /// `resolve`: the parts used.
     pub parts: &'a [String],
     pub at_ms: i64,
+    /// `assign`: the visit booked (UTC), replacing any earlier one; none
+    /// leaves the order without a booked visit. `reopen` clears it.
+    pub visit_ms: Option<i64>,
 }
 
 /// Why a change was not made.
@@ -66,6 +69,13 @@ impl From<sqlx::Error> for ChangeError {
     fn from(e: sqlx::Error) -> Self {
         ChangeError::Store(StoreError::Db(e))
     }
+}
+
+/// The value a change binds as `$7`, when its step has one.
+enum Extra {
+    None,
+    Text(String),
+    Ms(Option<i64>),
 }
 
 /// Which orders to list.
@@ -143,24 +153,32 @@ impl Store {
         // column assigned twice), and `$7` where the step has a value. The
         // update is conditional on the status and assignee it was checked
         // against: an accept racing a reassignment cannot accept for the new
-        // assignee.
+        // assignee. An assignment books its visit (or none); a decline or a
+        // reopening drops it.
         let (stamp, extra) = match c.action {
-            Action::Assign => (", accepted_ms = NULL", None),
-            Action::Accept => (", accepted_ms = $3", None),
+            Action::Assign => (", accepted_ms = NULL, visit_ms = $7", Extra::Ms(c.visit_ms)),
+            Action::Accept => (", accepted_ms = $3", Extra::None),
             Action::Decline => {
                 let mut declined: Vec<String> =
                     serde_json::from_str(&current.declined_by).unwrap_or_default();
                 declined.extend(current.assignee.clone());
                 let json = serde_json::to_string(&declined).unwrap_or_else(|_| "[]".into());
-                (", accepted_ms = NULL, declined_by = $7", Some(json))
+                (
+                    ", accepted_ms = NULL, visit_ms = NULL, declined_by = $7",
+                    Extra::Text(json),
+                )
             }
-            Action::Start => (", started_ms = $3, accepted_ms = COALESCE(accepted_ms, $3)", None),
+            Action::Start => (
+                ", started_ms = $3, accepted_ms = COALESCE(accepted_ms, $3)",
+                Extra::None,
+            ),
             Action::Resolve => (
                 ", resolved_ms = $3, parts = $7",
-                Some(serde_json::to_string(c.parts).unwrap_or_else(|_| "[]".into())),
+                Extra::Text(serde_json::to_string(c.parts).unwrap_or_else(|_| "[]".into())),
             ),
-            Action::Close => (", closed_ms = $3", None),
-            Action::Reopen | Action::Cancel => ("", None),
+            Action::Close => (", closed_ms = $3", Extra::None),
+            Action::Reopen => (", visit_ms = NULL", Extra::None),
+            Action::Cancel => ("", Extra::None),
         };
         let mut tx = self.pool.begin().await?;
         let sql = format!(
@@ -178,8 +196,9 @@ impl Store {
         // `$7` only where the statement has it (PostgreSQL refuses a
         // parameter the statement does not use).
         let query = match extra {
-            Some(v) => query.bind(v),
-            None => query,
+            Extra::Text(v) => query.bind(v),
+            Extra::Ms(v) => query.bind(v),
+            Extra::None => query,
         };
         let updated: std::result::Result<Option<WorkOrderRow>, sqlx::Error> =
             query.fetch_optional(&mut *tx).await;
@@ -205,6 +224,9 @@ impl Store {
         }
         if !c.parts.is_empty() {
             detail.insert("parts".into(), c.parts.into());
+        }
+        if let Some(v) = c.visit_ms.filter(|_| c.action == Action::Assign) {
+            detail.insert("visit".into(), wearline_models::time::rfc3339(v).into());
         }
         self.record_event(
             &mut tx,

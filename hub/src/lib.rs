@@ -14,6 +14,7 @@ pub mod config;
 pub mod dispatch;
 pub mod escalation;
 pub mod histogram;
+pub mod history;
 pub mod influx;
 pub mod ingest;
 pub mod metrics;

@@ -135,6 +135,12 @@ impl Hub {
             tenant_topics: tls_addr.is_some(),
         };
         tasks.push(tokio::spawn(ingest.run(ingest_cfg, cancel.child_token())));
+        tasks.push(tokio::spawn(crate::history::run(
+            store.clone(),
+            config.retention,
+            config.rollup_every,
+            cancel.child_token(),
+        )));
         tasks.push(tokio::spawn(crate::reminders::run(
             store.clone(),
             cancel.child_token(),
@@ -171,6 +177,7 @@ impl Hub {
             store: store.clone(),
             stats: stats.clone(),
             influx,
+            retention: config.retention,
         });
         let api_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {

@@ -1,5 +1,5 @@
-//! The REST API: devices, their consumables, work orders, health and
-//! Prometheus metrics.
+//! The REST API: devices, their consumables and telemetry history, work
+//! orders, health and Prometheus metrics.
 //!
 //! `router(state)` is kept apart from serving so handlers can be tested with
 //! `oneshot` requests; `serve` runs it on a listener.
@@ -14,7 +14,7 @@
 use crate::influx::InfluxHandle;
 use crate::ingest::IngestStats;
 use crate::policy::{self, Access, Caller, DeviceFacts, OrderFacts};
-use crate::store::{DeviceRow, Store, StoreError, WorkOrderRow};
+use crate::store::{DeviceRow, Retention, Store, StoreError, WorkOrderRow};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -28,6 +28,8 @@ pub struct AppState {
     pub stats: Arc<IngestStats>,
     /// The InfluxDB sink, when configured.
     pub influx: Option<InfluxHandle>,
+    /// How long each resolution of the history is kept (for `auto`).
+    pub retention: Retention,
 }
 
 /// An error answered as JSON `{"error": "..."}`.
@@ -72,6 +74,7 @@ mod ops;
 mod reminders;
 mod reports;
 mod technicians;
+mod telemetry;
 mod work_orders;
 
 pub fn router(state: AppState) -> Router {
@@ -82,6 +85,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/devices/{id}/consumables",
             get(devices::device_consumables),
         )
+        .route("/api/v1/devices/{id}/telemetry", get(telemetry::device_telemetry))
         .route("/api/v1/alerts", get(devices::alerts))
         .route("/api/v1/work-orders", get(work_orders::work_orders))
         .route("/api/v1/work-orders/{id}", get(work_orders::work_order))

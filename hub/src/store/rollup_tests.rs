@@ -352,7 +352,12 @@ async fn pruning_keeps_retention_and_what_is_not_rolled_up(db: TestDb) {
         ..samples[47].clone()
     };
     let fresh = store
-        .insert_samples("gw", "d", "p", vec![samples[3].clone(), gap_filler, samples[71].clone()])
+        .insert_samples(
+            "gw",
+            "d",
+            "p",
+            vec![samples[3].clone(), gap_filler, samples[71].clone()],
+        )
         .await
         .expect("copies");
     assert!(fresh.is_empty(), "copies of pruned samples were taken: {fresh:?}");

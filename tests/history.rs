@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::*;
+use wearline_hub::store::{Location, Resolution, Store};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -68,8 +69,14 @@ fn publish(broker: &str, client_id: &str, msgs: &[(String, String)]) -> usize {
 /// start, `(count, sum, min, max, last)` (last by time, then sequence).
 type Buckets = BTreeMap<(String, i64), (i64, f64, f64, f64, f64)>;
 
-fn brute_force(samples: &BTreeMap<u64, (i64, BTreeMap<&str, f64>)>, width: i64) -> Buckets {
-    let mut out: BTreeMap<(String, i64), (i64, f64, f64, f64, (i64, u64, f64))> = BTreeMap::new();
+/// A device's distinct samples: sequence number to time and values.
+type Samples = BTreeMap<u64, (i64, BTreeMap<&'static str, f64>)>;
+
+/// A bucket being counted: count, sum, min, max, and the last `(ts, seq, value)`.
+type Acc = (i64, f64, f64, f64, (i64, u64, f64));
+
+fn brute_force(samples: &Samples, width: i64) -> Buckets {
+    let mut out: BTreeMap<(String, i64), Acc> = BTreeMap::new();
     for (seq, (ts, values)) in samples {
         for (m, v) in values {
             let b = ts - ts.rem_euclid(width);
@@ -295,7 +302,7 @@ fn a_hub_killed_mid_way_and_restarted_ends_with_exact_rollups() {
         rng >> 33
     };
     let devices: Vec<String> = (0..20).map(|i| format!("kill-{i:02}")).collect();
-    let mut distinct: BTreeMap<String, BTreeMap<u64, (i64, BTreeMap<&str, f64>)>> = BTreeMap::new();
+    let mut distinct: BTreeMap<String, Samples> = BTreeMap::new();
     let mut msgs = Vec::new();
     for d in &devices {
         let mut samples = Vec::new();
@@ -323,11 +330,41 @@ fn a_hub_killed_mid_way_and_restarted_ends_with_exact_rollups() {
     let health = format!("{}/health", hub.api);
     let first = msgs.clone();
     let publisher = std::thread::spawn(move || publish(&broker, "history-kill-1", &first));
-    // Killed once a third is stored, while ingest and rollups run.
-    eventually(Duration::from_secs(60), "a third of the samples stored", || {
-        (get_json(&health)["ingest"]["samples"].as_u64()? >= total / 3).then_some(())
+    // Killed once a third is stored and some of it rolled up, while ingest
+    // and rollups run: the store then holds both rolled-up and pending
+    // samples, and maybe a merge cut short.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = rt
+        .block_on(Store::open(&Location::Sqlite(dir.path().join("hub.db"))))
+        .expect("open the hub's store");
+    let rolled_up = |store: &Store| {
+        rt.block_on(async {
+            let mut n = 0;
+            for d in &devices {
+                let rows = store
+                    .rollup_history(Resolution::Hour, d, Some("a"), 0, i64::MAX / 2, 100_000)
+                    .await
+                    .expect("rollups");
+                n += rows.iter().map(|r| r.n).sum::<i64>();
+            }
+            n
+        })
+    };
+    eventually(Duration::from_secs(60), "a third stored, some rolled up", || {
+        let stored = get_json(&health)["ingest"]["samples"].as_u64()?;
+        (stored >= total / 3 && rolled_up(&store) > 0).then_some(())
     });
     hub.proc.kill();
+    let pending = rt.block_on(store.pending_samples()).expect("pending");
+    let rolled = rolled_up(&store);
+    assert!(
+        pending > 0 && rolled > 0,
+        "killed with {rolled} samples rolled up and {pending} pending"
+    );
+    drop(store);
     let sent_before = publisher.join().expect("publisher");
     assert!(
         sent_before < msgs.len(),

@@ -19,6 +19,9 @@ const KEEP: Retention = Retention {
     hour: None,
 };
 
+/// Every distinct sample sent, by device and sequence number.
+type Distinct = BTreeMap<(String, u64), Sample>;
+
 /// SplitMix64: reproducible random data without a dependency.
 struct Rng(u64);
 
@@ -67,7 +70,7 @@ fn message(device: &str, samples: Vec<Sample>) -> Telemetry {
 
 /// The rollups every resolution must hold, computed directly from the
 /// distinct samples: `(device, row)` by device, metric and bucket.
-fn brute_force(samples: &BTreeMap<(String, u64), Sample>, width: i64) -> Vec<(String, RollupRow)> {
+fn brute_force(samples: &Distinct, width: i64) -> Vec<(String, RollupRow)> {
     let mut aggs: BTreeMap<(String, String, i64), Agg> = BTreeMap::new();
     for ((device, seq), s) in samples {
         for (m, v) in &s.values {
@@ -131,7 +134,7 @@ fn random_traffic(
     devices: &[&str],
     per_device: u64,
     t0: i64,
-) -> (Vec<Vec<Telemetry>>, BTreeMap<(String, u64), Sample>) {
+) -> (Vec<Vec<Telemetry>>, Distinct) {
     let mut all: Vec<(String, Sample)> = Vec::new();
     let mut distinct = BTreeMap::new();
     for d in devices {

@@ -312,7 +312,7 @@ fn retention_defaults_and_zero_keep_forever() {
         ),
         (day(7), day(90), None)
     );
-    assert_eq!(defaults.rollup_every, Duration::from_secs(10));
+    assert_eq!(defaults.rollup_every, Duration::from_secs(60));
     let set = parse("rollup_every_secs = 30\n[store.retention]\nraw_days = 2\nminute_days = 0\n");
     assert_eq!(
         (set.retention.raw, set.retention.minute, set.retention.hour),

@@ -199,7 +199,7 @@ pub struct StoreConfig {
 }
 
 const fn default_rollup_every_secs() -> u64 {
-    10
+    60
 }
 
 /// `[store.retention]`: days each resolution is kept; 0 keeps it forever.

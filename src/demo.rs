@@ -71,6 +71,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             bootstrap_token_file: None,
         },
         store: wearline_hub::store::Location::Sqlite(data_dir.join("hub.db")),
+        retention: wearline_hub::store::Retention::default(),
+        rollup_every: std::time::Duration::from_secs(10),
         influx: None,
         reminders: Default::default(),
         offline_after: wearline_hub::ingest::DEFAULT_OFFLINE_AFTER,

@@ -359,3 +359,66 @@ fn a_bad_line_in_the_password_file_names_its_line() {
     let want = format!("{}:2: user `gw1`: expected a hash", list.display());
     assert!(stderr.contains(&want), "expected {want:?} in:\n{stderr}");
 }
+
+#[test]
+fn retention_errors_name_file_line_and_key() {
+    let base = "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\nsqlite = \"x.db\"\n";
+    let cases = [
+        (
+            "[store.retention]\nraw_days = 100\n",
+            "7: key `store.retention.raw_days`: keeps 100 days but `minute_days` keeps 90 days",
+        ),
+        (
+            "[store.retention]\nraw_days = 0\n",
+            "7: key `store.retention.raw_days`: keeps forever (0) but `minute_days` keeps 90 days",
+        ),
+        (
+            "[store.retention]\nminute_days = 30\nhour_days = 10\n",
+            "7: key `store.retention.minute_days`: keeps 30 days but `hour_days` keeps 10 days",
+        ),
+        (
+            "[store.retention]\nraw_days = 1\nraw_hours = 2\n",
+            "8:1: key `store.retention.raw_hours`: unknown field",
+        ),
+        (
+            "[store.retention]\nminute_days = \"90d\"\n",
+            "7:15: key `store.retention.minute_days`: invalid type",
+        ),
+        (
+            "rollup_every_secs = 0\n",
+            "6: key `store.rollup_every_secs`: must be between 1 and 3600",
+        ),
+    ];
+    for (section, expected) in cases {
+        check_bad_config("hub", &format!("{base}{section}"), expected);
+    }
+}
+
+#[test]
+fn retention_defaults_and_zero_keep_forever() {
+    use std::time::Duration;
+    let base = "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\nsqlite = \"x.db\"\n";
+    let day = |d: u64| Some(Duration::from_secs(d * 86_400));
+    let parse = |extra: &str| {
+        wearline_hub::HubConfig::parse("hub.toml", &format!("{base}{extra}"), &configs_dir())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let defaults = parse("");
+    assert_eq!(
+        (
+            defaults.retention.raw,
+            defaults.retention.minute,
+            defaults.retention.hour
+        ),
+        (day(7), day(90), None)
+    );
+    assert_eq!(defaults.rollup_every, Duration::from_secs(60));
+    let set = parse("rollup_every_secs = 30\n[store.retention]\nraw_days = 2\nminute_days = 0\n");
+    assert_eq!(
+        (set.retention.raw, set.retention.minute, set.retention.hour),
+        (day(2), None, None)
+    );
+    assert_eq!(set.rollup_every, Duration::from_secs(30));
+    let all = parse("[store.retention]\nraw_days = 3\nminute_days = 3\nhour_days = 400\n");
+    assert_eq!(all.retention.hour, day(400));
+}

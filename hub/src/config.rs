@@ -1,11 +1,12 @@
-//! The hub's config file: broker, HTTP API, store, profiles, the optional
-//! InfluxDB sink and reminder delivery (`[reminders]`, e-mail over SMTP).
+//! The hub's config file: broker, HTTP API, store (with history retention),
+//! profiles, the optional InfluxDB sink and reminder delivery
+//! (`[reminders]`, e-mail over SMTP).
 //!
 //! Unknown keys, wrong types and invalid values are errors that name the
 //! file, the line and the key.
 
 use crate::passwords::PasswordFile;
-use crate::store::Location;
+use crate::store::{Location, Retention};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -218,6 +219,87 @@ pub struct StoreConfig {
     /// PostgreSQL URL (`postgres://user:password@host:port/database`) instead.
     #[serde(default)]
     pub postgres: Option<String>,
+    /// How often new samples are rolled up into the 1-minute and 1-hour
+    /// history. Longer merges more samples per bucket write.
+    #[serde(default = "default_rollup_every_secs")]
+    pub rollup_every_secs: u64,
+    /// How long each resolution of the history is kept.
+    #[serde(default)]
+    pub retention: RetentionSection,
+}
+
+const fn default_rollup_every_secs() -> u64 {
+    60
+}
+
+/// `[store.retention]`: days each resolution is kept; 0 keeps it forever.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Raw samples.
+    #[serde(default = "default_raw_days")]
+    pub raw_days: u32,
+    /// 1-minute rollups.
+    #[serde(default = "default_minute_days")]
+    pub minute_days: u32,
+    /// 1-hour rollups.
+    #[serde(default)]
+    pub hour_days: u32,
+}
+
+const fn default_raw_days() -> u32 {
+    7
+}
+const fn default_minute_days() -> u32 {
+    90
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection {
+            raw_days: default_raw_days(),
+            minute_days: default_minute_days(),
+            hour_days: 0,
+        }
+    }
+}
+
+/// Validates `[store.retention]`: a finer resolution is kept no longer than
+/// a coarser one (0, forever, is the longest).
+fn retention(
+    raw: &RetentionSection,
+    invalid: &dyn Fn(&str, &str) -> LoadError,
+) -> Result<Retention, LoadError> {
+    let days = |d: u32| (d > 0).then(|| Duration::from_secs(u64::from(d) * 86_400));
+    let keep = |d: u32| if d == 0 { u64::MAX } else { u64::from(d) };
+    let steps = [
+        ("raw_days", raw.raw_days, "minute_days", raw.minute_days),
+        ("minute_days", raw.minute_days, "hour_days", raw.hour_days),
+    ];
+    for (fine, f, coarse, c) in steps {
+        if keep(f) > keep(c) {
+            let shown = |d: u32| {
+                if d == 0 {
+                    "forever (0)".to_string()
+                } else {
+                    format!("{d} days")
+                }
+            };
+            return Err(invalid(
+                &format!("store.retention.{fine}"),
+                &format!(
+                    "keeps {} but `{coarse}` keeps {}: a finer resolution may not outlive a coarser one",
+                    shown(f),
+                    shown(c)
+                ),
+            ));
+        }
+    }
+    Ok(Retention {
+        raw: days(raw.raw_days),
+        minute: days(raw.minute_days),
+        hour: days(raw.hour_days),
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -404,6 +486,10 @@ pub struct HubConfig {
     pub http: HttpConfig,
     /// The database: an SQLite file or a PostgreSQL server.
     pub store: Location,
+    /// How long raw samples and each rollup resolution are kept.
+    pub retention: Retention,
+    /// How often new samples are rolled up.
+    pub rollup_every: Duration,
     /// The InfluxDB sink, when configured.
     pub influx: Option<InfluxConfig>,
     /// A device silent this long is offline.
@@ -471,6 +557,14 @@ impl HubConfig {
                 ));
             }
         }
+        let retention = retention(&raw.store.retention, &invalid)?;
+        if raw.store.rollup_every_secs == 0 || raw.store.rollup_every_secs > 3600 {
+            return Err(invalid(
+                "store.rollup_every_secs",
+                "must be between 1 and 3600 seconds",
+            ));
+        }
+        let rollup_every = Duration::from_secs(raw.store.rollup_every_secs);
         let store = match (raw.store.sqlite, raw.store.postgres) {
             (Some(path), None) => Location::Sqlite(base.join(path)),
             (None, Some(url)) => {
@@ -564,6 +658,8 @@ impl HubConfig {
             broker,
             http,
             store,
+            retention,
+            rollup_every,
             influx,
             offline_after: std::time::Duration::from_secs(raw.ingest.offline_after_secs),
             indicator_result_timeout: Duration::from_secs(raw.indicator.result_timeout_secs),

@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod downlink;
 pub mod escalation;
 pub mod histogram;
+pub mod history;
 pub mod influx;
 pub mod ingest;
 pub mod metrics;

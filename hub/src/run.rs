@@ -137,6 +137,12 @@ impl Hub {
             tenant_topics: tls_addr.is_some(),
         };
         tasks.push(tokio::spawn(ingest.run(ingest_cfg, cancel.child_token())));
+        tasks.push(tokio::spawn(crate::history::run(
+            store.clone(),
+            config.retention,
+            config.rollup_every,
+            cancel.child_token(),
+        )));
         let delivery = crate::reminders::Delivery {
             mailer: match &config.reminders.smtp {
                 Some(smtp) => Some(crate::reminders::email::Mailer::new(smtp).map_err(anyhow::Error::msg)?),
@@ -188,6 +194,7 @@ impl Hub {
             stats: stats.clone(),
             influx,
             email_channel: config.reminders.smtp.is_some(),
+            retention: config.retention,
         });
         let api_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {

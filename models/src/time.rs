@@ -2,16 +2,19 @@
 //! for JSON as RFC 3339 in UTC, parsed from RFC 3339 with any offset, and
 //! calendar dates (local at an offset from UTC).
 
-use std::time::{Duration, UNIX_EPOCH};
-
-/// `1795392000000` → `2026-11-23T00:00:00Z` (to the second).
+/// `1795392000000` → `2026-11-23T00:00:00Z` (to the second). Any `i64`:
+/// years outside 0–9999 are written with their sign or more digits rather
+/// than refused (times come from outside, and formatting must not fail).
 pub fn rfc3339(ms: i64) -> String {
-    let t = if ms >= 0 {
-        UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
-    };
-    humantime::format_rfc3339_seconds(t).to_string()
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// `1795392000000` → `2026-11-23` (the UTC date).
@@ -120,6 +123,18 @@ mod tests {
     }
 
     #[test]
+    fn any_time_is_written_without_failing() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_392_000_999), "2026-11-23T00:00:00Z");
+        assert_eq!(super::rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(super::rfc3339(-62_167_219_200_000), "0000-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(253_402_300_800_000), "10000-01-01T00:00:00Z");
+        for ms in [i64::MIN, i64::MAX, i64::MIN / 2, i64::MAX / 3] {
+            let _ = super::rfc3339(ms);
+        }
+    }
+
+    #[test]
     fn civil_dates_round_trip() {
         use super::{civil_from_days, days_from_civil};
         assert_eq!(days_from_civil(1970, 1, 1), 0);
@@ -156,6 +171,28 @@ mod tests {
             "tomorrow",
         ] {
             assert_eq!(p(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_utc_and_refuses_the_rest() {
+        assert_eq!(
+            super::parse_rfc3339("2026-11-23T00:00:00Z"),
+            Some(1_795_392_000_000)
+        );
+        assert_eq!(
+            super::parse_rfc3339("2026-11-23T00:00:00.250Z"),
+            Some(1_795_392_000_250)
+        );
+        assert_eq!(super::parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-23",
+            "2026-13-01T00:00:00Z",
+            "1795392000000",
+        ] {
+            assert_eq!(super::parse_rfc3339(bad), None, "{bad}");
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The REST API: devices, their consumables, work orders, health and
-//! Prometheus metrics, and the OpenAPI document that describes them.
+//! The REST API: devices, their consumables and telemetry history, work
+//! orders, health and Prometheus metrics, and the OpenAPI document that
+//! describes them.
 //!
 //! `router(state)` is kept apart from serving so handlers can be tested with
 //! `oneshot` requests; `serve` runs it on a listener.
@@ -22,7 +23,7 @@
 use crate::influx::InfluxHandle;
 use crate::ingest::IngestStats;
 use crate::policy::{self, Access, Caller, DeviceFacts, OrderFacts};
-use crate::store::{DeviceRow, Store, StoreError, WorkOrderRow};
+use crate::store::{DeviceRow, Retention, Store, StoreError, WorkOrderRow};
 use axum::extract::{FromRequestParts, rejection::JsonRejection};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub influx: Option<InfluxHandle>,
     /// Whether the `email` reminder channel is set up (`[reminders.smtp]`).
     pub email_channel: bool,
+    /// How long each resolution of the history is kept (for `auto`).
+    pub retention: Retention,
 }
 
 /// An error answered as JSON `{"error": "..."}` ([`ErrorBody`]).
@@ -127,6 +130,7 @@ mod ops;
 mod reminders;
 mod reports;
 mod technicians;
+mod telemetry;
 mod work_orders;
 
 /// The document's frame: what the API is, its tags, and the bearer scheme
@@ -165,6 +169,7 @@ fn secured() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::devices))
         .routes(routes!(devices::device))
         .routes(routes!(devices::device_consumables))
+        .routes(routes!(telemetry::device_telemetry))
         .routes(routes!(devices::put_location))
         .routes(routes!(devices::alerts))
         .routes(routes!(work_orders::work_orders, work_orders::create_work_order))

@@ -1,7 +1,8 @@
 //! The store's batch writes: a batch of telemetry in one transaction
 //! (deduplicated samples, device rows with counts, last sequence number and
-//! gaps, text attributes), and consumable states in multi-row upserts.
+//! gaps, text attributes, the new samples' rollup pending rows), and consumable states in multi-row upserts.
 
+use super::rollup::{PendingShard, shard_of};
 use super::sql::{greatest, placeholder, push_tuples};
 use super::{ConsumableRow, Result, Store, seq_i64};
 use sqlx::AssertSqlSafe;
@@ -41,20 +42,53 @@ impl Store {
                 fresh_keys.entry(seq).or_default().push(device);
             }
         }
-        // The devices' last sequence numbers before this batch, for gap counting.
+        // The devices' last sequence numbers before this batch, for gap
+        // counting, and the highest they had pruned. Read after the insert:
+        // on PostgreSQL an insert of a key that a pruning transaction
+        // deletes waits for it to commit, so its `pruned_seq` shows here.
         let ids: std::collections::BTreeSet<&str> = batch.iter().map(|t| t.device.as_str()).collect();
         let ids: Vec<&str> = ids.into_iter().collect();
         let mut last_seq: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        let mut pruned: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
         for chunk in ids.chunks(CHUNK) {
-            let mut sql = String::from("SELECT id, last_seq FROM devices WHERE id IN ");
+            let mut sql = String::from("SELECT id, last_seq, pruned_seq FROM devices WHERE id IN ");
             push_tuples(&mut sql, self.backend, 1, chunk.len(), 1);
             let mut q = self.query_as(AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(*id);
             }
-            let rows: Vec<(String, i64)> = q.fetch_all(&mut *tx).await?;
-            last_seq.extend(rows);
+            let rows: Vec<(String, i64, i64)> = q.fetch_all(&mut *tx).await?;
+            for (id, last, p) in rows {
+                if p >= 0 {
+                    pruned.insert(id.clone(), p);
+                }
+                last_seq.insert(id, last);
+            }
         }
+        // A sample at or below its device's pruned sequence number may be a
+        // copy of one pruned (it would be counted twice in the rollups):
+        // it is not taken. Rare: only data older than raw retention.
+        let mut stale: Vec<(String, i64)> = Vec::new();
+        if !pruned.is_empty() {
+            for (seq, devices) in fresh_keys.iter_mut() {
+                devices.retain(|d| {
+                    let keep = pruned.get(d).is_none_or(|p| seq > p);
+                    if !keep {
+                        stale.push((d.clone(), *seq));
+                    }
+                    keep
+                });
+            }
+        }
+        for (device, seq) in stale {
+            self.query("DELETE FROM samples WHERE device_id = $1 AND seq = $2")
+                .bind(device)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut pending: std::collections::BTreeMap<i64, PendingShard<'_>> =
+            std::collections::BTreeMap::new();
         let mut out: Vec<Vec<usize>> = Vec::with_capacity(batch.len());
         let mut devices: std::collections::BTreeMap<&str, DeviceBatch> = std::collections::BTreeMap::new();
         let mut text: std::collections::BTreeMap<&str, serde_json::Map<String, serde_json::Value>> =
@@ -68,6 +102,12 @@ impl Store {
                         .is_some()
                 })
                 .collect();
+            if !fresh.is_empty() {
+                let p = pending.entry(shard_of(&t.device)).or_default();
+                for s in fresh.iter().map(|&k| &t.samples[k]) {
+                    p.add(&t.device, seq_i64(s.seq), s.ts_ms, s.values.len());
+                }
+            }
             for s in fresh.iter().map(|&k| &t.samples[k]) {
                 let e = devices.entry(&t.device).or_insert(DeviceBatch {
                     gateway: &t.gateway,
@@ -148,6 +188,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        self.insert_pending(&mut tx, pending).await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -1,5 +1,5 @@
-//! The hub's store: devices, recent history, consumable predictions, alerts
-//! and work orders, in an embedded SQLite database (the default; no server)
+//! The hub's store: devices, raw samples and their 1-minute and 1-hour
+//! rollups (`rollup.rs`), consumable predictions, alerts and work orders, in an embedded SQLite database (the default; no server)
 //! or in PostgreSQL (selected by a URL), created and migrated at start.
 //!
 //! Both back ends run the same code: sqlx's `Any` driver, and SQL that both
@@ -16,6 +16,7 @@ mod batch;
 mod indicator;
 mod location;
 mod reminders;
+mod rollup;
 mod sql;
 mod technicians;
 mod work_orders;
@@ -23,6 +24,9 @@ mod work_orders;
 pub use access::{AccessError, CustomerRow, NewCustomer, NewToken, TokenRow};
 pub use location::{Backend, Location};
 pub use reminders::{CHANNELS, NewReminder, ReminderRow, ReminderSettings};
+pub use rollup::{
+    Agg, Merged, Pruned, RawPoint, Resolution, Retention, RollupRow, SHARDS, bucket_start, shard_of,
+};
 pub use technicians::TechnicianRow;
 pub use work_orders::{Change, ChangeError, WorkOrderEvent, WorkOrderFilter};
 
@@ -44,6 +48,8 @@ pub enum StoreError {
     Dir { path: String, source: std::io::Error },
     #[error("the store path {0} is not valid UTF-8")]
     Path(String),
+    #[error("unreadable row: {0}")]
+    Corrupt(String),
 }
 
 /// A device as the hub knows it.
@@ -562,5 +568,7 @@ fn seq_i64(seq: u64) -> i64 {
 
 #[cfg(test)]
 mod access_tests;
+#[cfg(test)]
+mod rollup_tests;
 #[cfg(test)]
 mod tests;

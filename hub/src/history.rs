@@ -1,0 +1,49 @@
+//! The history task: rolls new samples up into the 1-minute and 1-hour
+//! rollups every `[store] rollup_every_secs`, and prunes what is past
+//! `[store.retention]` every [`PRUNE_EVERY`]. The rules that keep the
+//! rollups exact are in `store/rollup.rs`; this is only the schedule.
+//!
+//! It must not hold up ingest: each merge writes one device shard in one
+//! short transaction, and pruning deletes at most [`PRUNE_BATCH`] rows per
+//! statement, yielding between statements.
+
+use crate::store::{Retention, SHARDS, Store};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often retention is applied. The first round is one period after
+/// start: pruning is never urgent, and a restarting hub has other work.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Most rows one pruning statement deletes.
+pub const PRUNE_BATCH: usize = 1000;
+
+/// Runs until `cancel` fires.
+pub async fn run(store: Store, retention: Retention, rollup_every: Duration, cancel: CancellationToken) {
+    let mut rollup = tokio::time::interval(rollup_every);
+    rollup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune = tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Hubs sharing a store start their merges at different shards.
+    let mut first = crate::clock::wall_ms().rem_euclid(SHARDS);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = rollup.tick() => {
+                match store.roll_up(first, &retention, crate::clock::wall_ms()).await {
+                    Ok(m) if m.pending_rows > 0 || m.lost > 0 => tracing::debug!(
+                        samples = m.samples, rows = m.rows, lost = m.lost, "rolled up"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "rollup failed; retrying at the next period"),
+                }
+                first = (first + 1).rem_euclid(SHARDS);
+            }
+            _ = prune.tick() => {
+                match store.prune(&retention, crate::clock::wall_ms(), PRUNE_BATCH).await {
+                    Ok(p) => tracing::info!(raw = p.raw, minute = p.minute, hour = p.hour, "history pruned"),
+                    Err(e) => tracing::warn!(error = %e, "pruning failed; retrying at the next period"),
+                }
+            }
+        }
+    }
+}

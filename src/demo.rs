@@ -75,6 +75,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         rollup_every: std::time::Duration::from_secs(10),
         influx: None,
         reminders: Default::default(),
+        escalation_notify: Vec::new(),
         offline_after: wearline_hub::ingest::DEFAULT_OFFLINE_AFTER,
         indicator_result_timeout: wearline_hub::reminders::indicator::DEFAULT_RESULT_TIMEOUT,
         unknown_devices: wearline_hub::config::UnknownDevices::Register,

@@ -286,6 +286,22 @@ fn indicator_section_errors_name_file_line_and_key() {
 }
 
 #[test]
+fn escalation_section_errors_name_file_line_and_key() {
+    let base = "[broker]\nkind = \"embedded\"\naddress = \"127.0.0.1:0\"\n[store]\nsqlite = \"x.db\"\n";
+    check_bad_config(
+        "hub",
+        &format!("{base}[escalation]\nnotify_email = [\"service@example.com\"]\n"),
+        "7: key `escalation.notify_email`: needs `[reminders.smtp]`",
+    );
+    let smtp = "[reminders.smtp]\nhost = \"127.0.0.1\"\ntls = \"none\"\nfrom = \"hub@example.com\"\n";
+    check_bad_config(
+        "hub",
+        &format!("{base}{smtp}[escalation]\nnotify_email = [\"service at example\"]\n"),
+        "11: key `escalation.notify_email`: `service at example` is not an e-mail address",
+    );
+}
+
+#[test]
 fn a_bad_device_id_in_the_devices_file_names_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let list = dir.path().join("devices.txt");

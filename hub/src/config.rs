@@ -32,6 +32,9 @@ struct RawConfig {
     /// Reminder delivery; absent: no e-mail channel.
     #[serde(default)]
     reminders: RawReminders,
+    /// Who hears of overdue work orders.
+    #[serde(default)]
+    escalation: RawEscalation,
     /// Folder of device profiles, relative to the config file.
     #[serde(default = "default_profiles_dir")]
     profiles_dir: PathBuf,
@@ -386,6 +389,16 @@ impl std::fmt::Debug for InfluxConfig {
     }
 }
 
+/// `[escalation]`: who is told when a work order misses a service-level
+/// target.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEscalation {
+    /// Addresses e-mailed (through `[reminders.smtp]`) on each escalation.
+    #[serde(default)]
+    notify_email: Vec<String>,
+}
+
 /// `[reminders]`: how reminders are delivered.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -507,6 +520,8 @@ pub struct HubConfig {
     pub bootstrap_token_hash: Option<String>,
     /// Reminder delivery (`[reminders]`).
     pub reminders: RemindersConfig,
+    /// Addresses told of each escalation by e-mail (`[escalation]`).
+    pub escalation_notify: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -652,6 +667,27 @@ impl HubConfig {
             None => None,
         };
         let reminders = reminders(raw.reminders, base, &invalid)?;
+        let escalation_notify: Vec<String> = raw
+            .escalation
+            .notify_email
+            .iter()
+            .map(|a| a.trim().to_string())
+            .collect();
+        if let Some(bad) = escalation_notify
+            .iter()
+            .find(|a| a.parse::<lettre::Address>().is_err())
+        {
+            return Err(invalid(
+                "escalation.notify_email",
+                &format!("`{bad}` is not an e-mail address such as service@example.com"),
+            ));
+        }
+        if !escalation_notify.is_empty() && reminders.smtp.is_none() {
+            return Err(invalid(
+                "escalation.notify_email",
+                "needs `[reminders.smtp]`, the relay the notifications go through",
+            ));
+        }
         let dir = base.join(&raw.profiles_dir);
         let profiles = load_profiles(&dir)?;
         Ok(HubConfig {
@@ -669,6 +705,7 @@ impl HubConfig {
             passwords,
             bootstrap_token_hash,
             reminders,
+            escalation_notify,
         })
     }
 }

@@ -1,26 +1,98 @@
 //! Service-level escalation (and dispatch of waiting orders): once a minute, every active work order past a
 //! due time (not started by `respond_by`, not resolved by `resolve_by`) is
 //! raised one priority step, once per missed target, with an `escalated`
-//! entry in its trail, a `HubEvent::WorkOrderEscalated` and a count on
-//! `/metrics`.
+//! entry in its trail, a `HubEvent::WorkOrderEscalated`, a count on
+//! `/metrics`, and, with `[escalation] notify_email`, an e-mail to the
+//! service team through the reminders' relay (its outcome, sent or the
+//! error, a `notified` entry in the trail). With several hubs, the one whose
+//! conditional update raised the order is the one that tells.
 
 use crate::ingest::IngestStats;
+use crate::reminders::email::Mailer;
 use crate::run::HubEvent;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WorkOrderRow};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use wearline_models::time::rfc3339;
 
 /// How often due times are checked.
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);
 
-/// Escalates what is overdue at `now_ms`; returns how many orders were raised.
+/// Who is told of escalations, and the relay it goes through.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub mailer: Mailer,
+    pub to: Vec<String>,
+}
+
+/// The notice of `order`'s escalation for missing `breach`: subject and
+/// plain-text body.
+pub fn notice(order: &WorkOrderRow, breach: &str) -> (String, String) {
+    let (target, due) = match breach {
+        "response" => (
+            "response",
+            format!("not started by {}", rfc3339(order.respond_by_ms)),
+        ),
+        _ => (
+            "resolution",
+            format!("not resolved by {}", rfc3339(order.resolve_by_ms)),
+        ),
+    };
+    let subject = format!(
+        "Work order #{} overdue: {target} time missed, now {}",
+        order.id, order.priority
+    );
+    let who = order
+        .assignee
+        .as_deref()
+        .map_or_else(|| "nobody yet".to_string(), |a| a.to_string());
+    let body = format!(
+        "Work order #{id} on {device} missed its {target} time ({due}).\n\
+         Its priority is now {priority}.\n\n\
+         {title}\n\
+         Status: {status}; assigned to {who}.\n\
+         Respond by {respond}; resolve by {resolve}.\n\n\
+         The order: GET /api/v1/work-orders/{id}; its trail: /api/v1/work-orders/{id}/events\n",
+        id = order.id,
+        device = order.device_id,
+        priority = order.priority,
+        title = order.title,
+        status = order.status,
+        respond = rfc3339(order.respond_by_ms),
+        resolve = rfc3339(order.resolve_by_ms),
+    );
+    (subject, body)
+}
+
+/// E-mails the team about `order` and records the outcome in its trail.
+async fn tell(store: &Store, notify: &Notify, order: &WorkOrderRow, breach: &str, now_ms: i64) {
+    let (subject, body) = notice(order, breach);
+    let id = format!("escalation-{}-{breach}", order.id);
+    let detail = match notify.mailer.notify(&notify.to, &id, &subject, &body).await {
+        Ok(()) => serde_json::json!({"to": notify.to, "breach": breach}),
+        Err(e) => {
+            tracing::error!(work_order = order.id, error = %e, "cannot e-mail the escalation");
+            serde_json::json!({"to": notify.to, "breach": breach, "error": e})
+        }
+    };
+    if let Err(e) = store
+        .note_work_order(order.id, "hub", "notified", &detail, now_ms)
+        .await
+    {
+        tracing::error!(work_order = order.id, error = %e, "cannot record the escalation notice");
+    }
+}
+
+/// Escalates what is overdue at `now_ms`, telling `notify` of each; returns
+/// how many orders were raised.
 pub async fn escalate_overdue(
     store: &Store,
     events: &broadcast::Sender<HubEvent>,
     stats: &IngestStats,
+    notify: Option<&Notify>,
     now_ms: i64,
 ) -> Result<usize, StoreError> {
     let mut raised = 0;
@@ -35,6 +107,9 @@ pub async fn escalate_overdue(
                 "work order overdue; priority raised"
             );
             stats.work_orders_escalated.fetch_add(1, Ordering::Relaxed);
+            if let Some(n) = notify {
+                tell(store, n, &row, breach.as_str(), now_ms).await;
+            }
             let _ = events.send(HubEvent::WorkOrderEscalated {
                 order: row,
                 breach: breach.as_str(),
@@ -50,6 +125,7 @@ pub async fn run(
     store: Store,
     events: broadcast::Sender<HubEvent>,
     stats: Arc<IngestStats>,
+    notify: Option<Notify>,
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
@@ -60,7 +136,7 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let now = crate::clock::wall_ms();
-        if let Err(e) = escalate_overdue(&store, &events, &stats, now).await {
+        if let Err(e) = escalate_overdue(&store, &events, &stats, notify.as_ref(), now).await {
             tracing::error!(error = %e, "cannot check work orders' due times; retrying in a minute");
         }
         if let Err(e) = crate::dispatch::dispatch_waiting(&store, now).await {
@@ -98,17 +174,21 @@ mod tests {
         let stats = IngestStats::default();
         let late = order.respond_by_ms + 1;
         assert_eq!(
-            escalate_overdue(&store, &tx, &stats, order.respond_by_ms)
+            escalate_overdue(&store, &tx, &stats, None, order.respond_by_ms)
                 .await
                 .expect("check"),
             0
         );
         assert_eq!(
-            escalate_overdue(&store, &tx, &stats, late).await.expect("check"),
+            escalate_overdue(&store, &tx, &stats, None, late)
+                .await
+                .expect("check"),
             1
         );
         assert_eq!(
-            escalate_overdue(&store, &tx, &stats, late).await.expect("check"),
+            escalate_overdue(&store, &tx, &stats, None, late)
+                .await
+                .expect("check"),
             0,
             "once"
         );

@@ -143,11 +143,20 @@ impl Hub {
             config.rollup_every,
             cancel.child_token(),
         )));
+        let mailer = match &config.reminders.smtp {
+            Some(smtp) => Some(crate::reminders::email::Mailer::new(smtp).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        // The config refuses notify_email without a relay.
+        let notify = mailer
+            .clone()
+            .filter(|_| !config.escalation_notify.is_empty())
+            .map(|mailer| crate::escalation::Notify {
+                mailer,
+                to: config.escalation_notify.clone(),
+            });
         let delivery = crate::reminders::Delivery {
-            mailer: match &config.reminders.smtp {
-                Some(smtp) => Some(crate::reminders::email::Mailer::new(smtp).map_err(anyhow::Error::msg)?),
-                None => None,
-            },
+            mailer,
             retry_first_ms: i64::try_from(config.reminders.retry_first.as_millis()).unwrap_or(60_000),
             every: config.reminders.deliver_every,
             indicator: Some(crate::reminders::indicator::IndicatorChannel {
@@ -165,6 +174,7 @@ impl Hub {
             store.clone(),
             events.clone(),
             stats.clone(),
+            notify,
             cancel.child_token(),
         )));
         // Ready means subscribed: agents started after this lose nothing. An

@@ -88,6 +88,31 @@ impl Mailer {
     }
 }
 
+impl Mailer {
+    /// Sends a plain-text notice to the service team (`to`, addresses
+    /// checked when the config was read); `id` makes its Message-ID.
+    pub async fn notify(&self, to: &[String], id: &str, subject: &str, body: &str) -> Result<(), String> {
+        let mut builder = Message::builder().from(self.from.clone());
+        for address in to {
+            let mailbox: Mailbox = address
+                .parse()
+                .map_err(|e| format!("the address `{address}`: {e}"))?;
+            builder = builder.to(mailbox);
+        }
+        let message = builder
+            .subject(subject)
+            .message_id(Some(format!("<wearline-{id}@{}>", self.from.email.domain())))
+            .header(ContentType::TEXT_PLAIN)
+            .body(body.to_string())
+            .map_err(|e| format!("cannot build the e-mail: {e}"))?;
+        self.transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("SMTP: {}", chain(&e)))
+    }
+}
+
 /// Delivers `r` by e-mail, when this hub has a relay.
 pub async fn deliver(
     mailer: Option<&Mailer>,

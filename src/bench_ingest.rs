@@ -67,6 +67,25 @@ fn hub_points(api: &str) -> Option<u64> {
     })
 }
 
+/// Sequence numbers missing between the samples stored, over all devices
+/// (`gaps` of `GET /api/v1/devices`).
+fn sequence_gaps(api: &str, token: &str) -> Option<u64> {
+    let v: serde_json::Value = ureq::get(&format!("{api}/api/v1/devices"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .config()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .call()
+        .ok()?
+        .body_mut()
+        .read_json()
+        .ok()?;
+    v.as_array()?
+        .iter()
+        .map(|d| d["gaps"].as_u64())
+        .sum::<Option<u64>>()
+}
+
 /// Peak resident set of a process, bytes (`VmHWM`).
 fn peak_rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -392,6 +411,27 @@ async fn measure(
         }
     }
     sub.abort();
+    // What the broker acknowledged but the hub never got: let the hub drain
+    // what the broker holds for it (its counter still for 2 s, at most a
+    // minute), then count the sequence numbers missing between stored ones.
+    let drain_until = Instant::now() + Duration::from_secs(60);
+    let mut last = points(api.clone()).await;
+    let mut still_since = Instant::now();
+    while Instant::now() < drain_until && still_since.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = points(api.clone()).await;
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        }
+    }
+    let lost = {
+        let (api, token) = (api.clone(), token.to_string());
+        tokio::task::spawn_blocking(move || sequence_gaps(&api, &token))
+            .await
+            .ok()
+            .flatten()
+    };
     let mut latencies = prober.await??;
     latencies.sort_unstable();
     let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
@@ -416,6 +456,12 @@ async fn measure(
         "publish to queryable through the API ({} probes, one per 20 ms): p50 {p50:.1} ms, p99 {p99:.1} ms",
         latencies.len()
     );
+    match lost {
+        Some(n) => println!(
+            "samples lost between the broker and the hub (sequence numbers missing once it drained): {n}"
+        ),
+        None => println!("samples lost: unknown (the device list could not be read)"),
+    }
     let r = |x: f64| (x * 1000.0).round() / 1000.0;
     println!(
         "{}",
@@ -429,6 +475,7 @@ async fn measure(
             "latency_probes": latencies.len(),
             "latency_p50_ms": r(p50),
             "latency_p99_ms": r(p99),
+            "lost_samples": lost,
         })
     );
     Ok(())

@@ -50,4 +50,6 @@ fn bench_ingest_reports_rates_ratio_rss_and_latency() {
         f("latency_p99_ms") >= f("latency_p50_ms") && f("latency_p50_ms") > 0.0,
         "{last}"
     );
+    // A hub that keeps up loses nothing between the broker and its store.
+    assert_eq!(last["lost_samples"], 0, "{last}");
 }

@@ -256,8 +256,8 @@ fn tokens_and_roles_decide_what_each_caller_sees_and_does() {
     }
     assert_eq!(
         checked.len(),
-        6,
-        "device, consumables, telemetry, work order, its events, reminder settings: {checked:?}"
+        7,
+        "device, consumables, telemetry, work order, its events, customer, reminder settings: {checked:?}"
     );
     let globex_settings = fill("/api/v1/customers/{id}/reminder-settings", "globex", "", 0);
     let resp = ureq::put(&globex_settings)

@@ -125,6 +125,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+mod customers;
 mod devices;
 mod ops;
 mod reminders;
@@ -150,6 +151,7 @@ mod work_orders;
         (name = "devices", description = "Devices, their consumables and alerts"),
         (name = "work-orders", description = "Work orders: lifecycle, trail, comments, rating"),
         (name = "technicians", description = "The service team (managers and admins)"),
+        (name = "customers", description = "Customers (added with the `wearline customer` CLI)"),
         (name = "reminders", description = "Customer reminders and their settings"),
         (name = "reports", description = "Reports for R&D and the service manager"),
         (name = "ops", description = "Health, metrics and this document: no token")
@@ -181,6 +183,8 @@ fn secured() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::report_causes))
         .routes(routes!(reports::report_service))
         .routes(routes!(reminders::reminders))
+        .routes(routes!(customers::customers))
+        .routes(routes!(customers::customer))
         .routes(routes!(
             reminders::get_reminder_settings,
             reminders::put_reminder_settings

@@ -137,9 +137,11 @@ pub(super) struct SettingsRequest {
     opted_out: bool,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
-    /// Where `email` sends.
+    /// Where `email` sends. (The document promises a plain subset of the
+    /// addresses taken: at most 64 characters before the `@`, as SMTP
+    /// allows.)
     #[schema(
-        pattern = r"^[a-z0-9]+(\.[a-z0-9]+)*@[a-z0-9]+(\.[a-z0-9]+)+$",
+        pattern = r"^[a-z0-9]{1,20}(\.[a-z0-9]{1,20}){0,2}@[a-z0-9]{1,20}(\.[a-z0-9]{1,20}){1,3}$",
         max_length = 254
     )]
     email: Option<String>,

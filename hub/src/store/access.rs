@@ -13,7 +13,7 @@ use sqlx::{AssertSqlSafe, FromRow};
 use wearline_models::workorder::Criticality;
 
 /// A customer of the service provider.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct CustomerRow {
     pub id: i64,
     pub name: String,

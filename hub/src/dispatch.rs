@@ -140,7 +140,8 @@ mod tests {
         }
     }
 
-    async fn orders_go_to_the_nearest_free_skilled_technician(db: TestDb) {
+    /// A store that knows device `d1` (from one sample).
+    async fn store_with_d1(db: &TestDb) -> Store {
         let store = Store::open(&db.location).await.expect("open");
         let t = Telemetry {
             v: wearline_models::wire::VERSION,
@@ -156,6 +157,26 @@ mod tests {
             }],
         };
         store.insert_batch(&[t]).await.expect("device");
+        store
+    }
+
+    /// A P2 preventive order on `d1` for `cause`.
+    fn open(cause: &str) -> NewWorkOrder {
+        NewWorkOrder {
+            device_id: "d1".into(),
+            kind: "preventive",
+            cause: cause.into(),
+            priority: "P2",
+            title: "t".into(),
+            opened_at_ms: 1,
+            predicted_eol_ms: None,
+            lead_time_days: None,
+            explanation: serde_json::json!({}),
+        }
+    }
+
+    async fn orders_go_to_the_nearest_free_skilled_technician(db: TestDb) {
+        let store = store_with_d1(&db).await;
         assert!(
             store
                 .set_device_location("d1", 48.36, 10.90)
@@ -168,17 +189,6 @@ mod tests {
                 .await
                 .expect("unknown")
         );
-        let open = |cause: &str| NewWorkOrder {
-            device_id: "d1".into(),
-            kind: "preventive",
-            cause: cause.into(),
-            priority: "P2",
-            title: "t".into(),
-            opened_at_ms: 1,
-            predicted_eol_ms: None,
-            lead_time_days: None,
-            explanation: serde_json::json!({}),
-        };
         let first = store
             .open_work_order(&open("consumable:filter"))
             .await
@@ -247,32 +257,7 @@ mod tests {
     /// decliner, and dispatch gives it to someone else, or leaves it waiting
     /// when no one else can take it; a reassignment needs a new acceptance.
     async fn a_declined_order_goes_to_someone_else(db: TestDb) {
-        let store = Store::open(&db.location).await.expect("open");
-        let t = Telemetry {
-            v: wearline_models::wire::VERSION,
-            gateway: "gw".into(),
-            device: "d1".into(),
-            profile: "p".into(),
-            samples: vec![Sample {
-                seq: 1,
-                ts_ms: 1,
-                values: Default::default(),
-                text: Default::default(),
-                restart: false,
-            }],
-        };
-        store.insert_batch(&[t]).await.expect("device");
-        let open = |cause: &str| NewWorkOrder {
-            device_id: "d1".into(),
-            kind: "preventive",
-            cause: cause.into(),
-            priority: "P2",
-            title: "t".into(),
-            opened_at_ms: 1,
-            predicted_eol_ms: None,
-            lead_time_days: None,
-            explanation: serde_json::json!({}),
-        };
+        let store = store_with_d1(&db).await;
         store
             .upsert_technician(&tech("ana", &["*"], (48.137, 11.575), 5))
             .await

@@ -61,6 +61,35 @@ fn cli(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Tokens made with the CLI: manager `maria`, customer `acme`'s portal,
+/// technician `tom`'s phone.
+fn tokens(cfg: &Path) -> (String, String, String) {
+    let manager = create_token(cfg, &["--role", "manager", "--name", "maria"]);
+    let acme = create_token(
+        cfg,
+        &[
+            "--role",
+            "customer",
+            "--name",
+            "acme-portal",
+            "--customer",
+            "acme",
+        ],
+    );
+    let tom = create_token(
+        cfg,
+        &[
+            "--role",
+            "technician",
+            "--name",
+            "tom-phone",
+            "--technician",
+            "tom",
+        ],
+    );
+    (manager, acme, tom)
+}
+
 /// The values of `key` in a JSON array answer.
 fn ids(v: &Value, key: &str) -> Vec<String> {
     let mut ids: Vec<String> = v
@@ -131,29 +160,7 @@ fn tokens_and_roles_decide_what_each_caller_sees_and_does() {
         "token", "create", "--config", cfg_s, "--role", "customer", "--name", "x",
     ]);
     assert!(!ok && err.contains("needs --customer"), "{err}");
-    let manager = create_token(&cfg, &["--role", "manager", "--name", "maria"]);
-    let acme = create_token(
-        &cfg,
-        &[
-            "--role",
-            "customer",
-            "--name",
-            "acme-portal",
-            "--customer",
-            "acme",
-        ],
-    );
-    let tom = create_token(
-        &cfg,
-        &[
-            "--role",
-            "technician",
-            "--name",
-            "tom-phone",
-            "--technician",
-            "tom",
-        ],
-    );
+    let (manager, acme, tom) = tokens(&cfg);
     let gone = create_token(&cfg, &["--role", "manager", "--name", "leaver"]);
     let (ok, _, err) = cli(&[
         "token", "create", "--config", cfg_s, "--role", "manager", "--name", "maria",
@@ -377,29 +384,7 @@ fn customers_and_managers_request_visits_and_technicians_accept_or_decline() {
         let (ok, _, err) = cli(args);
         assert!(ok, "{args:?}: {err}");
     }
-    let manager = create_token(&cfg, &["--role", "manager", "--name", "maria"]);
-    let acme = create_token(
-        &cfg,
-        &[
-            "--role",
-            "customer",
-            "--name",
-            "acme-portal",
-            "--customer",
-            "acme",
-        ],
-    );
-    let tom = create_token(
-        &cfg,
-        &[
-            "--role",
-            "technician",
-            "--name",
-            "tom-phone",
-            "--technician",
-            "tom",
-        ],
-    );
+    let (manager, acme, tom) = tokens(&cfg);
     let orders = format!("{api}/work-orders");
 
     // The customer's request: P3 made P2 by the device's high criticality.

@@ -317,36 +317,6 @@ impl Desk {
         }
     }
 
-    /// The data shows the fix of `cause` (`what`) while a technician may be
-    /// on site: an order in progress is noted and remembered, to close as
-    /// verified when it is resolved. Whether it was one.
-    async fn fixed_during_visit(&mut self, device: &str, cause: &str, what: &str) -> bool {
-        let active = match self.store.active_work_order(device, cause).await {
-            Ok(Some(a)) if a.status == Status::InProgress.as_str() => a,
-            Ok(_) => return false,
-            Err(e) => {
-                self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, device, "cannot read the active work order");
-                return false;
-            }
-        };
-        let detail = serde_json::json!({
-            "note": format!("seen in the data during the visit: {what}; verified once resolved")
-        });
-        if let Err(e) = self
-            .store
-            .note_work_order(active.id, "hub", "fix_seen", &detail, wall_ms())
-            .await
-        {
-            self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, device, "cannot note the fix");
-        }
-        self.verifying
-            .fixed_in_visit
-            .insert((device.to_string(), cause.to_string()), active.id);
-        true
-    }
-
     /// A consumable's life restarted (the part was replaced): its resolved
     /// order is closed as verified; one in progress is closed so once it is
     /// resolved (the technician fitted the part and has not said so yet);
@@ -364,13 +334,24 @@ impl Desk {
             .await;
             return;
         }
-        if self
-            .fixed_during_visit(device, &cause, "the new part (its life restarted)")
-            .await
-        {
-            return;
-        }
         match self.store.active_work_order(device, &cause).await {
+            // The technician fitted it and has not resolved the order yet.
+            Ok(Some(active)) if active.status == Status::InProgress.as_str() => {
+                let detail = serde_json::json!({
+                    "note": "the new part was seen in the data during the visit: verified once resolved"
+                });
+                if let Err(e) = self
+                    .store
+                    .note_work_order(active.id, "hub", "fix_seen", &detail, wall_ms())
+                    .await
+                {
+                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, device, "cannot note the new part");
+                }
+                self.verifying
+                    .fixed_in_visit
+                    .insert((device.to_string(), cause), active.id);
+            }
             Ok(Some(active)) => {
                 self.hub_change(
                     active.id,

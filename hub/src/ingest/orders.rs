@@ -7,10 +7,11 @@
 //!   shows the fix (the part's life restarted; the alert cleared), and
 //!   reopened when the fault persists (the part still worn
 //!   for [`VERIFY_SAMPLES`] prediction updates after the resolution; the alert raised
-//!   again). A part replaced before the visit cancels its open order. A fix
-//!   the data shows during the visit (the order in progress: a new part, a
-//!   cleared alert) is noted in the trail, and the order closes as verified
-//!   as soon as it is resolved. A
+//!   again). A part replaced before the visit cancels its open order; a new
+//!   part the data shows during the visit (the order in progress) is noted
+//!   in the trail, and the order closes as verified as soon as it is
+//!   resolved. An alert that cleared before the resolution is found when the
+//!   resolved order is first read (`fault_gone`). A
 //!   later prediction for the new part never touches the old order: it is
 //!   closed, and a new one opens if the new part wears out in turn.
 //!
@@ -128,9 +129,8 @@ struct Desk {
 #[derive(Debug, Default)]
 pub struct Verifying {
     orders: HashMap<(String, String), Waiting>,
-    /// Orders in progress whose fix the data has already shown (a new part,
-    /// a cleared alert), by (device, cause): closed as verified once
-    /// resolved. Kept in memory
+    /// Orders in progress whose new part the data has already shown, by
+    /// (device, cause): closed as verified once resolved. Kept in memory
     /// only: after a restart the resolved order is verified by the
     /// remaining life instead ([`VERIFY_SAMPLES`]).
     fixed_in_visit: HashMap<(String, String), i64>,

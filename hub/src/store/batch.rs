@@ -17,7 +17,7 @@ impl Store {
         /// Rows per statement (at most 9 parameters each: under SQLite's 32 766
         /// and PostgreSQL's 65 535).
         const CHUNK: usize = 2000;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let rows: Vec<(usize, &Sample)> = batch
             .iter()
             .enumerate()

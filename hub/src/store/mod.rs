@@ -210,6 +210,9 @@ pub struct NewWorkOrder {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where telemetry batches are written: on SQLite a connection of its
+    /// own (see [`Store::open`]), on PostgreSQL `pool`.
+    writer: AnyPool,
     backend: Backend,
     /// Dropped with the last clone, which ends the checkpoint task.
     _alive: std::sync::Arc<()>,
@@ -217,10 +220,14 @@ pub struct Store {
 
 /// How often SQLite's WAL is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Frames (a 4 KiB page each) past which the WAL is emptied, not only
+/// copied back.
+const WAL_LIMIT_FRAMES: i64 = 16_384;
 
 /// Copies SQLite's WAL back into the database file every
 /// [`CHECKPOINT_EVERY`], without blocking writers or readers (`PASSIVE`),
-/// until the store is dropped.
+/// and empties it once past [`WAL_LIMIT_FRAMES`], until the store is
+/// dropped.
 async fn checkpoints(pool: AnyPool, alive: std::sync::Weak<()>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -229,10 +236,55 @@ async fn checkpoints(pool: AnyPool, alive: std::sync::Weak<()>) {
         if alive.strong_count() == 0 {
             return;
         }
-        if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
-            tracing::warn!(error = %e, "SQLite checkpoint failed; retrying in a second");
+        let passive: std::result::Result<(i64, i64, i64), _> =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&pool)
+                .await;
+        match passive {
+            // `(busy, frames in the WAL, frames copied back)`. The WAL starts
+            // again from its beginning only when no reader holds an older
+            // snapshot, which an API read every millisecond never allowed:
+            // under load the file grew past a gigabyte. Past the limit a
+            // TRUNCATE waits for the readers (`busy_timeout`), holding up
+            // writers meanwhile (the PASSIVE pass left it little to copy).
+            Ok((_, frames, _)) if frames > WAL_LIMIT_FRAMES => {
+                if let Err(e) = pool.execute("PRAGMA wal_checkpoint(TRUNCATE)").await {
+                    tracing::warn!(error = %e, frames, "SQLite WAL truncation failed; retrying in a second");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed; retrying in a second"),
         }
     }
+}
+
+/// Page cache of a telemetry writer connection (KiB), and of the others.
+const WRITER_CACHE_KIB: u32 = 32 * 1024;
+const READER_CACHE_KIB: u32 = 2 * 1024;
+
+/// A pool of `max` connections to the SQLite database at `url`, each with a
+/// page cache of up to `cache_kib` (taken as pages are used).
+async fn sqlite_pool(url: &str, max: u32, cache_kib: u32) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(max)
+        // Per connection: WAL lets the API read while ingest writes; NORMAL
+        // sync is durable across a process kill (not an OS crash). No
+        // automatic checkpoints: a commit that crosses the WAL's limit would
+        // copy it back into the database file itself, holding up ingest;
+        // `checkpoints` does it in the background. The statement journal of
+        // a multi-row upsert in memory, not a temporary file.
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                let pragmas = format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 0; \
+                     PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{cache_kib};"
+                );
+                conn.execute(sqlx::AssertSqlSafe(pragmas)).await.map(|_| ())
+            })
+        })
+        .connect(url)
+        .await?)
 }
 
 impl Store {
@@ -242,27 +294,7 @@ impl Store {
         let backend = location.backend();
         let url = location.url()?;
         let pool = match backend {
-            Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(4)
-                    // Per connection: WAL lets the API read while ingest writes;
-                    // NORMAL sync is durable across a process kill (not an OS crash).
-                    // No automatic checkpoints: a commit that crosses the WAL's
-                    // limit would copy it back into the database file itself,
-                    // holding up ingest; `checkpoints` does it in the background.
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 0;",
-                            )
-                            .await
-                            .map(|_| ())
-                        })
-                    })
-                    .connect(&url)
-                    .await?
-            }
+            Backend::Sqlite => sqlite_pool(&url, 4, READER_CACHE_KIB).await?,
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(8)
@@ -275,12 +307,23 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
+        // SQLite has one writer at a time anyway: telemetry batches get a
+        // connection of their own, with a page cache that holds a batch's
+        // pages (about one leaf per device; the default 2 MB spilled them to
+        // the WAL mid-transaction and read them back from the OS). Other
+        // connections keep small caches: every connection's fills up, and
+        // four large ones added 150 MB to the hub under load.
+        let writer = match backend {
+            Backend::Sqlite => sqlite_pool(&url, 1, WRITER_CACHE_KIB).await?,
+            Backend::Postgres => pool.clone(),
+        };
         let alive = std::sync::Arc::new(());
         if backend == Backend::Sqlite {
             tokio::spawn(checkpoints(pool.clone(), std::sync::Arc::downgrade(&alive)));
         }
         Ok(Store {
             pool,
+            writer,
             backend,
             _alive: alive,
         })

@@ -71,6 +71,13 @@ enum Command {
     },
 }
 
+/// mimalloc rather than glibc's allocator: ingest allocates and frees
+/// per message on several threads, and glibc's per-thread arenas held on to
+/// the memory of overloaded batches (the hub's peak RSS in `wearline bench
+/// ingest`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, clap::Args)]
 struct HubArgs {
     /// Hub config file (TOML).

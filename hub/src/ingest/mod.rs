@@ -124,7 +124,7 @@ const BATCH_FILL: usize = 256;
 const BATCH_WAIT: Duration = Duration::from_millis(5);
 
 /// Messages handled in one store transaction, at most.
-const BATCH_MAX: usize = 2048;
+const BATCH_MAX: usize = 8192;
 /// Consumable states and predictions are written this often (a restart
 /// replays the samples stored after the last written state)…
 const FLUSH_EVERY: Duration = Duration::from_millis(100);

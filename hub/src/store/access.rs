@@ -126,7 +126,7 @@ impl Store {
         .bind(c.email)
         .bind(c.phone)
         .bind(c.created_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -168,7 +168,7 @@ impl Store {
             .query("UPDATE devices SET customer_id = $1 WHERE id = $2")
             .bind(customer_id)
             .bind(device)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(AccessError::NoDevice(device.to_string()));
@@ -182,7 +182,7 @@ impl Store {
             .query("UPDATE devices SET criticality = $1 WHERE id = $2")
             .bind(criticality_str(c))
             .bind(device)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(AccessError::NoDevice(device.to_string()));
@@ -214,7 +214,7 @@ impl Store {
         .bind(technician)
         .bind(t.hash)
         .bind(t.created_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -239,7 +239,7 @@ impl Store {
         if known.is_some() {
             return Ok(false);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         self.query("UPDATE api_tokens SET revoked_ms = $1 WHERE name = $2 AND revoked_ms IS NULL")
             .bind(at_ms)
             .bind(name)
@@ -278,7 +278,7 @@ impl Store {
             .query("UPDATE api_tokens SET revoked_ms = $1 WHERE name = $2 AND revoked_ms IS NULL")
             .bind(at_ms)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }

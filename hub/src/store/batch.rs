@@ -204,7 +204,7 @@ impl Store {
         }
         let mut keep: Vec<usize> = last.into_values().collect();
         keep.sort_unstable();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for chunk in keep.chunks(CHUNK) {
             let mut sql = String::from(
                 "INSERT INTO consumables (device_id, name, profile, lead_time_days, life_start_ms, as_of_ms, samples,
@@ -265,7 +265,7 @@ impl Store {
         /// Devices per statement (3 parameters each).
         const CHUNK: usize = 5000;
         let mut held = Vec::with_capacity(devices.len());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for chunk in devices.chunks(CHUNK) {
             let mut sql = String::from("INSERT INTO device_leases (device_id, owner, expires_ms) VALUES ");
             push_tuples(&mut sql, self.backend, chunk.len(), 3, 1);

@@ -45,7 +45,7 @@ impl Store {
             .bind(attempts)
             .bind(command_id)
             .bind(until_ms)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -61,7 +61,7 @@ impl Store {
             )
             .bind(id)
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -88,7 +88,7 @@ impl Store {
             .bind(status)
             .bind(next_attempt_ms)
             .bind(error)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -109,7 +109,7 @@ impl Store {
             .bind(gateway)
             .bind(now_ms)
             .bind(max_attempts)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }
@@ -135,7 +135,7 @@ impl Store {
             .bind(consumable)
             .bind(life_start_ms)
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }

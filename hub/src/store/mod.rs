@@ -210,24 +210,35 @@ pub struct NewWorkOrder {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    /// Where telemetry batches are written: on SQLite a connection of its
-    /// own (see [`Store::open`]), on PostgreSQL `pool`.
+    /// Where every write goes: on SQLite one connection of its own (see
+    /// [`Store::open`]), on PostgreSQL `pool`. Never used while holding one
+    /// of its transactions (it would wait for itself).
     writer: AnyPool,
     backend: Backend,
     /// Dropped with the last clone, which ends the checkpoint task.
     _alive: std::sync::Arc<()>,
 }
 
-/// How often SQLite's WAL is copied back into the database file.
+/// How often the WAL's length is checked.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// Frames (a 4 KiB page each) past which the WAL is emptied, not only
-/// copied back.
-const WAL_LIMIT_FRAMES: i64 = 16_384;
+/// Frames (a 4 KiB page each) past which the WAL is emptied even if
+/// writers must wait for it.
+const WAL_LIMIT_FRAMES: i64 = 65_536;
+/// The telemetry writer copies the WAL back into the database file after a
+/// commit that leaves it this many frames long (SQLite's default).
+const WRITER_AUTOCHECKPOINT: u32 = 1000;
 
-/// Copies SQLite's WAL back into the database file every
-/// [`CHECKPOINT_EVERY`], without blocking writers or readers (`PASSIVE`),
-/// and empties it once past [`WAL_LIMIT_FRAMES`], until the store is
-/// dropped.
+/// The WAL's safety valve, until the store is dropped. The writer keeps the
+/// WAL short itself ([`WRITER_AUTOCHECKPOINT`]): right after its own
+/// checkpoint nothing new is in the WAL, so its next transaction starts the
+/// file again from the beginning unless a reader is still on older frames
+/// at that instant. A checkpoint from another connection, as this task did
+/// every second, almost never found the WAL fully copied when a writer
+/// began (the writer had appended meanwhile): the file grew past a
+/// gigabyte under load. Past [`WAL_LIMIT_FRAMES`] (readers that never let
+/// go) a TRUNCATE waits for the readers (`busy_timeout`) and holds up
+/// writers meanwhile; run on every tick, that made the p99 of
+/// publish-to-queryable 187 ms in `wearline bench ingest --rate 4000`.
 async fn checkpoints(pool: AnyPool, alive: std::sync::Weak<()>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -236,18 +247,14 @@ async fn checkpoints(pool: AnyPool, alive: std::sync::Weak<()>) {
         if alive.strong_count() == 0 {
             return;
         }
+        // `(busy, frames in the WAL, frames copied back)`.
         let passive: std::result::Result<(i64, i64, i64), _> =
             sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
                 .fetch_one(&pool)
                 .await;
         match passive {
-            // `(busy, frames in the WAL, frames copied back)`. The WAL starts
-            // again from its beginning only when no reader holds an older
-            // snapshot, which an API read every millisecond never allowed:
-            // under load the file grew past a gigabyte. Past the limit a
-            // TRUNCATE waits for the readers (`busy_timeout`), holding up
-            // writers meanwhile (the PASSIVE pass left it little to copy).
             Ok((_, frames, _)) if frames > WAL_LIMIT_FRAMES => {
+                tracing::warn!(frames, "SQLite WAL past its limit: emptying it (writers wait)");
                 if let Err(e) = pool.execute("PRAGMA wal_checkpoint(TRUNCATE)").await {
                     tracing::warn!(error = %e, frames, "SQLite WAL truncation failed; retrying in a second");
                 }
@@ -263,21 +270,20 @@ const WRITER_CACHE_KIB: u32 = 32 * 1024;
 const READER_CACHE_KIB: u32 = 2 * 1024;
 
 /// A pool of `max` connections to the SQLite database at `url`, each with a
-/// page cache of up to `cache_kib` (taken as pages are used).
-async fn sqlite_pool(url: &str, max: u32, cache_kib: u32) -> Result<AnyPool> {
+/// page cache of up to `cache_kib` (taken as pages are used), checkpointing
+/// after a commit that leaves `autocheckpoint` frames in the WAL (0: never).
+async fn sqlite_pool(url: &str, max: u32, cache_kib: u32, autocheckpoint: u32) -> Result<AnyPool> {
     Ok(AnyPoolOptions::new()
         .max_connections(max)
         // Per connection: WAL lets the API read while ingest writes; NORMAL
-        // sync is durable across a process kill (not an OS crash). No
-        // automatic checkpoints: a commit that crosses the WAL's limit would
-        // copy it back into the database file itself, holding up ingest;
-        // `checkpoints` does it in the background. The statement journal of
-        // a multi-row upsert in memory, not a temporary file.
+        // sync is durable across a process kill (not an OS crash). The
+        // statement journal of a multi-row upsert in memory, not a
+        // temporary file.
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 let pragmas = format!(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 0; \
+                     PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = {autocheckpoint}; \
                      PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{cache_kib};"
                 );
                 conn.execute(sqlx::AssertSqlSafe(pragmas)).await.map(|_| ())
@@ -294,7 +300,7 @@ impl Store {
         let backend = location.backend();
         let url = location.url()?;
         let pool = match backend {
-            Backend::Sqlite => sqlite_pool(&url, 4, READER_CACHE_KIB).await?,
+            Backend::Sqlite => sqlite_pool(&url, 4, READER_CACHE_KIB, 0).await?,
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(8)
@@ -307,14 +313,17 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        // SQLite has one writer at a time anyway: telemetry batches get a
-        // connection of their own, with a page cache that holds a batch's
-        // pages (about one leaf per device; the default 2 MB spilled them to
-        // the WAL mid-transaction and read them back from the OS). Other
-        // connections keep small caches: every connection's fills up, and
-        // four large ones added 150 MB to the hub under load.
+        // SQLite has one writer at a time anyway: every write goes through
+        // one connection of its own, so writers queue here, in order, rather
+        // than in SQLite's busy handler (which sleeps 1, 2, 5, 10… ms between
+        // tries: 35–85 ms stalls of telemetry batches while the order desk
+        // wrote). Its page cache holds a telemetry batch's pages (about one
+        // leaf per device; the default 2 MB spilled them to the WAL
+        // mid-transaction and read them back from the OS). The readers keep
+        // small caches: every connection's fills up, and four large ones
+        // added 150 MB to the hub under load.
         let writer = match backend {
-            Backend::Sqlite => sqlite_pool(&url, 1, WRITER_CACHE_KIB).await?,
+            Backend::Sqlite => sqlite_pool(&url, 1, WRITER_CACHE_KIB, WRITER_AUTOCHECKPOINT).await?,
             Backend::Postgres => pool.clone(),
         };
         let alive = std::sync::Arc::new(());
@@ -414,7 +423,7 @@ impl Store {
         .bind(row.life)
         .bind(row.used)
         .bind(&row.body)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -521,7 +530,7 @@ impl Store {
             .bind(&a.severity)
             .bind(a.opened_ms)
             .bind(a.detail.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?)
     }
 
@@ -533,7 +542,7 @@ impl Store {
         .bind(at_ms)
         .bind(device)
         .bind(kind)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }

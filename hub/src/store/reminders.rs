@@ -169,7 +169,7 @@ impl Store {
         .bind(s.webhook_url.as_deref())
         .bind(s.webhook_secret.as_deref())
         .bind(s.email.as_deref())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -192,7 +192,7 @@ impl Store {
         .bind(&r.message)
         .bind(r.send_at_ms)
         .bind(r.created_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -229,7 +229,7 @@ impl Store {
         .bind(error)
         .bind(sent_ms)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -240,7 +240,7 @@ impl Store {
         self.query("UPDATE reminders SET message = $1 WHERE id = $2")
             .bind(message)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

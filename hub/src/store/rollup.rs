@@ -353,7 +353,7 @@ impl Store {
                 deltas.retain(|(_, b, _), _| b + width > h);
             }
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let mut sql = String::from("DELETE FROM rollup_pending WHERE id IN ");
         push_tuples(&mut sql, self.backend, 1, ids.len(), 1);
         let mut q = self.query(AssertSqlSafe(sql));
@@ -493,7 +493,7 @@ impl Store {
             if !window.iter().any(|&(_, ts)| ts < cut) {
                 return Ok(deleted);
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             // One statement reads the pending rows and deletes, so a sample
             // stored meanwhile is either seen as pending or not seen at all.
             let gone: Vec<(i64,)> = self
@@ -544,7 +544,7 @@ impl Store {
                 .bind(device)
                 .bind(cut - width + 1)
                 .bind(batch as i64)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
             deleted += n;

@@ -46,7 +46,7 @@ impl Store {
         .bind(t.shift_end)
         .bind(t.utc_offset_minutes)
         .bind(t.active)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -72,7 +72,7 @@ impl Store {
             .bind(latitude)
             .bind(longitude)
             .bind(device)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -110,7 +110,7 @@ impl Store {
         .bind(action)
         .bind(&wo.status)
         .bind(detail.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(true)
     }
@@ -131,7 +131,7 @@ impl Store {
             .bind(comment)
             .bind(at_ms)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Ok(false);

@@ -98,7 +98,7 @@ impl Store {
     /// `hub`.
     pub async fn open_work_order(&self, wo: &NewWorkOrder) -> Result<Option<WorkOrderRow>> {
         let sla = workorder::sla(Priority::parse(wo.priority).unwrap_or(Priority::P3));
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let row: Option<WorkOrderRow> = self
             .query_as(
                 "INSERT INTO work_orders (device_id, kind, cause, status, priority, title, opened_at_ms,
@@ -180,7 +180,7 @@ impl Store {
             Action::Reopen => (", visit_ms = NULL", Extra::None),
             Action::Cancel => ("", Extra::None),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let sql = format!(
             "UPDATE work_orders SET status = $1, assignee = $2, updated_ms = $3{stamp}
              WHERE id = $4 AND status = $5 AND COALESCE(assignee, '') = $6 RETURNING *"
@@ -266,7 +266,7 @@ impl Store {
         } else {
             format!("{},{}", current.escalated, breach.as_str())
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let row: Option<WorkOrderRow> = self
             .query_as(
                 "UPDATE work_orders SET priority = $1, escalated = $2, updated_ms = $3

@@ -607,6 +607,94 @@ impl CmapssModel {
     }
 }
 
+/// One held-out cut of [`cross_validate`]: the prediction at the cut, the
+/// true (uncapped) remaining life there, and the cap of the fold's model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CvCut {
+    pub predicted: f64,
+    pub truth: f64,
+    pub cap: f64,
+}
+
+/// Mimics the test protocol on a run-to-failure file alone. Units go to
+/// `folds` folds by `unit % folds`; in each fold a model is trained on the
+/// other units and every held-out unit is cut `cuts` times at a uniformly
+/// drawn cycle (at least one cycle seen and one left; a fixed hash of unit and
+/// cut, so the cuts are the same for every configuration), then predicted once
+/// at the cut. Nothing but `rows` is used. `progress(done, folds)` after each
+/// fold. The cuts come back in fold order.
+pub fn cross_validate(
+    rows: &[Row],
+    cfg: &CmapssConfig,
+    folds: u32,
+    cuts: u64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<CvCut>> {
+    if folds < 2 {
+        return Err(RulError::Config {
+            name: "folds",
+            reason: format!("{folds} folds: cross-validation needs at least 2"),
+        });
+    }
+    let all = units(rows);
+    for fold in 0..folds {
+        if !all
+            .iter()
+            .any(|u| u.first().is_some_and(|r| r.unit % folds == fold))
+        {
+            return Err(RulError::Data(format!(
+                "fold {fold} of {folds} holds no unit: too few units for {folds} folds"
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for fold in 0..folds {
+        let held = |unit: u32| unit % folds == fold;
+        let fit: Vec<Row> = rows.iter().filter(|r| !held(r.unit)).cloned().collect();
+        let mut val = Vec::new();
+        let mut truth = Vec::new();
+        for unit in all.iter().filter(|u| u.first().is_some_and(|r| held(r.unit))) {
+            let life = unit.len();
+            if life < 2 {
+                continue;
+            }
+            for cut in 0..cuts {
+                let h = (u64::from(unit[0].unit) * cuts + cut).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+                let keep = 1 + (h % (life as u64 - 1)) as usize;
+                // A distinct id per cut, so each cut is predicted on its own.
+                let id = u32::try_from(truth.len()).map_err(|_| RulError::Data("too many cuts".into()))?;
+                val.extend(unit[..keep].iter().map(|r| Row {
+                    unit: id,
+                    ..(*r).clone()
+                }));
+                truth.push((life - keep) as f64);
+            }
+        }
+        let model = CmapssModel::train(&fit, cfg, &mut |_, _| {})?;
+        let preds = model.predict_last(&val);
+        out.extend(preds.iter().zip(&truth).map(|(p, &t)| CvCut {
+            predicted: p.1,
+            truth: t,
+            cap: model.cap,
+        }));
+        progress(fold as usize + 1, folds as usize);
+    }
+    Ok(out)
+}
+
+/// Scores of [`cross_validate`]'s cuts: against the true remaining life (as
+/// the test protocol scores), and against it capped at `cap`, or at each
+/// fold model's own cap when `cap` is `None` (what a capped model can be
+/// judged on).
+pub fn cv_scores(cuts: &[CvCut], cap: Option<f64>) -> (super::metrics::Scores, super::metrics::Scores) {
+    let plain: Vec<(f64, f64)> = cuts.iter().map(|c| (c.predicted, c.truth)).collect();
+    let capped: Vec<(f64, f64)> = cuts
+        .iter()
+        .map(|c| (c.predicted, c.truth.min(cap.unwrap_or(c.cap))))
+        .collect();
+    (super::metrics::score(&plain), super::metrics::score(&capped))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,9 +784,8 @@ mod tests {
         assert_eq!((m, slope), (3.0, 2.0));
     }
 
-    #[test]
-    fn learns_synthetic_degradation() {
-        // 30 units, one sensor drifting up as failure nears, one constant.
+    /// 30 units, one sensor drifting up as failure nears, the others constant.
+    fn synthetic_fleet() -> Vec<Row> {
         let mut text = String::new();
         for u in 1..=30u32 {
             let life = 80 + (u * 7) % 50;
@@ -709,7 +796,58 @@ mod tests {
                 text.push('\n');
             }
         }
-        let rows = parse("synthetic", &text).expect("parse");
+        parse("synthetic", &text).expect("parse")
+    }
+
+    #[test]
+    fn cross_validation_cuts_held_out_units() {
+        let rows = synthetic_fleet();
+        let cfg = CmapssConfig {
+            members: 1,
+            gbm: GbmConfig {
+                trees: 60,
+                learning_rate: 0.1,
+                min_leaf: 10,
+                ..GbmConfig::default()
+            },
+            ..CmapssConfig::default()
+        };
+        let mut folds_done = Vec::new();
+        let cuts = cross_validate(&rows, &cfg, 3, 4, &mut |d, t| folds_done.push((d, t))).expect("cv");
+        assert_eq!(folds_done, vec![(1, 3), (2, 3), (3, 3)]);
+        assert_eq!(cuts.len(), 30 * 4, "every unit cut 4 times");
+        let longest = 80.0 + 49.0;
+        for c in &cuts {
+            assert!(c.truth >= 1.0 && c.truth < longest, "{c:?}");
+            assert!(c.predicted >= 0.0 && c.predicted <= c.cap, "{c:?}");
+        }
+        // The cuts do not all fall at one point of life.
+        let near = cuts.iter().filter(|c| c.truth < 30.0).count();
+        assert!(near > 10 && near < 100, "{near} of 120 cuts within 30 of failure");
+        // Reproducible: the same cuts and predictions again.
+        assert_eq!(
+            cross_validate(&rows, &cfg, 3, 4, &mut |_, _| {}).expect("cv"),
+            cuts
+        );
+        // Held-out units are predicted far better than by the mean capped life.
+        let (plain, capped) = cv_scores(&cuts, None);
+        let mean = cuts.iter().map(|c| c.truth.min(c.cap)).sum::<f64>() / cuts.len() as f64;
+        let flat: Vec<(f64, f64)> = cuts.iter().map(|c| (mean, c.truth.min(c.cap))).collect();
+        let baseline = super::super::metrics::score(&flat).rmse;
+        assert!(capped.rmse < 0.5 * baseline, "{} vs {baseline}", capped.rmse);
+        assert!(plain.rmse >= capped.rmse);
+        let (_, at10) = cv_scores(&cuts, Some(10.0));
+        assert!(at10.rmse != capped.rmse, "an explicit cap is used");
+
+        assert!(cross_validate(&rows, &cfg, 1, 4, &mut |_, _| {}).is_err());
+        let few: Vec<Row> = rows.iter().filter(|r| r.unit <= 2).cloned().collect();
+        let e = cross_validate(&few, &cfg, 3, 4, &mut |_, _| {}).expect_err("3 folds of 2 units");
+        assert!(e.to_string().contains("holds no unit"), "{e}");
+    }
+
+    #[test]
+    fn learns_synthetic_degradation() {
+        let rows = synthetic_fleet();
         let cfg = CmapssConfig {
             gbm: GbmConfig {
                 trees: 150,

@@ -113,6 +113,9 @@ struct Tuning {
     members: Option<usize>,
     #[arg(long, hide = true)]
     subsample: Option<f64>,
+    /// One health index shared by all operating conditions (the default is one per condition).
+    #[arg(long, hide = true)]
+    health_shared: bool,
     /// Long window of the health-index features; 0 turns the index off.
     #[arg(long, hide = true)]
     health: Option<usize>,
@@ -131,6 +134,7 @@ impl Tuning {
         cfg.cap = self.cap.or(cfg.cap);
         cfg.members = self.members.unwrap_or(cfg.members);
         cfg.gbm.subsample = self.subsample.unwrap_or(cfg.gbm.subsample);
+        cfg.health_per_condition &= !self.health_shared;
         cfg.health = self.health.unwrap_or(cfg.health);
         cfg
     }

@@ -8,10 +8,12 @@
 //! sensors constant within every condition are dropped, and each cycle is
 //! described by windowed features of the recent past (last value, mean,
 //! least-squares slope, EWMA) plus its age. A health index, a ridge fit of the
-//! capped RUL on the standardised sensors, adds one denoised signal: its last
-//! value, window mean and slope, two EWMAs, and its mean and slope over a long
-//! window (250 cycles, in practice the whole history), which tell a unit that
-//! has been degrading for a while from a noisy healthy one. A gradient-boosted
+//! capped RUL on the standardised sensors (one fit per operating condition, as
+//! a sensor's response to wear may differ between conditions), adds one
+//! denoised signal: its last value, window mean and slope, two EWMAs, and its
+//! mean and slope over a long window (250 cycles, in practice the whole
+//! history), which tell a unit that has been degrading for a while from a
+//! noisy healthy one. A gradient-boosted
 //! ensemble ([`super::gbm`]) maps those to the piecewise-linear target, capped
 //! at the remaining life of the shortest training unit at its first cycle (the
 //! largest cap at which every training unit starts on the plateau: 127 for
@@ -168,9 +170,13 @@ pub struct CmapssConfig {
     pub gbm: GbmConfig,
     /// Cycles of the long window of the health-index features (0 = no health
     /// index). The index is a ridge fit of the capped RUL on the standardised
-    /// sensors, learned from the training rows: one denoised degradation
-    /// signal whose long-window mean and slope the trees can use.
+    /// sensors, learned from the training rows (per condition, see
+    /// [`Self::health_per_condition`]): one denoised degradation signal whose
+    /// long-window mean and slope the trees can use.
     pub health: usize,
+    /// One health index per operating condition (each a ridge fit on that
+    /// condition's rows) instead of one shared by all conditions.
+    pub health_per_condition: bool,
 }
 
 impl Default for CmapssConfig {
@@ -193,6 +199,7 @@ impl Default for CmapssConfig {
                 seed: 7,
             },
             health: 250,
+            health_per_condition: true,
         }
     }
 }
@@ -432,9 +439,10 @@ pub struct CmapssModel {
     pub rows: usize,
     /// The cap of the targets and predictions ([`CmapssConfig::cap`]).
     pub cap: f64,
-    /// Health-index weights `[intercept, one per kept sensor..]` (empty when
-    /// [`CmapssConfig::health`] is 0).
-    pub hi: Vec<f64>,
+    /// Health-index weights `[intercept, one per kept sensor..]`: one set, or
+    /// one per operating condition ([`CmapssConfig::health_per_condition`]);
+    /// empty when [`CmapssConfig::health`] is 0.
+    pub hi: Vec<Vec<f64>>,
 }
 
 /// Mean of `w` and its least-squares slope against `0..w.len()`.
@@ -502,14 +510,22 @@ fn ridge(z: &[Vec<f64>], y: &[f64], lambda: f64) -> Vec<f64> {
 /// index `hi`, per cycle: the index, its mean and slope over the window, two
 /// EWMAs (α and α/3), and its mean and slope over the long window
 /// ([`CmapssConfig::health`] cycles).
-fn features_of(unit: &[&Row], norm: &Normaliser, cfg: &CmapssConfig, hi: &[f64]) -> Vec<Vec<f64>> {
+fn features_of(unit: &[&Row], norm: &Normaliser, cfg: &CmapssConfig, hi: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let z: Vec<Vec<f64>> = unit.iter().map(|r| norm.apply(r)).collect();
     let cycles: Vec<u32> = unit.iter().map(|r| r.cycle).collect();
     let mut f = unit_features(&z, &cycles, cfg);
     if cfg.health > 0 && !hi.is_empty() {
         let h: Vec<f64> = z
             .iter()
-            .map(|r| hi[0] + r.iter().zip(&hi[1..]).map(|(a, b)| a * b).sum::<f64>())
+            .zip(unit)
+            .map(|(zr, r)| {
+                let w = match hi {
+                    [one] => one,
+                    _ => hi.get(norm.conditions.of(&r.settings)).unwrap_or(&hi[0]),
+                };
+                w.first().copied().unwrap_or(0.0)
+                    + zr.iter().zip(w.iter().skip(1)).map(|(a, b)| a * b).sum::<f64>()
+            })
             .collect();
         let (mut e1, mut e2) = (h[0], h[0]);
         for (i, row) in f.iter_mut().enumerate() {
@@ -544,16 +560,26 @@ impl CmapssModel {
             });
         }
         let hi = if cfg.health > 0 {
-            let mut z = Vec::with_capacity(rows.len());
-            let mut t = Vec::with_capacity(rows.len());
+            let groups = if cfg.health_per_condition {
+                normaliser.conditions.len()
+            } else {
+                1
+            };
+            let mut z = vec![Vec::new(); groups];
+            let mut t = vec![Vec::new(); groups];
             for unit in units(rows) {
                 let last = unit.last().map_or(0, |r| r.cycle);
                 for r in &unit {
-                    z.push(normaliser.apply(r));
-                    t.push(f64::from(last - r.cycle).min(cap));
+                    let g = if groups > 1 {
+                        normaliser.conditions.of(&r.settings)
+                    } else {
+                        0
+                    };
+                    z[g].push(normaliser.apply(r));
+                    t[g].push(f64::from(last - r.cycle).min(cap));
                 }
             }
-            ridge(&z, &t, 1.0)
+            z.iter().zip(&t).map(|(z, t)| ridge(z, t, 1.0)).collect()
         } else {
             Vec::new()
         };
@@ -843,6 +869,43 @@ mod tests {
         let few: Vec<Row> = rows.iter().filter(|r| r.unit <= 2).cloned().collect();
         let e = cross_validate(&few, &cfg, 3, 4, &mut |_, _| {}).expect_err("3 folds of 2 units");
         assert!(e.to_string().contains("holds no unit"), "{e}");
+    }
+
+    #[test]
+    fn a_health_index_per_condition() {
+        // Two operating conditions; the wear sensor rises with wear in the
+        // first and falls in the second.
+        let mut text = String::new();
+        for u in 1..=20u32 {
+            let life = 90 + (u * 11) % 40;
+            for c in 1..=life {
+                let rul = f64::from(life - c);
+                let wear = (-rul / 30.0).exp() * 10.0 + f64::from((c * 13 + u) % 5) * 0.05;
+                let (setting, sensor) = if c % 2 == 0 { (0.0, wear) } else { (40.0, -wear) };
+                text.push_str(&line(u, c, setting, sensor));
+                text.push('\n');
+            }
+        }
+        let rows = parse("two conditions", &text).expect("parse");
+        let cfg = CmapssConfig {
+            members: 1,
+            gbm: GbmConfig {
+                trees: 20,
+                ..GbmConfig::default()
+            },
+            ..CmapssConfig::default()
+        };
+        let model = CmapssModel::train(&rows, &cfg, &mut |_, _| {}).expect("train");
+        assert_eq!(model.normaliser.conditions.len(), 2);
+        assert_eq!(model.hi.len(), 2, "one index per condition");
+        let weight = |c: usize| model.hi[c][1];
+        assert!(weight(0) * weight(1) < 0.0, "opposite signs: {:?}", model.hi);
+        let shared = CmapssConfig {
+            health_per_condition: false,
+            ..cfg
+        };
+        let one = CmapssModel::train(&rows, &shared, &mut |_, _| {}).expect("train");
+        assert_eq!(one.hi.len(), 1);
     }
 
     #[test]

@@ -28,12 +28,12 @@ enum Dataset {
         /// `train_FD00x.txt`.
         #[arg(long)]
         train: PathBuf,
-        /// `test_FD00x.txt`.
-        #[arg(long)]
-        test: PathBuf,
-        /// `RUL_FD00x.txt`: the true remaining life of each test unit.
-        #[arg(long)]
-        truth: PathBuf,
+        /// `test_FD00x.txt` (not needed with `--cv`).
+        #[arg(long, required_unless_present = "cv")]
+        test: Option<PathBuf>,
+        /// `RUL_FD00x.txt`: the true remaining life of each test unit (not needed with `--cv`).
+        #[arg(long, required_unless_present = "cv")]
+        truth: Option<PathBuf>,
         /// Also print `unit predicted true` for every test unit.
         #[arg(long)]
         predictions: bool,
@@ -42,6 +42,11 @@ enum Dataset {
         /// true RUL uncapped (and capped).
         #[arg(long)]
         validate: bool,
+        /// Only cross-validate on the training file, in K folds of whole units
+        /// (each held-out unit cut 8 times at uniformly drawn cycles), and print
+        /// the scores as JSON; the test file is not read.
+        #[arg(long, value_name = "K", conflicts_with_all = ["validate", "predictions"])]
+        cv: Option<u32>,
         #[command(flatten)]
         tuning: Tuning,
     },
@@ -70,8 +75,15 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             truth,
             predictions,
             validate,
+            cv,
             tuning,
-        } => eval_cmapss(&train, &test, &truth, predictions, validate, &tuning),
+        } => match (cv, test, truth) {
+            (Some(k), _, _) => cv_cmapss(&train, k, &tuning),
+            (None, Some(test), Some(truth)) => {
+                eval_cmapss(&train, &test, &truth, predictions, validate, &tuning)
+            }
+            _ => anyhow::bail!("rul-eval cmapss needs --test and --truth, or --cv K"),
+        },
         Dataset::Filter {
             train,
             test,
@@ -99,6 +111,11 @@ struct Tuning {
     cap: Option<f64>,
     #[arg(long, hide = true)]
     members: Option<usize>,
+    #[arg(long, hide = true)]
+    subsample: Option<f64>,
+    /// One health index shared by all operating conditions (the default is one per condition).
+    #[arg(long, hide = true)]
+    health_shared: bool,
     /// Long window of the health-index features; 0 turns the index off.
     #[arg(long, hide = true)]
     health: Option<usize>,
@@ -116,6 +133,8 @@ impl Tuning {
         cfg.window = self.window.unwrap_or(cfg.window);
         cfg.cap = self.cap.or(cfg.cap);
         cfg.members = self.members.unwrap_or(cfg.members);
+        cfg.gbm.subsample = self.subsample.unwrap_or(cfg.gbm.subsample);
+        cfg.health_per_condition &= !self.health_shared;
         cfg.health = self.health.unwrap_or(cfg.health);
         cfg
     }
@@ -167,55 +186,67 @@ fn scores_json(s: &Scores) -> serde_json::Value {
     serde_json::json!({"rmse": round3(s.rmse), "score": round3(s.score), "units": s.units})
 }
 
-/// Validation scores (uncapped, capped) and each cut's `(predicted, true, cap)`.
-type Validation = (Scores, Scores, Vec<(f64, f64, f64)>);
-
-/// Folds of the C-MAPSS validation.
+/// Folds of `--validate`.
 const FOLDS: u32 = 5;
 /// Cut points per held-out unit.
 const CUTS: u64 = 8;
 
-/// Mimics the test protocol on the training file alone: in each of [`FOLDS`]
-/// folds a model is trained on the other units, and every held-out unit is cut
-/// [`CUTS`] times at a uniformly drawn cycle (at least one seen, one left;
-/// a fixed hash, so reproducible), and predicted once at the cut. Nothing of
-/// the test file is used. Scored against the true, uncapped remaining life, as
-/// the test is, and (second) against the life capped like the training targets.
-/// Also returns each cut's `(predicted, true, cap of its fold's model)`.
-fn validate_cmapss(rows: &[cmapss::Row], cfg: &CmapssConfig) -> Result<Validation> {
-    let all = cmapss::units(rows);
-    let mut pairs = Vec::new();
+/// [`cmapss::cross_validate`] with a progress line; see there for the protocol.
+fn validate_cmapss(rows: &[cmapss::Row], cfg: &CmapssConfig, folds: u32) -> Result<Vec<cmapss::CvCut>> {
     let mut progress = Progress::new("validation folds");
-    for fold in 0..FOLDS {
-        let held = |unit: u32| unit % FOLDS == fold;
-        let fit: Vec<cmapss::Row> = rows.iter().filter(|r| !held(r.unit)).cloned().collect();
-        let mut val = Vec::new();
-        let mut truth = Vec::new();
-        for unit in all.iter().filter(|u| u.first().is_some_and(|r| held(r.unit))) {
-            let life = unit.len();
-            for cut in 0..CUTS {
-                if life < 2 {
-                    continue;
-                }
-                let h = (u64::from(unit[0].unit) * CUTS + cut).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-                let keep = 1 + (h % (life as u64 - 1)) as usize;
-                // A distinct id per cut, so each cut is predicted on its own.
-                let id = u32::try_from(pairs.len() + truth.len())?;
-                val.extend(unit[..keep].iter().map(|r| cmapss::Row {
-                    unit: id,
-                    ..(*r).clone()
-                }));
-                truth.push((life - keep) as f64);
-            }
-        }
-        let model = CmapssModel::train(&fit, cfg, &mut |_, _| {})?;
-        let preds = model.predict_last(&val);
-        pairs.extend(preds.iter().zip(&truth).map(|(p, t)| (p.1, *t, model.cap)));
-        progress.update(fold as usize + 1, FOLDS as usize);
-    }
-    let capped: Vec<(f64, f64)> = pairs.iter().map(|&(p, t, cap)| (p, t.min(cap))).collect();
-    let plain: Vec<(f64, f64)> = pairs.iter().map(|&(p, t, _)| (p, t)).collect();
-    Ok((metrics::score(&plain), metrics::score(&capped), pairs))
+    Ok(cmapss::cross_validate(rows, cfg, folds, CUTS, &mut |d, t| {
+        progress.update(d, t)
+    })?)
+}
+
+/// Life of the cuts whose truth is at least this far beyond the cap: "healthy".
+const HEALTHY_MARGIN: f64 = 25.0;
+
+/// Detail of the validation: RMSE against the life capped at 150, and the
+/// number and mean prediction of the healthy cuts.
+fn cv_detail(cuts: &[cmapss::CvCut]) -> (Scores, usize, f64) {
+    let (_, c150) = cmapss::cv_scores(cuts, Some(150.0));
+    let healthy: Vec<f64> = cuts
+        .iter()
+        .filter(|c| c.truth >= c.cap + HEALTHY_MARGIN)
+        .map(|c| c.predicted)
+        .collect();
+    let mean = healthy.iter().sum::<f64>() / healthy.len().max(1) as f64;
+    (c150, healthy.len(), mean)
+}
+
+/// `--cv K`: the validation alone, its figures as JSON on the last line.
+fn cv_cmapss(train: &Path, folds: u32, tuning: &Tuning) -> Result<()> {
+    let train_text = read(train)?;
+    let rows = cmapss::parse(&train.display().to_string(), &train_text)?;
+    cmapss::check_training(&train.display().to_string(), &train_text, &rows)?;
+    let cfg = tuning.apply(CmapssConfig::default());
+    let started = Instant::now();
+    let cuts = validate_cmapss(&rows, &cfg, folds)?;
+    let (plain, capped) = cmapss::cv_scores(&cuts, None);
+    let (c150, healthy, healthy_mean) = cv_detail(&cuts);
+    let mut json = scores_json(&plain);
+    json["bias"] = serde_json::json!(round3(plain.bias));
+    json["rmse_capped"] = serde_json::json!(round3(capped.rmse));
+    json["score_capped"] = serde_json::json!(round3(capped.score));
+    json["rmse_cap150"] = serde_json::json!(round3(c150.rmse));
+    json["healthy_cuts"] = serde_json::json!(healthy);
+    json["healthy_mean_prediction"] = serde_json::json!(round3(healthy_mean));
+    json["folds"] = serde_json::json!(folds);
+    json["cuts_per_unit"] = serde_json::json!(CUTS);
+    json["seconds"] = serde_json::json!(round3(started.elapsed().as_secs_f64()));
+    println!(
+        "{folds}-fold validation on {}: RMSE {:.2}, PHM08 score {:.1}, bias {:+.2} over {} cuts; against the capped life {:.2}, capped at 150 {:.2}",
+        train.display(),
+        plain.rmse,
+        plain.score,
+        plain.bias,
+        plain.units,
+        capped.rmse,
+        c150.rmse
+    );
+    println!("{json}");
+    Ok(())
 }
 
 fn eval_cmapss(
@@ -233,9 +264,9 @@ fn eval_cmapss(
     let truth_v = cmapss::parse_truth(&truth.display().to_string(), &read(truth)?)?;
     let cfg = tuning.apply(CmapssConfig::default());
     if validate {
-        let (v, vc, pairs) = validate_cmapss(&train_rows, &cfg)?;
-        let healthy: Vec<f64> = pairs.iter().filter(|p| p.1 >= p.2 + 25.0).map(|p| p.0).collect();
-        let c150: Vec<(f64, f64)> = pairs.iter().map(|&(p, t, _)| (p, t.min(150.0))).collect();
+        let cuts = validate_cmapss(&train_rows, &cfg, FOLDS)?;
+        let (v, vc) = cmapss::cv_scores(&cuts, None);
+        let (c150, healthy, healthy_mean) = cv_detail(&cuts);
         eprintln!(
             "5-fold validation on {} (held-out units cut at uniformly drawn cycles): RMSE {:.2}, PHM08 score {:.1}, bias {:+.2} over {} cuts; against the capped life RMSE {:.2}",
             train.display(),
@@ -247,9 +278,7 @@ fn eval_cmapss(
         );
         eprintln!(
             "validation detail: RMSE against the life capped at 150 {:.2}; mean prediction of the {} cuts with at least cap + 25 left {:.1}",
-            metrics::score(&c150).rmse,
-            healthy.len(),
-            healthy.iter().sum::<f64>() / healthy.len().max(1) as f64
+            c150.rmse, healthy, healthy_mean
         );
     }
     if tuning.validate_only {

@@ -121,3 +121,48 @@ fn the_simulated_fleet_is_scored() {
         stderr(&o)
     );
 }
+
+#[test]
+fn cross_validation_alone_prints_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lives = [40u32, 46, 52, 58, 64, 70];
+    let train: Vec<String> = lives
+        .iter()
+        .zip(1u32..)
+        .flat_map(|(&len, u)| (1..=len).map(move |c| row(u, c, f64::from(c) / f64::from(len))))
+        .collect();
+    let path = dir.path().join("train.txt");
+    std::fs::write(&path, train.join("\n")).expect("write");
+    let p = path.to_str().expect("utf-8");
+    let o = run(&[
+        "rul-eval",
+        "cmapss",
+        "--train",
+        p,
+        "--cv",
+        "3",
+        "--trees",
+        "20",
+        "--members",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().expect("a line")).expect("json");
+    assert_eq!(last["folds"], 3);
+    assert_eq!(last["units"], 6 * 8, "6 units cut 8 times: {last}");
+    let (rmse, capped) = (
+        last["rmse"].as_f64().expect("rmse"),
+        last["rmse_capped"].as_f64().expect("capped"),
+    );
+    assert!(rmse.is_finite() && capped <= rmse, "{last}");
+
+    // Without --cv the test file and the truth are needed.
+    let o = run(&["rul-eval", "cmapss", "--train", p]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--test"), "{}", stderr(&o));
+    // One fold is no cross-validation.
+    let o = run(&["rul-eval", "cmapss", "--train", p, "--cv", "1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("at least 2"), "{}", stderr(&o));
+}

@@ -8,10 +8,12 @@
 //! sensors constant within every condition are dropped, and each cycle is
 //! described by windowed features of the recent past (last value, mean,
 //! least-squares slope, EWMA) plus its age. A health index, a ridge fit of the
-//! capped RUL on the standardised sensors, adds one denoised signal: its last
-//! value, window mean and slope, two EWMAs, and its mean and slope over a long
-//! window (250 cycles, in practice the whole history), which tell a unit that
-//! has been degrading for a while from a noisy healthy one. A gradient-boosted
+//! capped RUL on the standardised sensors (one fit per operating condition, as
+//! a sensor's response to wear may differ between conditions), adds one
+//! denoised signal: its last value, window mean and slope, two EWMAs, and its
+//! mean and slope over a long window (250 cycles, in practice the whole
+//! history), which tell a unit that has been degrading for a while from a
+//! noisy healthy one. A gradient-boosted
 //! ensemble ([`super::gbm`]) maps those to the piecewise-linear target, capped
 //! at the remaining life of the shortest training unit at its first cycle (the
 //! largest cap at which every training unit starts on the plateau: 127 for
@@ -168,9 +170,13 @@ pub struct CmapssConfig {
     pub gbm: GbmConfig,
     /// Cycles of the long window of the health-index features (0 = no health
     /// index). The index is a ridge fit of the capped RUL on the standardised
-    /// sensors, learned from the training rows: one denoised degradation
-    /// signal whose long-window mean and slope the trees can use.
+    /// sensors, learned from the training rows (per condition, see
+    /// [`Self::health_per_condition`]): one denoised degradation signal whose
+    /// long-window mean and slope the trees can use.
     pub health: usize,
+    /// One health index per operating condition (each a ridge fit on that
+    /// condition's rows) instead of one shared by all conditions.
+    pub health_per_condition: bool,
 }
 
 impl Default for CmapssConfig {
@@ -193,6 +199,7 @@ impl Default for CmapssConfig {
                 seed: 7,
             },
             health: 250,
+            health_per_condition: true,
         }
     }
 }
@@ -432,9 +439,10 @@ pub struct CmapssModel {
     pub rows: usize,
     /// The cap of the targets and predictions ([`CmapssConfig::cap`]).
     pub cap: f64,
-    /// Health-index weights `[intercept, one per kept sensor..]` (empty when
-    /// [`CmapssConfig::health`] is 0).
-    pub hi: Vec<f64>,
+    /// Health-index weights `[intercept, one per kept sensor..]`: one set, or
+    /// one per operating condition ([`CmapssConfig::health_per_condition`]);
+    /// empty when [`CmapssConfig::health`] is 0.
+    pub hi: Vec<Vec<f64>>,
 }
 
 /// Mean of `w` and its least-squares slope against `0..w.len()`.
@@ -502,14 +510,22 @@ fn ridge(z: &[Vec<f64>], y: &[f64], lambda: f64) -> Vec<f64> {
 /// index `hi`, per cycle: the index, its mean and slope over the window, two
 /// EWMAs (α and α/3), and its mean and slope over the long window
 /// ([`CmapssConfig::health`] cycles).
-fn features_of(unit: &[&Row], norm: &Normaliser, cfg: &CmapssConfig, hi: &[f64]) -> Vec<Vec<f64>> {
+fn features_of(unit: &[&Row], norm: &Normaliser, cfg: &CmapssConfig, hi: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let z: Vec<Vec<f64>> = unit.iter().map(|r| norm.apply(r)).collect();
     let cycles: Vec<u32> = unit.iter().map(|r| r.cycle).collect();
     let mut f = unit_features(&z, &cycles, cfg);
     if cfg.health > 0 && !hi.is_empty() {
         let h: Vec<f64> = z
             .iter()
-            .map(|r| hi[0] + r.iter().zip(&hi[1..]).map(|(a, b)| a * b).sum::<f64>())
+            .zip(unit)
+            .map(|(zr, r)| {
+                let w = match hi {
+                    [one] => one,
+                    _ => hi.get(norm.conditions.of(&r.settings)).unwrap_or(&hi[0]),
+                };
+                w.first().copied().unwrap_or(0.0)
+                    + zr.iter().zip(w.iter().skip(1)).map(|(a, b)| a * b).sum::<f64>()
+            })
             .collect();
         let (mut e1, mut e2) = (h[0], h[0]);
         for (i, row) in f.iter_mut().enumerate() {
@@ -544,16 +560,26 @@ impl CmapssModel {
             });
         }
         let hi = if cfg.health > 0 {
-            let mut z = Vec::with_capacity(rows.len());
-            let mut t = Vec::with_capacity(rows.len());
+            let groups = if cfg.health_per_condition {
+                normaliser.conditions.len()
+            } else {
+                1
+            };
+            let mut z = vec![Vec::new(); groups];
+            let mut t = vec![Vec::new(); groups];
             for unit in units(rows) {
                 let last = unit.last().map_or(0, |r| r.cycle);
                 for r in &unit {
-                    z.push(normaliser.apply(r));
-                    t.push(f64::from(last - r.cycle).min(cap));
+                    let g = if groups > 1 {
+                        normaliser.conditions.of(&r.settings)
+                    } else {
+                        0
+                    };
+                    z[g].push(normaliser.apply(r));
+                    t[g].push(f64::from(last - r.cycle).min(cap));
                 }
             }
-            ridge(&z, &t, 1.0)
+            z.iter().zip(&t).map(|(z, t)| ridge(z, t, 1.0)).collect()
         } else {
             Vec::new()
         };
@@ -605,6 +631,94 @@ impl CmapssModel {
             })
             .collect()
     }
+}
+
+/// One held-out cut of [`cross_validate`]: the prediction at the cut, the
+/// true (uncapped) remaining life there, and the cap of the fold's model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CvCut {
+    pub predicted: f64,
+    pub truth: f64,
+    pub cap: f64,
+}
+
+/// Mimics the test protocol on a run-to-failure file alone. Units go to
+/// `folds` folds by `unit % folds`; in each fold a model is trained on the
+/// other units and every held-out unit is cut `cuts` times at a uniformly
+/// drawn cycle (at least one cycle seen and one left; a fixed hash of unit and
+/// cut, so the cuts are the same for every configuration), then predicted once
+/// at the cut. Nothing but `rows` is used. `progress(done, folds)` after each
+/// fold. The cuts come back in fold order.
+pub fn cross_validate(
+    rows: &[Row],
+    cfg: &CmapssConfig,
+    folds: u32,
+    cuts: u64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<CvCut>> {
+    if folds < 2 {
+        return Err(RulError::Config {
+            name: "folds",
+            reason: format!("{folds} folds: cross-validation needs at least 2"),
+        });
+    }
+    let all = units(rows);
+    for fold in 0..folds {
+        if !all
+            .iter()
+            .any(|u| u.first().is_some_and(|r| r.unit % folds == fold))
+        {
+            return Err(RulError::Data(format!(
+                "fold {fold} of {folds} holds no unit: too few units for {folds} folds"
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for fold in 0..folds {
+        let held = |unit: u32| unit % folds == fold;
+        let fit: Vec<Row> = rows.iter().filter(|r| !held(r.unit)).cloned().collect();
+        let mut val = Vec::new();
+        let mut truth = Vec::new();
+        for unit in all.iter().filter(|u| u.first().is_some_and(|r| held(r.unit))) {
+            let life = unit.len();
+            if life < 2 {
+                continue;
+            }
+            for cut in 0..cuts {
+                let h = (u64::from(unit[0].unit) * cuts + cut).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+                let keep = 1 + (h % (life as u64 - 1)) as usize;
+                // A distinct id per cut, so each cut is predicted on its own.
+                let id = u32::try_from(truth.len()).map_err(|_| RulError::Data("too many cuts".into()))?;
+                val.extend(unit[..keep].iter().map(|r| Row {
+                    unit: id,
+                    ..(*r).clone()
+                }));
+                truth.push((life - keep) as f64);
+            }
+        }
+        let model = CmapssModel::train(&fit, cfg, &mut |_, _| {})?;
+        let preds = model.predict_last(&val);
+        out.extend(preds.iter().zip(&truth).map(|(p, &t)| CvCut {
+            predicted: p.1,
+            truth: t,
+            cap: model.cap,
+        }));
+        progress(fold as usize + 1, folds as usize);
+    }
+    Ok(out)
+}
+
+/// Scores of [`cross_validate`]'s cuts: against the true remaining life (as
+/// the test protocol scores), and against it capped at `cap`, or at each
+/// fold model's own cap when `cap` is `None` (what a capped model can be
+/// judged on).
+pub fn cv_scores(cuts: &[CvCut], cap: Option<f64>) -> (super::metrics::Scores, super::metrics::Scores) {
+    let plain: Vec<(f64, f64)> = cuts.iter().map(|c| (c.predicted, c.truth)).collect();
+    let capped: Vec<(f64, f64)> = cuts
+        .iter()
+        .map(|c| (c.predicted, c.truth.min(cap.unwrap_or(c.cap))))
+        .collect();
+    (super::metrics::score(&plain), super::metrics::score(&capped))
 }
 
 #[cfg(test)]
@@ -696,9 +810,8 @@ mod tests {
         assert_eq!((m, slope), (3.0, 2.0));
     }
 
-    #[test]
-    fn learns_synthetic_degradation() {
-        // 30 units, one sensor drifting up as failure nears, one constant.
+    /// 30 units, one sensor drifting up as failure nears, the others constant.
+    fn synthetic_fleet() -> Vec<Row> {
         let mut text = String::new();
         for u in 1..=30u32 {
             let life = 80 + (u * 7) % 50;
@@ -709,7 +822,95 @@ mod tests {
                 text.push('\n');
             }
         }
-        let rows = parse("synthetic", &text).expect("parse");
+        parse("synthetic", &text).expect("parse")
+    }
+
+    #[test]
+    fn cross_validation_cuts_held_out_units() {
+        let rows = synthetic_fleet();
+        let cfg = CmapssConfig {
+            members: 1,
+            gbm: GbmConfig {
+                trees: 60,
+                learning_rate: 0.1,
+                min_leaf: 10,
+                ..GbmConfig::default()
+            },
+            ..CmapssConfig::default()
+        };
+        let mut folds_done = Vec::new();
+        let cuts = cross_validate(&rows, &cfg, 3, 4, &mut |d, t| folds_done.push((d, t))).expect("cv");
+        assert_eq!(folds_done, vec![(1, 3), (2, 3), (3, 3)]);
+        assert_eq!(cuts.len(), 30 * 4, "every unit cut 4 times");
+        let longest = 80.0 + 49.0;
+        for c in &cuts {
+            assert!(c.truth >= 1.0 && c.truth < longest, "{c:?}");
+            assert!(c.predicted >= 0.0 && c.predicted <= c.cap, "{c:?}");
+        }
+        // The cuts do not all fall at one point of life.
+        let near = cuts.iter().filter(|c| c.truth < 30.0).count();
+        assert!(near > 10 && near < 100, "{near} of 120 cuts within 30 of failure");
+        // Reproducible: the same cuts and predictions again.
+        assert_eq!(
+            cross_validate(&rows, &cfg, 3, 4, &mut |_, _| {}).expect("cv"),
+            cuts
+        );
+        // Held-out units are predicted far better than by the mean capped life.
+        let (plain, capped) = cv_scores(&cuts, None);
+        let mean = cuts.iter().map(|c| c.truth.min(c.cap)).sum::<f64>() / cuts.len() as f64;
+        let flat: Vec<(f64, f64)> = cuts.iter().map(|c| (mean, c.truth.min(c.cap))).collect();
+        let baseline = super::super::metrics::score(&flat).rmse;
+        assert!(capped.rmse < 0.5 * baseline, "{} vs {baseline}", capped.rmse);
+        assert!(plain.rmse >= capped.rmse);
+        let (_, at10) = cv_scores(&cuts, Some(10.0));
+        assert!(at10.rmse != capped.rmse, "an explicit cap is used");
+
+        assert!(cross_validate(&rows, &cfg, 1, 4, &mut |_, _| {}).is_err());
+        let few: Vec<Row> = rows.iter().filter(|r| r.unit <= 2).cloned().collect();
+        let e = cross_validate(&few, &cfg, 3, 4, &mut |_, _| {}).expect_err("3 folds of 2 units");
+        assert!(e.to_string().contains("holds no unit"), "{e}");
+    }
+
+    #[test]
+    fn a_health_index_per_condition() {
+        // Two operating conditions; the wear sensor rises with wear in the
+        // first and falls in the second.
+        let mut text = String::new();
+        for u in 1..=20u32 {
+            let life = 90 + (u * 11) % 40;
+            for c in 1..=life {
+                let rul = f64::from(life - c);
+                let wear = (-rul / 30.0).exp() * 10.0 + f64::from((c * 13 + u) % 5) * 0.05;
+                let (setting, sensor) = if c % 2 == 0 { (0.0, wear) } else { (40.0, -wear) };
+                text.push_str(&line(u, c, setting, sensor));
+                text.push('\n');
+            }
+        }
+        let rows = parse("two conditions", &text).expect("parse");
+        let cfg = CmapssConfig {
+            members: 1,
+            gbm: GbmConfig {
+                trees: 20,
+                ..GbmConfig::default()
+            },
+            ..CmapssConfig::default()
+        };
+        let model = CmapssModel::train(&rows, &cfg, &mut |_, _| {}).expect("train");
+        assert_eq!(model.normaliser.conditions.len(), 2);
+        assert_eq!(model.hi.len(), 2, "one index per condition");
+        let weight = |c: usize| model.hi[c][1];
+        assert!(weight(0) * weight(1) < 0.0, "opposite signs: {:?}", model.hi);
+        let shared = CmapssConfig {
+            health_per_condition: false,
+            ..cfg
+        };
+        let one = CmapssModel::train(&rows, &shared, &mut |_, _| {}).expect("train");
+        assert_eq!(one.hi.len(), 1);
+    }
+
+    #[test]
+    fn learns_synthetic_degradation() {
+        let rows = synthetic_fleet();
         let cfg = CmapssConfig {
             gbm: GbmConfig {
                 trees: 150,

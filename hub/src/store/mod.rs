@@ -224,8 +224,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Frames (a 4 KiB page each) past which the WAL is emptied even if
 /// writers must wait for it.
 const WAL_LIMIT_FRAMES: i64 = 65_536;
-/// The telemetry writer copies the WAL back into the database file after a
-/// commit that leaves it this many frames long (SQLite's default).
+/// The writer connection copies the WAL back into the database file after
+/// a commit that leaves it this many frames long (SQLite's default).
 const WRITER_AUTOCHECKPOINT: u32 = 1000;
 
 /// The WAL's safety valve, until the store is dropped. The writer keeps the
@@ -265,7 +265,7 @@ async fn checkpoints(pool: AnyPool, alive: std::sync::Weak<()>) {
     }
 }
 
-/// Page cache of a telemetry writer connection (KiB), and of the others.
+/// Page cache of the writer connection (KiB), and of each reader.
 const WRITER_CACHE_KIB: u32 = 32 * 1024;
 const READER_CACHE_KIB: u32 = 2 * 1024;
 

@@ -34,8 +34,10 @@ pub struct IngestArgs {
     /// Values per poll.
     #[arg(long, default_value_t = 20)]
     metrics: usize,
-    /// Measured seconds, after the warm-up.
-    #[arg(long, default_value_t = 30)]
+    /// Measured seconds, after the warm-up. A minute by default: the window
+    /// then holds one merge of the downsampled history, as every minute of
+    /// the hub's life does (30 s missed it, and its stall of the writer).
+    #[arg(long, default_value_t = 60)]
     seconds: u64,
     #[arg(long, default_value_t = 5)]
     warmup: u64,

@@ -55,33 +55,37 @@ fn hub_points(api: &str) -> Option<u64> {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200));
         }
-        let v: serde_json::Value = ureq::get(&format!("{api}/health"))
-            .config()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .call()
-            .ok()?
-            .body_mut()
-            .read_json()
-            .ok()?;
+        let v = get_json(&format!("{api}/health"), None, Duration::from_secs(5))?;
         v["ingest"]["points"].as_u64()
     })
 }
 
-/// Sequence numbers missing between the samples stored, over all devices
-/// (`gaps` of `GET /api/v1/devices`).
-fn sequence_gaps(api: &str, token: &str) -> Option<u64> {
-    let v: serde_json::Value = ureq::get(&format!("{api}/api/v1/devices"))
-        .header("Authorization", &format!("Bearer {token}"))
-        .config()
-        .timeout_global(Some(Duration::from_secs(30)))
+/// The JSON body of `GET url` (with a bearer `token`), whatever its status;
+/// `None` if it cannot be read within `timeout`.
+fn get_json(url: &str, token: Option<&str>, timeout: Duration) -> Option<serde_json::Value> {
+    let mut req = ureq::get(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    req.config()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
         .build()
         .call()
         .ok()?
         .body_mut()
         .read_json()
-        .ok()?;
+        .ok()
+}
+
+/// Sequence numbers missing between the samples stored, over all devices
+/// (`gaps` of `GET /api/v1/devices`).
+fn sequence_gaps(api: &str, token: &str) -> Option<u64> {
+    let v = get_json(
+        &format!("{api}/api/v1/devices"),
+        Some(token),
+        Duration::from_secs(30),
+    )?;
     v.as_array()?
         .iter()
         .map(|d| d["gaps"].as_u64())

@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use wearline_models::profile::{Consumable, Profile};
 use wearline_models::rul::tracker::{EndedLife, LifeEstimate, Limit};
-use wearline_models::rules::preventive_due;
+use wearline_models::rules::{self, preventive_due};
 use wearline_models::time::date;
 use wearline_models::wire::{AlertState, Connectivity, HUB_FILTERS, Severity, Uplink, decode_uplink};
 
@@ -92,9 +92,10 @@ pub struct Ingest {
     /// one fault, the gateway's).
     offline_gateways: std::collections::HashSet<String>,
     last_flush: Instant,
-    /// Consumables (by device, their indices) whose latest prediction was
-    /// within the lead time: an order is opened when one becomes due, not on
-    /// every prediction.
+    /// Consumables (by device, their indices) that are due: a prediction
+    /// fell within the lead time, and none since was clearly beyond it
+    /// ([`rules::released`]) nor was the part replaced. An order is opened
+    /// when one becomes due, not on every prediction.
     due: HashMap<String, Vec<usize>>,
     /// Fresh samples also go to InfluxDB, when configured.
     pub influx: Option<crate::influx::InfluxHandle>,
@@ -867,11 +868,18 @@ impl Ingest {
                 self.dirty_order.push_back(device.to_string());
             }
         }
-        let order = u
-            .estimate
-            .as_ref()
-            .and_then(|e| preventive_due(e.remaining_days(), c.lead_time_days).map(|o| (e, o)));
-        let was_due = self.due.get(device).is_some_and(|d| d.contains(&u.index));
+        let remaining = u.estimate.as_ref().map(LifeEstimate::remaining_days);
+        let within = remaining.and_then(|r| preventive_due(r, c.lead_time_days));
+        // A new part is due again only when it wears out in turn.
+        let was_due = !replaced && self.due.get(device).is_some_and(|d| d.contains(&u.index));
+        let (due, open) = rules::due_step(was_due, remaining, c.lead_time_days);
+        if due != was_due || replaced {
+            let indices = self.due.entry(device.to_string()).or_default();
+            indices.retain(|i| *i != u.index);
+            if due {
+                indices.push(u.index);
+            }
+        }
         if let Some(e) = &u.estimate {
             self.remind(device, profile, c, e).await;
         }
@@ -879,20 +887,12 @@ impl Ingest {
             self.orders.send(OrderEvent::PartChecked {
                 device: device.to_string(),
                 consumable: c.name.clone(),
-                still_due: order.is_some(),
+                still_due: within.is_some(),
             });
         }
-        let Some((e, order)) = order else {
-            if was_due && let Some(d) = self.due.get_mut(device) {
-                d.retain(|i| *i != u.index);
-            }
+        let (Some(order), Some(e)) = (open, &u.estimate) else {
             return Ok(());
         };
-        if was_due {
-            // Already due at the previous prediction: its order was opened then.
-            return Ok(());
-        }
-        self.due.entry(device.to_string()).or_default().push(u.index);
         let wo = NewWorkOrder {
             device_id: device.to_string(),
             kind: "preventive",

@@ -271,12 +271,20 @@ impl Store {
     /// so hubs sharing the store tend to start apart). Buckets before a
     /// resolution's retention horizon are left out: pruning already took
     /// or will take them, and a late sample must not bring one back partial.
-    pub async fn roll_up(&self, first: i64, retention: &Retention, now_ms: i64) -> Result<Merged> {
+    ///
+    /// After each merge it pauses `pace` times as long as the merge took
+    /// (0: no pause), so that writes queued meanwhile (telemetry) go first
+    /// rather than wait behind a burst of merges.
+    pub async fn roll_up(&self, first: i64, retention: &Retention, now_ms: i64, pace: u32) -> Result<Merged> {
         let mut total = Merged::default();
         for k in 0..SHARDS {
             let shard = (first + k).rem_euclid(SHARDS);
             loop {
+                let started = std::time::Instant::now();
                 let m = self.roll_up_shard(shard, retention, now_ms).await?;
+                if pace > 0 && m.pending_rows > 0 {
+                    tokio::time::sleep(started.elapsed() * pace).await;
+                }
                 total.pending_rows += m.pending_rows;
                 total.samples += m.samples;
                 total.rows += m.rows;

@@ -121,7 +121,7 @@ fn assert_rollups(got: &[(String, RollupRow)], want: &[(String, RollupRow)], wha
 async fn drain(store: &Store) {
     let mut rounds = 0;
     while store.pending_samples().await.expect("pending") > 0 {
-        store.roll_up(0, &KEEP, 0).await.expect("roll up");
+        store.roll_up(0, &KEEP, 0, 0).await.expect("roll up");
         rounds += 1;
         assert!(rounds < 100, "pending samples never drain");
     }
@@ -182,7 +182,7 @@ async fn rollups_equal_a_brute_force_count_of_late_and_duplicate_samples(db: Tes
         // Merges land between batches at random: late samples reach
         // buckets already rolled up.
         if rng.below(4) == 0 {
-            store.roll_up(i as i64, &KEEP, 0).await.expect("roll up");
+            store.roll_up(i as i64, &KEEP, 0, 0).await.expect("roll up");
         }
         // A message delivered again after it was rolled up.
         if i % 7 == 3 {
@@ -200,7 +200,7 @@ async fn rollups_equal_a_brute_force_count_of_late_and_duplicate_samples(db: Tes
     }
     // Rolling up again with nothing pending changes nothing.
     assert_eq!(
-        store.roll_up(0, &KEEP, 0).await.expect("roll up"),
+        store.roll_up(0, &KEEP, 0, 0).await.expect("roll up"),
         Merged::default()
     );
     assert_rollups(
@@ -226,11 +226,11 @@ async fn two_hubs_rolling_up_at_once_count_each_sample_once(db: TestDb) {
         for (i, b) in batches {
             store.insert_batch(&b).await.expect("insert");
             if i % 3 == 0 {
-                lost += store.roll_up(0, &KEEP, 0).await.expect("roll up").lost;
+                lost += store.roll_up(0, &KEEP, 0, 0).await.expect("roll up").lost;
             }
         }
         for _ in 0..3 {
-            lost += store.roll_up(0, &KEEP, 0).await.expect("roll up").lost;
+            lost += store.roll_up(0, &KEEP, 0, 0).await.expect("roll up").lost;
         }
         lost
     };
@@ -331,7 +331,7 @@ async fn pruning_keeps_retention_and_what_is_not_rolled_up(db: TestDb) {
     assert_eq!(fresh.len(), 1);
     assert_eq!(store.prune(&retention, now, 7).await.expect("prune").raw, 0);
     assert_eq!(raw_count(&store).await, 240 - 72 + 1);
-    store.roll_up(0, &retention, now).await.expect("roll up");
+    store.roll_up(0, &retention, now, 0).await.expect("roll up");
     // Still 8 days old: past raw retention, within the minutes'.
     let late_minute = store
         .rollup_history(
@@ -382,7 +382,7 @@ async fn pruning_keeps_retention_and_what_is_not_rolled_up(db: TestDb) {
         .insert_samples("gw", "d", "p", vec![old])
         .await
         .expect("old");
-    store.roll_up(0, &retention, now).await.expect("roll up");
+    store.roll_up(0, &retention, now, 0).await.expect("roll up");
     let minutes_after = store
         .rollup_history(Resolution::Minute, "d", None, 0, i64::MAX / 2, 10_000)
         .await

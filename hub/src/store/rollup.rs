@@ -45,7 +45,7 @@ pub const SHARDS: i64 = 64;
 /// Pending rows a merge transaction claims at most. The rows of all shards
 /// interleave in `rollup_pending`, so deleting many of one shard's rows
 /// dirties pages all over the table: claiming a minute of a shard (about
-/// 3000 rows at 4500 messages/s) made each merge's commit 45–60 ms.
+/// 3000 rows at 4500 messages/s) made each merge's commit 45–60 ms…
 const CLAIM_ROWS: i64 = 256;
 /// …and points it stops claiming at (a single row may hold more).
 const CLAIM_POINTS: i64 = 200_000;

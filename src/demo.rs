@@ -64,6 +64,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             password_file: None,
             max_connections: None,
             max_payload_bytes: None,
+            backlog_mib: None,
             tls: None,
         },
         http: HttpConfig {

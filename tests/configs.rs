@@ -334,6 +334,10 @@ fn broker_security_errors_name_file_line_and_key() {
             "4: key `broker.max_payload_bytes`".to_string(),
         ),
         (
+            format!("{base}backlog_mib = 2\n{store}"),
+            "4: key `broker.backlog_mib`: must be between 8 and 4096".to_string(),
+        ),
+        (
             format!("{base}{tls}{store}"),
             "6: key `broker.tls.cert_file`: cannot read".to_string(),
         ),

@@ -151,6 +151,9 @@ pub struct BrokerConfig {
     /// Embedded: largest MQTT packet accepted; a bigger one disconnects its client.
     #[serde(default)]
     pub max_payload_bytes: Option<usize>,
+    /// Embedded: telemetry held for a subscriber that falls behind, MiB.
+    #[serde(default)]
+    pub backlog_mib: Option<usize>,
     /// Embedded: a TLS listener for gateways with client certificates.
     #[serde(default)]
     pub tls: Option<BrokerTls>,
@@ -176,6 +179,8 @@ pub struct BrokerTls {
 const MAX_CONNECTIONS_LIMIT: usize = 100_000;
 /// `max_payload_bytes` bounds.
 const PAYLOAD_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=(256 << 20);
+/// `backlog_mib` bounds.
+const BACKLOG_MIB_RANGE: std::ops::RangeInclusive<usize> = 8..=4096;
 
 const fn default_broker_kind() -> BrokerKind {
     BrokerKind::Embedded
@@ -722,6 +727,7 @@ fn embedded_security(
             ("broker.password_file", b.password_file.is_some()),
             ("broker.max_connections", b.max_connections.is_some()),
             ("broker.max_payload_bytes", b.max_payload_bytes.is_some()),
+            ("broker.backlog_mib", b.backlog_mib.is_some()),
             ("broker.tls", b.tls.is_some()),
         ] {
             if set {
@@ -750,6 +756,18 @@ fn embedded_security(
                 "must be between {} and {}",
                 PAYLOAD_BYTES_RANGE.start(),
                 PAYLOAD_BYTES_RANGE.end()
+            ),
+        ));
+    }
+    if let Some(n) = b.backlog_mib
+        && !BACKLOG_MIB_RANGE.contains(&n)
+    {
+        return Err(invalid(
+            "broker.backlog_mib",
+            &format!(
+                "must be between {} and {}",
+                BACKLOG_MIB_RANGE.start(),
+                BACKLOG_MIB_RANGE.end()
             ),
         ));
     }

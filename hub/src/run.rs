@@ -74,6 +74,7 @@ impl Hub {
                         .broker
                         .max_payload_bytes
                         .unwrap_or(broker::DEFAULT_MAX_PAYLOAD_BYTES),
+                    backlog_mib: config.broker.backlog_mib.unwrap_or(broker::DEFAULT_BACKLOG_MIB),
                     hub_client_id: config.broker.client_id.clone(),
                 };
                 let started = tokio::task::spawn_blocking(move || broker::start_embedded(&settings))

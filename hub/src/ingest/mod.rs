@@ -299,7 +299,10 @@ impl Ingest {
         if let Some(d) = &downlink {
             d.attach(client.clone());
         }
-        let (tx, rx) = mpsc::channel::<Inbound>(2 * BATCH_MAX);
+        // Room for the next batch while one is stored; further backlog
+        // waits in the broker (in the hub's session, or the embedded
+        // broker's `backlog_mib`), not in the hub's memory.
+        let (tx, rx) = mpsc::channel::<Inbound>(BATCH_MAX);
         let acks = cfg.ack_after_commit.then(|| client.clone());
         let worker = tokio::spawn(self.work(rx, acks));
         let mut failures = 0u32;

@@ -886,7 +886,7 @@ impl Ingest {
         if let Some(e) = &u.estimate {
             self.remind(device, profile, c, e).await;
         }
-        if !replaced {
+        if !replaced && self.orders.watches(device) {
             self.orders.send(OrderEvent::PartChecked {
                 device: device.to_string(),
                 consumable: c.name.clone(),

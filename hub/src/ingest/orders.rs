@@ -23,17 +23,22 @@
 //! orders (a transaction or more each) never holds up the telemetry behind
 //! them, even when a whole fleet falls due at once. Events are handled in
 //! the order they were sent; [`Orders::sync`] waits until those sent
-//! before are done (flushes and tests use it).
+//! before are done (flushes and tests use it). Only the devices with a
+//! resolved order awaiting verification need each new prediction
+//! ([`OrderEvent::PartChecked`]): the desk publishes them
+//! ([`Orders::watches`]), and ingest sends no other. Sending every
+//! prediction (one per telemetry message) let the desk's queue grow to
+//! 22 MB while it waited on the store under `wearline bench ingest`.
 
 use super::IngestStats;
 use crate::clock::wall_ms;
 use crate::run::HubEvent;
 use crate::store::{Change, ChangeError, NewWorkOrder, Store, WorkOrderRow};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use wearline_models::rules::Priority;
 use wearline_models::workorder::{self, Action, Criticality, Status};
 
@@ -57,7 +62,8 @@ pub enum OrderEvent {
     FaultCleared { device: String, cause: String },
     /// A consumable's life restarted.
     PartReplaced { device: String, consumable: String },
-    /// A new prediction for a consumable, still within its lead time or not.
+    /// A new prediction for a consumable, still within its lead time or not
+    /// (sent only for a device the desk [`Orders::watches`]).
     PartChecked {
         device: String,
         consumable: String,
@@ -75,6 +81,8 @@ pub enum OrderEvent {
 #[derive(Debug, Clone)]
 pub struct Orders {
     tx: mpsc::UnboundedSender<OrderEvent>,
+    /// Devices with a resolved order awaiting verification.
+    watched: watch::Receiver<Arc<HashSet<String>>>,
 }
 
 impl Orders {
@@ -84,6 +92,13 @@ impl Orders {
         if self.tx.send(event).is_err() {
             tracing::error!("the order desk has stopped; an order event is lost");
         }
+    }
+
+    /// Whether the desk wants `device`'s predictions
+    /// ([`OrderEvent::PartChecked`]): it has a resolved order to verify.
+    pub fn watches(&self, device: &str) -> bool {
+        let watched = self.watched.borrow();
+        !watched.is_empty() && watched.contains(device)
     }
 
     /// Waits until the desk has handled everything sent before (and, with
@@ -98,7 +113,9 @@ impl Orders {
 /// Starts the order desk; it ends when every [`Orders`] is dropped.
 pub fn spawn(store: Store, stats: Arc<IngestStats>, events: broadcast::Sender<HubEvent>) -> Orders {
     let (tx, rx) = mpsc::unbounded_channel();
+    let (watch_tx, watched) = watch::channel(Arc::new(HashSet::new()));
     let desk = Desk {
+        watched: watch_tx,
         store,
         stats,
         events,
@@ -108,11 +125,13 @@ pub fn spawn(store: Store, stats: Arc<IngestStats>, events: broadcast::Sender<Hu
         criticality_loaded: None,
     };
     tokio::spawn(desk.run(rx));
-    Orders { tx }
+    Orders { tx, watched }
 }
 
 /// The order desk's state.
 struct Desk {
+    /// The devices of `verifying.orders`, for [`Orders::watches`].
+    watched: watch::Sender<Arc<HashSet<String>>>,
     store: Store,
     stats: Arc<IngestStats>,
     events: broadcast::Sender<HubEvent>,
@@ -172,6 +191,7 @@ impl Desk {
                 e = rx.recv() => e,
                 _ = tick.tick() => {
                     self.refresh_resolved(false).await;
+                    self.publish_watched();
                     continue;
                 }
             };
@@ -197,9 +217,27 @@ impl Desk {
                     if refresh {
                         self.refresh_resolved(true).await;
                     }
+                    // What a caller sends once synced is filtered by the
+                    // orders just read.
+                    self.publish_watched();
                     let _ = done.send(());
                 }
             }
+            self.publish_watched();
+        }
+    }
+
+    /// Publishes the devices with a resolved order awaiting verification,
+    /// when they changed.
+    fn publish_watched(&self) {
+        let devices: HashSet<&str> = self.verifying.orders.keys().map(|(d, _)| d.as_str()).collect();
+        let same = {
+            let current = self.watched.borrow();
+            current.len() == devices.len() && devices.iter().all(|d| current.contains(*d))
+        };
+        if !same {
+            self.watched
+                .send_replace(Arc::new(devices.into_iter().map(str::to_string).collect()));
         }
     }
 

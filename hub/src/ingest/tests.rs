@@ -433,7 +433,10 @@ mod orders {
             (wo.kind.as_str(), wo.cause.as_str()),
             ("preventive", "consumable:filter")
         );
+        // Only a device with an order to verify sends the desk its predictions.
+        assert!(!hub.orders.watches("p1"));
         work(&mut hub, wo.id, &[Action::Assign, Action::Start, Action::Resolve]).await;
+        assert!(hub.orders.watches("p1") && !hub.orders.watches("p2"));
 
         // Still worn for VERIFY_SAMPLES predictions after the resolution: reopened.
         let mut seq = end as u64 + 1;
@@ -446,6 +449,11 @@ mod orders {
         let row = hub.store.work_order(wo.id).await.expect("get").expect("row");
         assert_eq!(row.status, "reopened", "{row:?}");
         assert!(last_event(&hub, wo.id).await.2.contains("fault persists"));
+        hub.orders.sync(false).await;
+        assert!(
+            !hub.orders.watches("p1"),
+            "a reopened order is no longer verified"
+        );
 
         // Resolved again, and this time the data shows a new filter: closed.
         work(&mut hub, wo.id, &[Action::Assign, Action::Start, Action::Resolve]).await;

@@ -242,8 +242,8 @@ fn config(plain: SocketAddr, tls: Option<&TlsListener>, auth: Option<Auth>, s: &
             // subscriber further behind loses the oldest). It takes about
             // twice its nominal size: each message also keeps its packet's
             // read buffer and a properties slot. At 8 × 8 MB the hub's peak
-            // RSS under `bench ingest --rate 10000` was 330 MB; at 8 × 2 MB,
-            // 233 MB, with nothing lost.
+            // RSS under `bench ingest --rate 10000` was 323–330 MB; at
+            // 8 × 2 MB, 230–265 MB, with nothing lost.
             max_segment_size: (s.backlog_mib << 20) / BACKLOG_SEGMENTS,
             max_segment_count: BACKLOG_SEGMENTS,
             ..RouterConfig::default()

@@ -82,7 +82,7 @@ pub enum OrderEvent {
 pub struct Orders {
     tx: mpsc::UnboundedSender<OrderEvent>,
     /// Devices with a resolved order awaiting verification.
-    watched: watch::Receiver<Arc<HashSet<String>>>,
+    watched: watch::Receiver<HashSet<String>>,
 }
 
 impl Orders {
@@ -113,7 +113,7 @@ impl Orders {
 /// Starts the order desk; it ends when every [`Orders`] is dropped.
 pub fn spawn(store: Store, stats: Arc<IngestStats>, events: broadcast::Sender<HubEvent>) -> Orders {
     let (tx, rx) = mpsc::unbounded_channel();
-    let (watch_tx, watched) = watch::channel(Arc::new(HashSet::new()));
+    let (watch_tx, watched) = watch::channel(HashSet::new());
     let desk = Desk {
         watched: watch_tx,
         store,
@@ -131,7 +131,7 @@ pub fn spawn(store: Store, stats: Arc<IngestStats>, events: broadcast::Sender<Hu
 /// The order desk's state.
 struct Desk {
     /// The devices of `verifying.orders`, for [`Orders::watches`].
-    watched: watch::Sender<Arc<HashSet<String>>>,
+    watched: watch::Sender<HashSet<String>>,
     store: Store,
     stats: Arc<IngestStats>,
     events: broadcast::Sender<HubEvent>,
@@ -237,7 +237,7 @@ impl Desk {
         };
         if !same {
             self.watched
-                .send_replace(Arc::new(devices.into_iter().map(str::to_string).collect()));
+                .send_replace(devices.into_iter().map(str::to_string).collect());
         }
     }
 

@@ -739,37 +739,28 @@ fn embedded_security(
         }
         return Ok(None);
     }
-    if let Some(n) = b.max_connections
-        && !(1..=MAX_CONNECTIONS_LIMIT).contains(&n)
-    {
-        return Err(invalid(
+    let limits = [
+        (
             "broker.max_connections",
-            &format!("must be between 1 and {MAX_CONNECTIONS_LIMIT}"),
-        ));
-    }
-    if let Some(n) = b.max_payload_bytes
-        && !PAYLOAD_BYTES_RANGE.contains(&n)
-    {
-        return Err(invalid(
+            b.max_connections,
+            1..=MAX_CONNECTIONS_LIMIT,
+        ),
+        (
             "broker.max_payload_bytes",
-            &format!(
-                "must be between {} and {}",
-                PAYLOAD_BYTES_RANGE.start(),
-                PAYLOAD_BYTES_RANGE.end()
-            ),
-        ));
-    }
-    if let Some(n) = b.backlog_mib
-        && !BACKLOG_MIB_RANGE.contains(&n)
-    {
-        return Err(invalid(
-            "broker.backlog_mib",
-            &format!(
-                "must be between {} and {}",
-                BACKLOG_MIB_RANGE.start(),
-                BACKLOG_MIB_RANGE.end()
-            ),
-        ));
+            b.max_payload_bytes,
+            PAYLOAD_BYTES_RANGE,
+        ),
+        ("broker.backlog_mib", b.backlog_mib, BACKLOG_MIB_RANGE),
+    ];
+    for (key, value, range) in limits {
+        if let Some(n) = value
+            && !range.contains(&n)
+        {
+            return Err(invalid(
+                key,
+                &format!("must be between {} and {}", range.start(), range.end()),
+            ));
+        }
     }
     if let Some(t) = &mut b.tls {
         let plain_loopback = b

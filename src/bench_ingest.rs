@@ -93,20 +93,12 @@ fn sequence_gaps(api: &str, token: &str) -> Option<u64> {
 }
 
 /// Points the hub has stored but not yet merged into its downsampled
-/// history, read from its database (read-only, beside the running hub). The
-/// merge runs behind ingest: a backlog that grows over a longer run is a
-/// rate the history cannot sustain, however well ingest keeps up.
-async fn rollup_backlog(db: &std::path::Path) -> Result<i64> {
-    use sqlx::Connection;
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true);
-    let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
-    let (points,): (i64,) = sqlx::query_as("SELECT coalesce(sum(points), 0) FROM rollup_pending")
-        .fetch_one(&mut conn)
-        .await?;
-    conn.close().await?;
-    Ok(points)
+/// history, as its `/health` reports them. The merge runs behind ingest: a
+/// backlog that grows over a longer run is a rate the history cannot
+/// sustain, however well ingest keeps up.
+fn rollup_backlog(api: &str) -> Option<i64> {
+    let v = get_json(&format!("{api}/health"), None, Duration::from_secs(5))?;
+    v["history"]["backlog_points"].as_i64()
 }
 
 /// Peak resident set of a process, bytes (`VmHWM`).
@@ -376,8 +368,7 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         .spawn()
         .context("starting the hub")?;
     let pid = hub.id();
-    let db = dir.path().join("hub.db");
-    let result = measure(&args, broker_port, api_port, &token, pid, hub.stdout.take(), &db).await;
+    let result = measure(&args, broker_port, api_port, &token, pid, hub.stdout.take()).await;
     let _ = hub.kill();
     let _ = hub.wait();
     if result.is_err() || std::env::var_os("WEARLINE_BENCH_KEEP").is_some() {
@@ -393,7 +384,6 @@ async fn measure(
     token: &str,
     pid: u32,
     stdout: Option<std::process::ChildStdout>,
-    db: &std::path::Path,
 ) -> Result<()> {
     // The hub prints its API address once it serves. Its stdout is read to
     // the end on a thread of its own: a closed pipe would fail its next line.
@@ -498,7 +488,13 @@ async fn measure(
             .ok()
             .flatten()
     };
-    let backlog = rollup_backlog(db).await;
+    let backlog = {
+        let api = api.clone();
+        tokio::task::spawn_blocking(move || rollup_backlog(&api))
+            .await
+            .ok()
+            .flatten()
+    };
     let mut latencies = prober.await??;
     latencies.sort_unstable();
     let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
@@ -529,12 +525,12 @@ async fn measure(
         ),
         None => println!("samples lost: unknown (the device list could not be read)"),
     }
-    match &backlog {
-        Ok(points) => println!(
+    match backlog {
+        Some(points) => println!(
             "points stored but not yet merged into the 1-minute and 1-hour history: {points} ({:.1} s of the measured rate)",
-            *points as f64 / hub_pps.max(1.0)
+            points as f64 / hub_pps.max(1.0)
         ),
-        Err(e) => println!("history backlog: unknown ({e:#})"),
+        None => println!("history backlog: unknown (/health did not report it)"),
     }
     let r = |x: f64| (x * 1000.0).round() / 1000.0;
     println!(
@@ -550,7 +546,7 @@ async fn measure(
             "latency_p50_ms": r(p50),
             "latency_p99_ms": r(p99),
             "lost_samples": lost,
-            "rollup_backlog_points": backlog.ok(),
+            "rollup_backlog_points": backlog,
         })
     );
     Ok(())

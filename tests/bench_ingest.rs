@@ -52,9 +52,8 @@ fn bench_ingest_reports_rates_ratio_rss_and_latency() {
     );
     // A hub that keeps up loses nothing between the broker and its store.
     assert_eq!(last["lost_samples"], 0, "{last}");
-    // The history's backlog is read from the hub's database: at most what
-    // was stored, and the run is shorter than the hub's merge period, so
-    // some of it still waits.
+    // The history's backlog is read from the hub's `/health`: the run is
+    // shorter than the hub's merge period, so some of it still waits.
     let backlog = last["rollup_backlog_points"]
         .as_i64()
         .expect("rollup_backlog_points read");

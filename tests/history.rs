@@ -408,6 +408,14 @@ fn a_hub_killed_mid_way_and_restarted_ends_with_exact_rollups() {
             "{d}: 1m"
         );
     }
-    let ingest = get_json(&format!("{}/health", hub.api))["ingest"].clone();
-    assert!(ingest["duplicates"].as_u64() > Some(0), "{ingest}");
+    let health = get_json(&format!("{}/health", hub.api));
+    assert!(health["ingest"]["duplicates"].as_u64() > Some(0), "{health}");
+    // Everything is rolled up: the backlog the operator sees is empty.
+    assert_eq!(health["history"]["backlog_points"], 0, "{health}");
+    let metrics = scrape(&format!("{}/metrics", hub.api)).expect("metrics");
+    assert_eq!(
+        prom_value(&metrics, "wearline_hub_rollup_backlog_points"),
+        Some(0.0),
+        "{metrics}"
+    );
 }

@@ -24,6 +24,7 @@ pub const ALERTS_OPENED: &str = "wearline_hub_alerts_opened_total";
 pub const UNKNOWN_DEVICES: &str = "wearline_hub_ingest_unknown_device_total";
 pub const STORE_LATENCY: &str = "wearline_hub_store_write_duration_seconds";
 pub const STORE_LATENCY_MAX: &str = "wearline_hub_store_write_duration_max_seconds";
+pub const ROLLUP_BACKLOG: &str = "wearline_hub_rollup_backlog_points";
 
 pub const INFLUX_UP: &str = "wearline_hub_influx_up";
 pub const INFLUX_ACCEPTED: &str = "wearline_hub_influx_points_accepted_total";
@@ -39,7 +40,8 @@ pub const INFLUX_LATENCY: &str = "wearline_hub_influx_write_duration_seconds";
 pub const INFLUX_LATENCY_MAX: &str = "wearline_hub_influx_write_duration_max_seconds";
 
 /// Renders every metric in the Prometheus text format (0.0.4).
-pub fn render(stats: &IngestStats, influx: Option<&InfluxSnapshot>) -> String {
+/// `rollup_backlog` is the store's figure (`None` when it could not be read).
+pub fn render(stats: &IngestStats, rollup_backlog: Option<i64>, influx: Option<&InfluxSnapshot>) -> String {
     let ingest = stats.snapshot();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
@@ -173,6 +175,14 @@ pub fn render(stats: &IngestStats, influx: Option<&InfluxSnapshot>) -> String {
             (r#"{op="consumables"}"#.into(), consumables.max_secs),
         ],
     );
+    if let Some(n) = rollup_backlog {
+        metric(
+            ROLLUP_BACKLOG,
+            "gauge",
+            "Points stored and not yet merged into the 1-minute and 1-hour history.",
+            &[(String::new(), n as f64)],
+        );
+    }
     let Some(i) = influx else {
         return out;
     };
@@ -278,7 +288,7 @@ mod tests {
             .observe(std::time::Duration::from_millis(30));
         let influx = InfluxStats::default();
         influx.write_latency.observe(std::time::Duration::from_millis(3));
-        let text = render(&ingest, Some(&influx.snapshot()));
+        let text = render(&ingest, Some(42), Some(&influx.snapshot()));
         let mut families = BTreeSet::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -319,12 +329,14 @@ mod tests {
             text.contains(&format!("{INFLUX_DROPPED}{{reason=\"retry_exhausted\"}} 0")),
             "{text}"
         );
+        assert!(text.contains(&format!("{ROLLUP_BACKLOG} 42")), "{text}");
     }
 
     #[test]
     fn without_a_sink_there_are_no_influx_metrics() {
-        let text = render(&IngestStats::default(), None);
+        let text = render(&IngestStats::default(), None, None);
         assert!(text.contains(&format!("{MESSAGES} 0")));
+        assert!(!text.contains(ROLLUP_BACKLOG), "{text}");
         assert!(!text.contains("influx"), "{text}");
     }
 }

@@ -26,9 +26,20 @@ pub(super) struct HealthView {
     #[schema(inline, value_type = BrokerState)]
     broker: &'static str,
     ingest: IngestSnapshot,
+    /// The downsampled history, when the store answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<HistoryView>,
     /// The InfluxDB sink, when configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     influx: Option<InfluxSnapshot>,
+}
+
+/// The merge of stored samples into the 1-minute and 1-hour history.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct HistoryView {
+    /// Points stored and not yet merged: a figure that keeps growing is a
+    /// rate the history does not sustain (raw samples stay current).
+    backlog_points: i64,
 }
 
 // Schema-only enums: the words `/health` uses.
@@ -72,6 +83,11 @@ enum BrokerState {
 )]
 pub(super) async fn health(State(s): State<AppState>) -> Response {
     let store_ok = s.store.ping().await.is_ok();
+    let history = match store_ok {
+        true => s.store.rollup_backlog_points().await.ok(),
+        false => None,
+    }
+    .map(|backlog_points| HistoryView { backlog_points });
     let ingest = s.stats.snapshot();
     let ok = store_ok && ingest.broker_connected;
     let influx = s.influx.as_ref().map(|h| h.stats().snapshot());
@@ -86,6 +102,7 @@ pub(super) async fn health(State(s): State<AppState>) -> Response {
             "disconnected"
         },
         ingest,
+        history,
         influx,
     };
     let code = if ok {
@@ -109,9 +126,10 @@ pub(super) async fn health(State(s): State<AppState>) -> Response {
 )]
 pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     let influx = s.influx.as_ref().map(|h| h.stats().snapshot());
+    let backlog = s.store.rollup_backlog_points().await.ok();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(&s.stats, influx.as_ref()),
+        crate::metrics::render(&s.stats, backlog, influx.as_ref()),
     )
         .into_response()
 }

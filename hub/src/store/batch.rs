@@ -1,8 +1,7 @@
 //! The store's batch writes: a batch of telemetry in one transaction
 //! (deduplicated samples, device rows with counts, last sequence number and
-//! gaps, text attributes, the new samples' rollup pending rows), and consumable states in multi-row upserts.
+//! gaps, text attributes, the rollup pending rows of samples that arrive late), and consumable states in multi-row upserts.
 
-use super::rollup::{PendingShard, shard_of};
 use super::sql::{greatest, placeholder, push_tuples};
 use super::{ConsumableRow, Result, Store, seq_i64};
 use sqlx::AssertSqlSafe;
@@ -87,8 +86,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let mut pending: std::collections::BTreeMap<i64, PendingShard<'_>> =
-            std::collections::BTreeMap::new();
+        // New samples: device, sequence number, time, values.
+        let mut new_samples: Vec<(&str, i64, i64, usize)> = Vec::new();
         let mut out: Vec<Vec<usize>> = Vec::with_capacity(batch.len());
         let mut devices: std::collections::BTreeMap<&str, DeviceBatch> = std::collections::BTreeMap::new();
         let mut text: std::collections::BTreeMap<&str, serde_json::Map<String, serde_json::Value>> =
@@ -102,11 +101,8 @@ impl Store {
                         .is_some()
                 })
                 .collect();
-            if !fresh.is_empty() {
-                let p = pending.entry(shard_of(&t.device)).or_default();
-                for s in fresh.iter().map(|&k| &t.samples[k]) {
-                    p.add(&t.device, seq_i64(s.seq), s.ts_ms, s.values.len());
-                }
+            for s in fresh.iter().map(|&k| &t.samples[k]) {
+                new_samples.push((&t.device, seq_i64(s.seq), s.ts_ms, s.values.len()));
             }
             for s in fresh.iter().map(|&k| &t.samples[k]) {
                 let e = devices.entry(&t.device).or_insert(DeviceBatch {
@@ -142,6 +138,10 @@ impl Store {
             d.gaps = gaps(last_seq.get(*id).copied(), &mut d.seqs);
         }
         let devices: Vec<_> = devices.into_iter().collect();
+        // Each device's rollup watermark, as the upsert leaves it: the row
+        // is locked from then on, so a merge moving the watermark either
+        // committed before (and shows here) or waits for this transaction.
+        let mut rolled: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
         for chunk in devices.chunks(CHUNK / 2) {
             let mut sql = String::from(
                 "INSERT INTO devices (id, gateway, profile, first_seen_ms, last_seen_ms, last_seq, samples, points, gaps) VALUES ",
@@ -156,7 +156,8 @@ impl Store {
                 greatest("devices.last_seq", "excluded.last_seq"),
                 greatest("0", "devices.gaps + excluded.gaps"),
             ));
-            let mut q = self.query(AssertSqlSafe(sql));
+            sql.push_str(" RETURNING id, rolled_seq");
+            let mut q = self.query_as(AssertSqlSafe(sql));
             for (id, d) in chunk {
                 q = q
                     .bind(*id)
@@ -169,7 +170,8 @@ impl Store {
                     .bind(d.points)
                     .bind(d.gaps);
             }
-            q.execute(&mut *tx).await?;
+            let rows: Vec<(String, i64)> = q.fetch_all(&mut *tx).await?;
+            rolled.extend(rows);
         }
         // Text fields are device attributes: keep the latest value of each.
         for (device, fields) in text {
@@ -188,7 +190,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        self.insert_pending(&mut tx, pending).await?;
+        // A sample at or below its device's watermark arrived after a merge
+        // passed its number: a pending row takes it to the next merge.
+        new_samples.retain(|(device, seq, _, _)| rolled.get(*device).is_some_and(|r| seq <= r));
+        self.insert_pending(&mut tx, &new_samples).await?;
         tx.commit().await?;
         Ok(out)
     }

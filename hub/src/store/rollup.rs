@@ -3,52 +3,73 @@
 //! several hubs on one store and kills at any moment; retention pruning;
 //! and the reads behind the telemetry endpoint.
 //!
-//! **Invariant.** For every bucket, the stored rollup plus the samples that
-//! `rollup_pending` still points to equals the stored raw samples of that
-//! bucket, counted once each. It holds because:
-//! - a sample's pointer is written in the transaction that stores the
-//!   sample ([`Store::insert_batch`]), and only a sample new to the store
-//!   (deduplicated by `(device, seq)`) gets one;
-//! - a pointer is deleted only in the transaction that adds its samples to
-//!   the rollups ([`Store::roll_up_shard`]); that transaction checks it
-//!   deleted every row it claimed, so of two hubs merging the same rows one
-//!   commits and the other rolls back;
+//! **What is not rolled up yet.** Each device has a watermark
+//! (`devices.rolled_seq`): its samples above it are not in the rollups; its
+//! samples at or below it are, except the late ones that `rollup_pending`
+//! lists (a sample stored after a merge passed its sequence number).
+//!
+//! **Invariant.** For every bucket, the stored rollup plus the device's
+//! samples above its watermark plus the samples that `rollup_pending` points
+//! to equals the stored raw samples of that bucket, counted once each. It
+//! holds because:
+//! - a sample is new to the store once (deduplicated by `(device, seq)`);
+//!   the transaction that stores it reads its device's watermark under the
+//!   device row's lock ([`Store::insert_batch`]) and, if the sample is at or
+//!   below it, writes its pointer;
+//! - a merge ([`Store::roll_up_shard`]) reads a device's samples in
+//!   `(watermark, hi]` and, in the transaction that adds them to the
+//!   rollups, moves the watermark to `hi` only if it is still where the merge
+//!   read it and the range still holds exactly the samples read; a pointer
+//!   is deleted only in the transaction that adds its samples, which checks
+//!   it deleted every row it claimed. So of two hubs merging the same
+//!   samples one commits and the other rolls back, and a late sample stored
+//!   inside a range after the merge read it makes the merge roll back;
 //! - merges are additive (sums and counts added, min and max kept, the last
 //!   value chosen by `(ts_ms, seq)`), so the order of merges does not matter;
-//! - raw samples are pruned only below the oldest pending sample time, in
-//!   one statement that reads the pending rows and deletes, and a device's
-//!   highest pruned sequence number (`devices.pruned_seq`) makes a later
-//!   copy of a pruned sample a duplicate rather than a new sample.
+//! - raw samples are pruned only at or below their device's watermark and
+//!   below the oldest pending sample time, in one statement that reads both
+//!   and deletes, and a device's highest pruned sequence number
+//!   (`devices.pruned_seq`) makes a later copy of a pruned sample a
+//!   duplicate rather than a new sample.
 //!
-//! Nothing here runs per point on the ingest path: a telemetry transaction
-//! adds one pending row per device shard ([`SHARDS`]) holding its new
-//! samples' keys. The merge reads the samples back in the background,
-//! coalescing many transactions per bucket, and writes one shard at a time,
-//! so it holds SQLite's write lock briefly.
+//! Nothing here runs per point on the ingest path, and samples that arrive
+//! in order cost it nothing at all: the merge reads each device's new range
+//! back in the background, coalescing many transactions per bucket, and
+//! writes one device shard ([`SHARDS`]) at a time, so it holds SQLite's
+//! write lock briefly.
 
 use super::sql::{greatest, placeholder, push_tuples};
-use super::{Result, Store, StoreError};
+use super::{Backend, Result, Store, StoreError};
 use sqlx::AssertSqlSafe;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// Device shards of the pending rows: a merge transaction covers one, and
+/// Device shards: a merge transaction covers the devices of one, and
 /// writes about one rollup row per device of its shard, metric, bucket and
 /// resolution, however few samples it merges. So the shards bound how long a
 /// merge holds the store's one writer: with 5000 devices of 20 metrics, 64
 /// shards make a merge 3000–5000 rows and 10–20 ms (16 made it 12 000 rows
 /// and 30–50 ms, and the p99 of publish-to-queryable in `wearline bench
-/// ingest --rate 4500` 88 ms rather than 65). Each telemetry transaction
-/// writes one small pending row per shard it touches.
+/// ingest --rate 4500` 88 ms rather than 65).
 pub const SHARDS: i64 = 64;
 
-/// Pending rows a merge transaction claims at most. The rows of all shards
-/// interleave in `rollup_pending`, so deleting many of one shard's rows
-/// dirties pages all over the table: claiming a minute of a shard (about
-/// 3000 rows at 4500 messages/s) made each merge's commit 45–60 ms…
+/// Samples a merge reads above the watermarks at most (200 000 points at 20
+/// metrics a sample); the shard's next merge takes the rest.
+const CLAIM_SAMPLES: i64 = 10_000;
+/// Pending rows (late samples) a merge claims at most…
 const CLAIM_ROWS: i64 = 256;
 /// …and points it stops claiming at (a single row may hold more).
 const CLAIM_POINTS: i64 = 200_000;
+/// 1-minute rows after which a merge starts another transaction for its
+/// next devices: about 1500 rows with the hours, 8–10 ms of the writer
+/// (a shard's minute at 5000 messages/s in one transaction, 4700 rows,
+/// held it 31 ms on average and up to 73 ms).
+const GROUP_ROWS: usize = 1000;
+/// Watermarks moved per statement (5 parameters each).
+const RANGE_CHUNK: usize = 1000;
+/// Merges of one shard in a row that another writer makes lose before the
+/// round moves on (the next round retries).
+const LOST_RETRIES: u32 = 3;
 /// Sequence numbers per `IN` list.
 const SEQ_CHUNK: usize = 500;
 /// Rollup rows per upsert statement (10 parameters each).
@@ -189,6 +210,87 @@ pub struct Merged {
     pub rows: u64,
     /// Claims another hub took first (its merge committed, ours rolled back).
     pub lost: u64,
+    /// The merge stopped at its budget: more samples wait.
+    pub more: bool,
+}
+
+/// A device with samples above its watermark: the watermark, and its
+/// highest sequence number stored.
+#[derive(Debug)]
+pub(super) struct Behind {
+    device: String,
+    rolled: i64,
+    last: i64,
+}
+
+/// The samples a merge read for one device: sequence numbers in
+/// `(rolled, hi]`, how many, and their points.
+#[derive(Debug)]
+struct Range {
+    device: String,
+    rolled: i64,
+    hi: i64,
+    samples: i64,
+    points: i64,
+}
+
+/// A merge read and not yet written: its transactions, and whether it
+/// stopped at its budget.
+pub(super) struct ReadMerge {
+    groups: Vec<Group>,
+    more: bool,
+}
+
+/// What one merge transaction writes: either some devices' ranges (a
+/// device's range is merged whole or not at all, so devices split freely
+/// into transactions) or the claimed pending rows, whose samples may be of
+/// any device of the shard.
+#[derive(Default)]
+struct Group {
+    ranges: Vec<Range>,
+    ids: Vec<i64>,
+    samples: u64,
+    minute: Deltas,
+    hour: Deltas,
+}
+
+impl Group {
+    /// Adds the hour deltas and leaves out buckets past retention.
+    fn finish(mut self, retention: &Retention, now_ms: i64) -> Group {
+        for ((device, b, metric), a) in &self.minute {
+            self.hour
+                .entry((device.clone(), bucket_start(*b, 3_600_000), metric.clone()))
+                .and_modify(|x| x.merge(a))
+                .or_insert(*a);
+        }
+        for (res, deltas) in [
+            (Resolution::Minute, &mut self.minute),
+            (Resolution::Hour, &mut self.hour),
+        ] {
+            if let Some(h) = retention.horizon_ms(res, now_ms) {
+                let width = res.width_ms().unwrap_or(1);
+                // A bucket that ends before the horizon is pruned, or will be.
+                deltas.retain(|(_, b, _), _| b + width > h);
+            }
+        }
+        self
+    }
+}
+
+/// Adds a stored sample to the 1-minute deltas; returns its points.
+fn add_sample(minute: &mut Deltas, device: &str, seq: i64, ts_ms: i64, body: &str) -> Result<i64> {
+    let values: BTreeMap<String, f64> = serde_json::from_str(body)
+        .map_err(|e| StoreError::Corrupt(format!("sample ({device}, {seq}): {e}")))?;
+    let points = values.len() as i64;
+    let b = bucket_start(ts_ms, 60_000);
+    for (metric, v) in values {
+        let a = Agg::of(ts_ms, seq, v);
+        minute
+            .entry((device.to_string(), b, metric))
+            .and_modify(|x| x.merge(&a))
+            .or_insert(a);
+    }
+    Ok(points)
 }
 
 /// What one pruning round deleted.
@@ -219,17 +321,17 @@ pub struct RollupRow {
     pub last_v: f64,
 }
 
-/// New samples of one transaction and shard: keys by device, and the
+/// Late samples of one transaction and shard: keys by device, and the
 /// figures that bound a claim and pruning.
 #[derive(Default)]
-pub(super) struct PendingShard<'a> {
-    pub(super) min_ts_ms: i64,
-    pub(super) points: i64,
-    pub(super) keys: BTreeMap<&'a str, Vec<i64>>,
+struct PendingShard<'a> {
+    min_ts_ms: i64,
+    points: i64,
+    keys: BTreeMap<&'a str, Vec<i64>>,
 }
 
 impl<'a> PendingShard<'a> {
-    pub(super) fn add(&mut self, device: &'a str, seq: i64, ts_ms: i64, points: usize) {
+    fn add(&mut self, device: &'a str, seq: i64, ts_ms: i64, points: usize) {
         if self.keys.is_empty() || ts_ms < self.min_ts_ms {
             self.min_ts_ms = ts_ms;
         }
@@ -242,15 +344,32 @@ impl<'a> PendingShard<'a> {
 type Deltas = BTreeMap<(String, i64, String), Agg>;
 
 impl Store {
-    /// Writes the pending rows of one telemetry transaction (one per shard
-    /// with new samples).
+    /// Hands a telemetry transaction's late samples (`(device, seq, ts_ms,
+    /// points)`, each at or below its device's watermark) to the merge: one
+    /// pending row per shard, and their points off the devices' backlog.
     pub(super) async fn insert_pending(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        shards: BTreeMap<i64, PendingShard<'_>>,
+        late: &[(&str, i64, i64, usize)],
     ) -> Result<()> {
-        if shards.is_empty() {
+        if late.is_empty() {
             return Ok(());
+        }
+        let mut shards: BTreeMap<i64, PendingShard<'_>> = BTreeMap::new();
+        let mut points: BTreeMap<&str, i64> = BTreeMap::new();
+        for &(device, seq, ts_ms, n) in late {
+            shards
+                .entry(shard_of(device))
+                .or_default()
+                .add(device, seq, ts_ms, n);
+            *points.entry(device).or_default() += n as i64;
+        }
+        for (device, n) in points {
+            self.query("UPDATE devices SET rolled_points = rolled_points + $1 WHERE id = $2")
+                .bind(n)
+                .bind(device)
+                .execute(&mut **tx)
+                .await?;
         }
         let mut sql = String::from("INSERT INTO rollup_pending (shard, min_ts_ms, points, keys) VALUES ");
         push_tuples(&mut sql, self.backend, shards.len(), 4, 1);
@@ -268,66 +387,149 @@ impl Store {
     }
 
     /// Rolls up everything pending, shard after shard (starting at `first`,
-    /// so hubs sharing the store tend to start apart). Buckets before a
-    /// resolution's retention horizon are left out: pruning already took
-    /// or will take them, and a late sample must not bring one back partial.
-    ///
-    /// After each merge it pauses `pace` times as long as the merge took
-    /// (0: no pause), so that writes queued meanwhile (telemetry) go first
-    /// rather than wait behind a burst of merges.
+    /// so hubs sharing the store tend to start apart); see
+    /// [`Store::roll_up_shard`].
     pub async fn roll_up(&self, first: i64, retention: &Retention, now_ms: i64, pace: u32) -> Result<Merged> {
         let mut total = Merged::default();
         for k in 0..SHARDS {
-            let shard = (first + k).rem_euclid(SHARDS);
-            loop {
-                let started = std::time::Instant::now();
-                let m = self.roll_up_shard(shard, retention, now_ms).await?;
-                if pace > 0 && m.pending_rows > 0 {
-                    tokio::time::sleep(started.elapsed() * pace).await;
-                }
-                total.pending_rows += m.pending_rows;
-                total.samples += m.samples;
-                total.rows += m.rows;
-                total.lost += m.lost;
-                if m.pending_rows == 0 && m.lost == 0 {
-                    break;
-                }
-            }
+            let m = self
+                .roll_up_shard((first + k).rem_euclid(SHARDS), retention, now_ms, pace)
+                .await?;
+            total.pending_rows += m.pending_rows;
+            total.samples += m.samples;
+            total.rows += m.rows;
+            total.lost += m.lost;
         }
         Ok(total)
     }
 
-    /// One merge of one shard: claims its oldest pending rows (bounded),
-    /// reads their samples, and in one transaction deletes the rows and adds
-    /// the samples to both resolutions. If another hub consumed any claimed
-    /// row first, nothing is written (`lost`).
-    pub async fn roll_up_shard(&self, shard: i64, retention: &Retention, now_ms: i64) -> Result<Merged> {
-        let rows: Vec<(i64, i64, String)> = self
-            .query_as("SELECT id, points, keys FROM rollup_pending WHERE shard = $1 ORDER BY id LIMIT $2")
-            .bind(shard)
-            .bind(CLAIM_ROWS)
+    /// Rolls up what one shard has pending: a merge, and more while a merge
+    /// stops at its budget or loses to another writer (a few times). Buckets
+    /// before a resolution's retention horizon are left out: pruning already
+    /// took or will take them, and a late sample must not bring one back
+    /// partial.
+    ///
+    /// After each of its transactions a merge pauses `pace` times as long
+    /// (0: no pause), so that writes queued meanwhile (telemetry) go first
+    /// rather than wait behind a burst of merges.
+    pub async fn roll_up_shard(
+        &self,
+        shard: i64,
+        retention: &Retention,
+        now_ms: i64,
+        pace: u32,
+    ) -> Result<Merged> {
+        let mut total = Merged::default();
+        let mut lost_in_a_row = 0;
+        loop {
+            let devices = self.devices_behind(shard).await?;
+            let m = self.merge_shard(shard, &devices, retention, now_ms, pace).await?;
+            total.pending_rows += m.pending_rows;
+            total.samples += m.samples;
+            total.rows += m.rows;
+            total.lost += m.lost;
+            lost_in_a_row = if m.lost > 0 { lost_in_a_row + 1 } else { 0 };
+            if !(m.more || m.lost > 0) || lost_in_a_row > LOST_RETRIES {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The devices of `shard` with samples above their watermark. Scans the
+    /// devices (one row each), in id order.
+    pub(super) async fn devices_behind(&self, shard: i64) -> Result<Vec<Behind>> {
+        let rows: Vec<(String, i64, i64)> = self
+            .query_as("SELECT id, rolled_seq, last_seq FROM devices WHERE last_seq > rolled_seq ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        let mut ids = Vec::new();
-        let mut points = 0;
-        let mut keys: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-        for (id, p, k) in rows {
-            if points >= CLAIM_POINTS {
+        Ok(rows
+            .into_iter()
+            .filter(|(device, _, _)| shard_of(device) == shard)
+            .map(|(device, rolled, last)| Behind { device, rolled, last })
+            .collect())
+    }
+
+    /// One merge of one shard: reads the samples of `devices` above their
+    /// watermarks and the samples of the shard's oldest pending rows (both
+    /// bounded), and in one transaction moves the watermarks, deletes the
+    /// pending rows and adds the samples to both resolutions. If another
+    /// writer moved a watermark, consumed a pending row, or stored a sample
+    /// inside a range after it was read, nothing is written (`lost`).
+    async fn merge_shard(
+        &self,
+        shard: i64,
+        devices: &[Behind],
+        retention: &Retention,
+        now_ms: i64,
+        pace: u32,
+    ) -> Result<Merged> {
+        match self.read_merge(shard, devices, retention, now_ms).await? {
+            Some(m) => self.commit_merge(m, pace).await,
+            None => Ok(Merged::default()),
+        }
+    }
+
+    /// The reading half of [`Store::merge_shard`] (`None`: nothing to merge).
+    pub(super) async fn read_merge(
+        &self,
+        shard: i64,
+        devices: &[Behind],
+        retention: &Retention,
+        now_ms: i64,
+    ) -> Result<Option<ReadMerge>> {
+        let mut groups: Vec<Group> = Vec::new();
+        let mut group = Group::default();
+        let mut more = false;
+        let mut budget = CLAIM_SAMPLES;
+        for b in devices {
+            if budget == 0 {
+                more = true;
                 break;
             }
-            let parsed: Vec<(String, Vec<i64>)> = serde_json::from_str(&k)
-                .map_err(|e| StoreError::Corrupt(format!("rollup_pending row {id}: {e}")))?;
-            for (device, seqs) in parsed {
-                keys.entry(device).or_default().extend(seqs);
+            let rows: Vec<(i64, i64, String)> = self
+                .query_as(
+                    "SELECT seq, ts_ms, body FROM samples WHERE device_id = $1 AND seq > $2 AND seq <= $3
+                     ORDER BY seq LIMIT $4",
+                )
+                .bind(b.device.as_str())
+                .bind(b.rolled)
+                .bind(b.last)
+                .bind(budget)
+                .fetch_all(&self.pool)
+                .await?;
+            let hi = match rows.last() {
+                Some(&(seq, _, _)) if rows.len() as i64 == budget => {
+                    more = true;
+                    seq
+                }
+                _ => b.last,
+            };
+            budget -= rows.len() as i64;
+            let mut range = Range {
+                device: b.device.clone(),
+                rolled: b.rolled,
+                hi,
+                samples: rows.len() as i64,
+                points: 0,
+            };
+            for (seq, ts, body) in rows {
+                range.points += add_sample(&mut group.minute, &b.device, seq, ts, &body)?;
             }
-            ids.push(id);
-            points += p;
+            group.samples += range.samples as u64;
+            group.ranges.push(range);
+            if group.minute.len() >= GROUP_ROWS {
+                groups.push(std::mem::take(&mut group).finish(retention, now_ms));
+            }
         }
-        if ids.is_empty() {
-            return Ok(Merged::default());
+        if !group.ranges.is_empty() {
+            groups.push(group.finish(retention, now_ms));
         }
-        let mut minute: Deltas = BTreeMap::new();
-        let mut samples = 0u64;
+        let (ids, keys, claim_full) = self.claim_pending(shard).await?;
+        more |= claim_full;
+        let mut pending = Group {
+            ids,
+            ..Group::default()
+        };
         for (device, seqs) in &keys {
             let seqs: Vec<i64> = seqs.iter().copied().collect();
             for chunk in seqs.chunks(SEQ_CHUNK) {
@@ -344,50 +546,66 @@ impl Store {
                 }
                 let found: Vec<(i64, i64, String)> = q.fetch_all(&self.pool).await?;
                 for (seq, ts, body) in found {
-                    let values: BTreeMap<String, f64> = serde_json::from_str(&body)
-                        .map_err(|e| StoreError::Corrupt(format!("sample ({device}, {seq}): {e}")))?;
-                    samples += 1;
-                    let b = bucket_start(ts, 60_000);
-                    for (metric, v) in values {
-                        let a = Agg::of(ts, seq, v);
-                        minute
-                            .entry((device.clone(), b, metric))
-                            .and_modify(|x| x.merge(&a))
-                            .or_insert(a);
-                    }
+                    add_sample(&mut pending.minute, device, seq, ts, &body)?;
+                    pending.samples += 1;
                 }
             }
         }
-        let mut hour: Deltas = BTreeMap::new();
-        for ((device, b, metric), a) in &minute {
-            hour.entry((device.clone(), bucket_start(*b, 3_600_000), metric.clone()))
-                .and_modify(|x| x.merge(a))
-                .or_insert(*a);
+        if !pending.ids.is_empty() {
+            groups.push(pending.finish(retention, now_ms));
         }
-        for (res, deltas) in [(Resolution::Minute, &mut minute), (Resolution::Hour, &mut hour)] {
-            if let Some(h) = retention.horizon_ms(res, now_ms) {
-                let width = res.width_ms().unwrap_or(1);
-                // A bucket that ends before the horizon is pruned, or will be.
-                deltas.retain(|(_, b, _), _| b + width > h);
+        Ok((!groups.is_empty()).then_some(ReadMerge { groups, more }))
+    }
+
+    /// The writing half of [`Store::merge_shard`]: one transaction per
+    /// group, each followed by a pause `pace` times as long (0: none).
+    pub(super) async fn commit_merge(&self, m: ReadMerge, pace: u32) -> Result<Merged> {
+        let mut out = Merged {
+            more: m.more,
+            ..Merged::default()
+        };
+        for g in m.groups {
+            let started = std::time::Instant::now();
+            match self.commit_group(&g).await? {
+                Some(rows) => {
+                    out.pending_rows += g.ids.len() as u64;
+                    out.samples += g.samples;
+                    out.rows += rows;
+                }
+                None => out.lost += 1,
+            }
+            if pace > 0 {
+                tokio::time::sleep(started.elapsed() * pace).await;
             }
         }
+        Ok(out)
+    }
+
+    /// One group's transaction: the rollup rows written, or `None` if
+    /// another writer took part of it first (nothing written).
+    async fn commit_group(&self, g: &Group) -> Result<Option<u64>> {
         let mut tx = self.writer.begin().await?;
-        let mut sql = String::from("DELETE FROM rollup_pending WHERE id IN ");
-        push_tuples(&mut sql, self.backend, 1, ids.len(), 1);
-        let mut q = self.query(AssertSqlSafe(sql));
-        for id in &ids {
-            q = q.bind(*id);
+        if !g.ids.is_empty() {
+            let mut sql = String::from("DELETE FROM rollup_pending WHERE id IN ");
+            push_tuples(&mut sql, self.backend, 1, g.ids.len(), 1);
+            let mut q = self.query(AssertSqlSafe(sql));
+            for id in &g.ids {
+                q = q.bind(*id);
+            }
+            let deleted = q.execute(&mut *tx).await?.rows_affected();
+            if deleted != g.ids.len() as u64 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
         }
-        let deleted = q.execute(&mut *tx).await?.rows_affected();
-        if deleted != ids.len() as u64 {
-            tx.rollback().await?;
-            return Ok(Merged {
-                lost: 1,
-                ..Merged::default()
-            });
+        for chunk in g.ranges.chunks(RANGE_CHUNK) {
+            if !self.advance_watermarks(&mut tx, chunk).await? {
+                tx.rollback().await?;
+                return Ok(None);
+            }
         }
         let mut written = 0u64;
-        for (res, deltas) in [(Resolution::Minute, &minute), (Resolution::Hour, &hour)] {
+        for (res, deltas) in [(Resolution::Minute, &g.minute), (Resolution::Hour, &g.hour)] {
             let rows: Vec<_> = deltas.iter().collect();
             for chunk in rows.chunks(UPSERT_CHUNK) {
                 self.upsert_rollups(&mut tx, res, chunk).await?;
@@ -395,12 +613,95 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(Merged {
-            pending_rows: ids.len() as u64,
-            samples,
-            rows: written,
-            lost: 0,
-        })
+        Ok(Some(written))
+    }
+
+    /// The shard's oldest pending rows (at most [`CLAIM_ROWS`], and
+    /// [`CLAIM_POINTS`] points or one row): their ids, their samples' keys
+    /// by device, and whether more rows may wait.
+    async fn claim_pending(&self, shard: i64) -> Result<(Vec<i64>, BTreeMap<String, BTreeSet<i64>>, bool)> {
+        let rows: Vec<(i64, i64, String)> = self
+            .query_as("SELECT id, points, keys FROM rollup_pending WHERE shard = $1 ORDER BY id LIMIT $2")
+            .bind(shard)
+            .bind(CLAIM_ROWS)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut full = rows.len() as i64 == CLAIM_ROWS;
+        let mut ids = Vec::new();
+        let mut points = 0;
+        let mut keys: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        for (id, p, k) in rows {
+            if points >= CLAIM_POINTS {
+                full = true;
+                break;
+            }
+            let parsed: Vec<(String, Vec<i64>)> = serde_json::from_str(&k)
+                .map_err(|e| StoreError::Corrupt(format!("rollup_pending row {id}: {e}")))?;
+            for (device, seqs) in parsed {
+                keys.entry(device).or_default().extend(seqs);
+            }
+            ids.push(id);
+            points += p;
+        }
+        Ok((ids, keys, full))
+    }
+
+    /// Moves the watermarks of `ranges` from `rolled` to `hi`, if no other
+    /// writer moved them first and each range still holds the samples the
+    /// merge read (a late sample stored inside it after the read would
+    /// otherwise be skipped). On PostgreSQL the device rows are locked
+    /// first, in id order, as telemetry transactions lock them; the check
+    /// then runs as a statement of its own, so it sees every telemetry
+    /// transaction that held a row before.
+    async fn advance_watermarks(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        ranges: &[Range],
+    ) -> Result<bool> {
+        if self.backend == Backend::Postgres {
+            let mut sql = String::from("SELECT id FROM devices WHERE id IN ");
+            push_tuples(&mut sql, self.backend, 1, ranges.len(), 1);
+            sql.push_str(" ORDER BY id FOR UPDATE");
+            let mut q = self.query(AssertSqlSafe(sql));
+            for r in ranges {
+                q = q.bind(r.device.as_str());
+            }
+            q.execute(&mut **tx).await?;
+        }
+        let mut sql = String::from("WITH v (id, lo, hi, n, pts) AS (VALUES ");
+        push_tuples(&mut sql, self.backend, ranges.len(), 5, 1);
+        sql.push_str(
+            ") UPDATE devices SET rolled_seq = v.hi, rolled_points = devices.rolled_points + v.pts
+             FROM v WHERE devices.id = v.id AND devices.rolled_seq = v.lo",
+        );
+        let mut q = self.query(AssertSqlSafe(sql));
+        for r in ranges {
+            q = q
+                .bind(r.device.as_str())
+                .bind(r.rolled)
+                .bind(r.hi)
+                .bind(r.samples)
+                .bind(r.points);
+        }
+        if q.execute(&mut **tx).await?.rows_affected() != ranges.len() as u64 {
+            return Ok(false);
+        }
+        let mut sql = String::from("WITH v (id, lo, hi, n) AS (VALUES ");
+        push_tuples(&mut sql, self.backend, ranges.len(), 4, 1);
+        sql.push_str(
+            ") SELECT CAST(COUNT(*) AS BIGINT) FROM v WHERE v.n <>
+               (SELECT COUNT(*) FROM samples WHERE device_id = v.id AND seq > v.lo AND seq <= v.hi)",
+        );
+        let mut q = self.query_as(AssertSqlSafe(sql));
+        for r in ranges {
+            q = q
+                .bind(r.device.as_str())
+                .bind(r.rolled)
+                .bind(r.hi)
+                .bind(r.samples);
+        }
+        let (changed,): (i64,) = q.fetch_one(&mut **tx).await?;
+        Ok(changed == 0)
     }
 
     /// Adds deltas to a rollup table (rows in key order, so two hubs
@@ -447,19 +748,40 @@ impl Store {
         Ok(())
     }
 
-    /// Samples stored and not yet rolled up.
+    /// Samples stored and not yet rolled up (counted one by one: for tests
+    /// and tools; [`Store::rollup_backlog_points`] is the cheap figure).
     pub async fn pending_samples(&self) -> Result<i64> {
+        let (mut n,): (i64,) = self
+            .query_as(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM samples s JOIN devices d ON d.id = s.device_id
+                 WHERE s.seq > d.rolled_seq",
+            )
+            .fetch_one(&self.pool)
+            .await?;
         let rows: Vec<(String,)> = self
             .query_as("SELECT keys FROM rollup_pending")
             .fetch_all(&self.pool)
             .await?;
-        let mut n = 0;
         for (k,) in rows {
             let parsed: Vec<(String, Vec<i64>)> =
                 serde_json::from_str(&k).map_err(|e| StoreError::Corrupt(format!("rollup_pending: {e}")))?;
             n += parsed.iter().map(|(_, s)| s.len() as i64).sum::<i64>();
         }
         Ok(n)
+    }
+
+    /// Points stored and not yet rolled up: above the watermarks, and in
+    /// pending rows. Reads one row per device and per pending row.
+    pub async fn rollup_backlog_points(&self) -> Result<i64> {
+        let (above,): (i64,) = self
+            .query_as("SELECT CAST(COALESCE(SUM(points - rolled_points), 0) AS BIGINT) FROM devices")
+            .fetch_one(&self.pool)
+            .await?;
+        let (late,): (i64,) = self
+            .query_as("SELECT CAST(COALESCE(SUM(points), 0) AS BIGINT) FROM rollup_pending")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(above + late)
     }
 
     /// One pruning round at `now_ms`: per device, deletes what is past each
@@ -517,7 +839,8 @@ impl Store {
             let gone: Vec<(i64,)> = self
                 .query_as(
                     "DELETE FROM samples WHERE device_id = $1 AND seq >= $2 AND seq <= $3 AND ts_ms < $4
-                       AND ts_ms < COALESCE((SELECT MIN(min_ts_ms) FROM rollup_pending), $4)
+                       AND seq <= (SELECT rolled_seq FROM devices WHERE id = $1)
+                    AND ts_ms < COALESCE((SELECT MIN(min_ts_ms) FROM rollup_pending), $4)
                      RETURNING seq",
                 )
                 .bind(device)

@@ -11,6 +11,7 @@ crate::on_each_backend!(
     rollups_equal_a_brute_force_count_of_late_and_duplicate_samples,
     two_hubs_rolling_up_at_once_count_each_sample_once,
     pruning_keeps_retention_and_what_is_not_rolled_up,
+    a_merge_loses_to_a_sample_stored_in_its_range_and_to_another_merge,
 );
 
 const KEEP: Retention = Retention {
@@ -393,4 +394,86 @@ async fn pruning_keeps_retention_and_what_is_not_rolled_up(db: TestDb) {
         .await
         .expect("1h");
     assert_eq!(hours_after.iter().map(|r| r.n).sum::<i64>(), 242);
+}
+
+/// Sample `seq` of a one-metric device: value `seq`, one a second.
+fn numbered(seq: u64) -> Sample {
+    Sample {
+        seq,
+        ts_ms: 1_795_392_000_000 + seq as i64 * 1000,
+        values: BTreeMap::from([("a".to_string(), seq as f64)]),
+        text: BTreeMap::new(),
+        restart: false,
+    }
+}
+
+/// The hour's figures of device `d`: count and sum.
+async fn hour_of(store: &Store) -> (i64, f64) {
+    let rows = store
+        .rollup_history(Resolution::Hour, "d", None, 0, i64::MAX / 2, 10)
+        .await
+        .expect("1h");
+    (rows.iter().map(|r| r.n).sum(), rows.iter().map(|r| r.sum_v).sum())
+}
+
+async fn a_merge_loses_to_a_sample_stored_in_its_range_and_to_another_merge(db: TestDb) {
+    let store = Store::open(&db.location).await.expect("open");
+    let shard = shard_of("d");
+    let read = |store: &Store| {
+        let store = store.clone();
+        async move {
+            let behind = store.devices_behind(shard).await.expect("behind");
+            store
+                .read_merge(shard, &behind, &KEEP, 0)
+                .await
+                .expect("read")
+                .expect("something to merge")
+        }
+    };
+    // Sequence numbers 0, 1 and 3: 2 is still on its way.
+    let first: Vec<Sample> = [0, 1, 3].into_iter().map(numbered).collect();
+    store.insert_samples("gw", "d", "p", first).await.expect("insert");
+    assert_eq!(store.rollup_backlog_points().await.expect("backlog"), 3);
+
+    // 2 is stored between a merge's read of (-1, 3] and its write: the
+    // merge must not move the watermark past a sample it did not add.
+    let stale = read(&store).await;
+    let fresh = store
+        .insert_samples("gw", "d", "p", vec![numbered(2)])
+        .await
+        .expect("2");
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(store.commit_merge(stale, 0).await.expect("commit").lost, 1);
+    assert_eq!(hour_of(&store).await, (0, 0.0), "the lost merge wrote nothing");
+    assert_eq!(store.pending_samples().await.expect("pending"), 4);
+
+    // Two hubs read the same range; the second to write loses.
+    let (a, b) = (read(&store).await, read(&store).await);
+    let merged = store.commit_merge(a, 0).await.expect("a");
+    assert_eq!((merged.samples, merged.lost), (4, 0));
+    assert_eq!(store.commit_merge(b, 0).await.expect("b").lost, 1);
+    assert_eq!(hour_of(&store).await, (4, 6.0));
+    assert_eq!(store.rollup_backlog_points().await.expect("backlog"), 0);
+
+    // A late sample below the watermark (5, after 6 was rolled up) waits
+    // in a pending row, and is counted once.
+    store
+        .insert_samples("gw", "d", "p", vec![numbered(6)])
+        .await
+        .expect("6");
+    store.roll_up(0, &KEEP, 0, 0).await.expect("roll up");
+    store
+        .insert_samples("gw", "d", "p", vec![numbered(5)])
+        .await
+        .expect("5");
+    assert_eq!(store.rollup_backlog_points().await.expect("backlog"), 1);
+    assert_eq!(store.pending_samples().await.expect("pending"), 1);
+    let merged = store.roll_up(0, &KEEP, 0, 0).await.expect("roll up");
+    assert_eq!((merged.samples, merged.pending_rows), (1, 1));
+    assert_eq!(hour_of(&store).await, (6, 17.0));
+    assert_eq!(store.rollup_backlog_points().await.expect("backlog"), 0);
+    assert_eq!(
+        store.roll_up(0, &KEEP, 0, 0).await.expect("again"),
+        Merged::default()
+    );
 }

@@ -123,14 +123,30 @@ fn nothing_is_lost_through_a_broker_outage_and_an_agent_kill() {
     // The broker goes away under load; the agent keeps polling into its disk queue.
     drop(broker);
     let outage_start = now_ms();
-    // Until the agent has noticed, and queued a second of polls on disk.
+    // Each device's good polls so far: every one after this is polled
+    // during the outage.
+    let polls_ok = |t: &str, i: usize| {
+        prom_value(
+            t,
+            &format!("wearline_agent_device_polls_total{{device=\"purifier-{i:04}\",result=\"ok\"}}"),
+        )
+    };
+    let at_outage: Vec<f64> = {
+        let t = scrape(&metrics).expect("agent metrics");
+        (1..=DEVICES)
+            .map(|i| polls_ok(&t, i).expect("a device's polls"))
+            .collect()
+    };
+    // Until the agent has noticed, and every device has polled five more
+    // times into the disk queue (a total queue depth could be one device's).
     eventually(
         Duration::from_secs(30),
         "samples queued during the outage",
         || {
             let t = scrape(&metrics)?;
             let down = prom_value(&t, "wearline_agent_uplink_connected")? == 0.0;
-            (down && prom_value(&t, "wearline_agent_queue_depth")? >= (DEVICES * 10) as f64).then_some(())
+            let polled = (1..=DEVICES).all(|i| polls_ok(&t, i).is_some_and(|n| n >= at_outage[i - 1] + 5.0));
+            (down && polled).then_some(())
         },
     );
     // Then the agent is killed outright, mid-outage.

@@ -103,8 +103,6 @@ impl Store {
                 .collect();
             for s in fresh.iter().map(|&k| &t.samples[k]) {
                 new_samples.push((&t.device, seq_i64(s.seq), s.ts_ms, s.values.len()));
-            }
-            for s in fresh.iter().map(|&k| &t.samples[k]) {
                 let e = devices.entry(&t.device).or_insert(DeviceBatch {
                     gateway: &t.gateway,
                     profile: &t.profile,

@@ -28,8 +28,8 @@ pub const PRUNE_BATCH: usize = 1000;
 /// was 58–91 ms over four runs, 43 ms over two with the pause).
 pub const MERGE_PACE: u32 = 2;
 
-/// Runs until `cancel` fires (a merge round in flight is dropped: its
-/// transaction rolls back, and the next round takes its rows).
+/// Runs until `cancel` fires (a merge in flight is dropped: its open
+/// transaction rolls back, and the shard's next turn takes its samples).
 pub async fn run(store: Store, retention: Retention, rollup_every: Duration, cancel: CancellationToken) {
     let mut rollup = tokio::time::interval(rollup_every / SHARDS as u32);
     rollup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

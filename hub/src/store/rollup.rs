@@ -456,10 +456,12 @@ impl Store {
 
     /// One merge of one shard: reads the samples of `devices` above their
     /// watermarks and the samples of the shard's oldest pending rows (both
-    /// bounded), and in one transaction moves the watermarks, deletes the
-    /// pending rows and adds the samples to both resolutions. If another
-    /// writer moved a watermark, consumed a pending row, or stored a sample
-    /// inside a range after it was read, nothing is written (`lost`).
+    /// bounded), then writes them in transactions of about [`GROUP_ROWS`]
+    /// (a device's range, or the pending rows, whole in one), each moving
+    /// its watermarks or deleting its pending rows and adding its samples to
+    /// both resolutions. A transaction whose watermark another writer moved,
+    /// whose pending row it consumed, or whose range gained a sample after
+    /// the read writes nothing (`lost`).
     async fn merge_shard(
         &self,
         shard: i64,

@@ -19,11 +19,12 @@
 //! - a merge ([`Store::roll_up_shard`]) reads a device's samples in
 //!   `(watermark, hi]` and, in the transaction that adds them to the
 //!   rollups, moves the watermark to `hi` only if it is still where the merge
-//!   read it and the range still holds exactly the samples read; a pointer
-//!   is deleted only in the transaction that adds its samples, which checks
-//!   it deleted every row it claimed. So of two hubs merging the same
-//!   samples one commits and the other rolls back, and a late sample stored
-//!   inside a range after the merge read it makes the merge roll back;
+//!   read it, and adds any sample stored inside the range since the read
+//!   (read again inside the transaction); a pointer is deleted only in the
+//!   transaction that adds its samples, which checks it deleted every row it
+//!   claimed. So of two hubs merging the same samples one commits and the
+//!   other rolls back, and a late sample stored inside a range after the
+//!   read is added once;
 //! - merges are additive (sums and counts added, min and max kept, the last
 //!   value chosen by `(ts_ms, seq)`), so the order of merges does not matter;
 //! - raw samples are pruned only at or below their device's watermark and
@@ -242,6 +243,8 @@ struct Range {
     hi: i64,
     samples: i64,
     points: i64,
+    /// The sequence numbers read, ascending.
+    seqs: Vec<i64>,
 }
 
 /// A merge read and not yet written: its transactions, and whether it
@@ -249,6 +252,9 @@ struct Range {
 pub(super) struct ReadMerge {
     groups: Vec<Group>,
     more: bool,
+    /// What the read left out, for samples the write finds in its ranges.
+    retention: Retention,
+    now_ms: i64,
 }
 
 /// What one merge transaction writes: either some devices' ranges (a
@@ -459,9 +465,9 @@ impl Store {
     /// bounded), then writes them in transactions of about [`GROUP_ROWS`]
     /// (a device's range, or the pending rows, whole in one), each moving
     /// its watermarks or deleting its pending rows and adding its samples to
-    /// both resolutions. A transaction whose watermark another writer moved,
-    /// whose pending row it consumed, or whose range gained a sample after
-    /// the read writes nothing (`lost`).
+    /// both resolutions (with any sample stored inside a range since the
+    /// read). A transaction whose watermark or pending row another writer
+    /// took first writes nothing (`lost`).
     async fn merge_shard(
         &self,
         shard: i64,
@@ -518,6 +524,7 @@ impl Store {
                 hi,
                 samples: rows.len() as i64,
                 points: 0,
+                seqs: rows.iter().map(|&(seq, _, _)| seq).collect(),
             };
             for (seq, ts, body) in rows {
                 range.points += add_sample(&mut group.minute, &b.device, seq, ts, &body)?;
@@ -561,7 +568,12 @@ impl Store {
         if !pending.ids.is_empty() {
             groups.push(pending.finish(retention, now_ms));
         }
-        Ok((!groups.is_empty()).then_some(ReadMerge { groups, more }))
+        Ok((!groups.is_empty()).then_some(ReadMerge {
+            groups,
+            more,
+            retention: *retention,
+            now_ms,
+        }))
     }
 
     /// The writing half of [`Store::merge_shard`]: one transaction per
@@ -571,9 +583,9 @@ impl Store {
             more: m.more,
             ..Merged::default()
         };
-        for g in m.groups {
+        for mut g in m.groups {
             let started = std::time::Instant::now();
-            match self.commit_group(&g).await? {
+            match self.commit_group(&mut g, &m.retention, m.now_ms).await? {
                 Some(rows) => {
                     out.pending_rows += g.ids.len() as u64;
                     out.samples += g.samples;
@@ -589,8 +601,9 @@ impl Store {
     }
 
     /// One group's transaction: the rollup rows written, or `None` if
-    /// another writer took part of it first (nothing written).
-    async fn commit_group(&self, g: &Group) -> Result<Option<u64>> {
+    /// another writer took part of it first (nothing written). Samples
+    /// stored inside its ranges since the read are added to it.
+    async fn commit_group(&self, g: &mut Group, retention: &Retention, now_ms: i64) -> Result<Option<u64>> {
         let mut tx = self.writer.begin().await?;
         if !g.ids.is_empty() {
             let mut sql = String::from("DELETE FROM rollup_pending WHERE id IN ");
@@ -605,10 +618,24 @@ impl Store {
                 return Ok(None);
             }
         }
+        let mut late = Group::default();
         for chunk in g.ranges.chunks(RANGE_CHUNK) {
-            if !self.advance_watermarks(&mut tx, chunk).await? {
+            let Some(found) = self.advance_watermarks(&mut tx, chunk).await? else {
                 tx.rollback().await?;
                 return Ok(None);
+            };
+            for (device, seq, ts, body) in found {
+                add_sample(&mut late.minute, &device, seq, ts, &body)?;
+                late.samples += 1;
+            }
+        }
+        if late.samples > 0 {
+            let late = late.finish(retention, now_ms);
+            g.samples += late.samples;
+            for (mine, more) in [(&mut g.minute, late.minute), (&mut g.hour, late.hour)] {
+                for (k, a) in more {
+                    mine.entry(k).and_modify(|x| x.merge(&a)).or_insert(a);
+                }
             }
         }
         let mut written = 0u64;
@@ -654,17 +681,20 @@ impl Store {
     }
 
     /// Moves the watermarks of `ranges` from `rolled` to `hi`, if no other
-    /// writer moved them first and each range still holds the samples the
-    /// merge read (a late sample stored inside it after the read would
-    /// otherwise be skipped). On PostgreSQL the device rows are locked
+    /// writer moved them first (`None`: nothing may be written). A sample
+    /// stored inside a range after the merge read it (a late one, which saw
+    /// the old watermark) is read here and returned, its points counted
+    /// into the watermark: so a device whose samples arrive out of order is
+    /// not starved of merges. On PostgreSQL the device rows are locked
     /// first, in id order, as telemetry transactions lock them; the check
     /// then runs as a statement of its own, so it sees every telemetry
-    /// transaction that held a row before.
+    /// transaction that held a row before, and later ones see the new
+    /// watermark.
     async fn advance_watermarks(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         ranges: &[Range],
-    ) -> Result<bool> {
+    ) -> Result<Option<Vec<(String, i64, i64, String)>>> {
         if self.backend == Backend::Postgres {
             let mut sql = String::from("SELECT id FROM devices WHERE id IN ");
             push_tuples(&mut sql, self.backend, 1, ranges.len(), 1);
@@ -691,12 +721,12 @@ impl Store {
                 .bind(r.points);
         }
         if q.execute(&mut **tx).await?.rows_affected() != ranges.len() as u64 {
-            return Ok(false);
+            return Ok(None);
         }
         let mut sql = String::from("WITH v (id, lo, hi, n) AS (VALUES ");
         push_tuples(&mut sql, self.backend, ranges.len(), 4, 1);
         sql.push_str(
-            ") SELECT CAST(COUNT(*) AS BIGINT) FROM v WHERE v.n <>
+            ") SELECT v.id FROM v WHERE v.n <>
                (SELECT COUNT(*) FROM samples WHERE device_id = v.id AND seq > v.lo AND seq <= v.hi)",
         );
         let mut q = self.query_as(AssertSqlSafe(sql));
@@ -707,8 +737,37 @@ impl Store {
                 .bind(r.hi)
                 .bind(r.samples);
         }
-        let (changed,): (i64,) = q.fetch_one(&mut **tx).await?;
-        Ok(changed == 0)
+        let changed: Vec<(String,)> = q.fetch_all(&mut **tx).await?;
+        let mut found = Vec::new();
+        for (device,) in changed {
+            let Some(r) = ranges.iter().find(|r| r.device == device) else {
+                continue;
+            };
+            let rows: Vec<(i64, i64, String)> = self
+                .query_as(
+                    "SELECT seq, ts_ms, body FROM samples WHERE device_id = $1 AND seq > $2 AND seq <= $3",
+                )
+                .bind(device.as_str())
+                .bind(r.rolled)
+                .bind(r.hi)
+                .fetch_all(&mut **tx)
+                .await?;
+            let mut points = 0i64;
+            for (seq, ts, body) in rows {
+                if r.seqs.binary_search(&seq).is_err() {
+                    points += serde_json::from_str::<BTreeMap<String, f64>>(&body)
+                        .map_err(|e| StoreError::Corrupt(format!("sample ({device}, {seq}): {e}")))?
+                        .len() as i64;
+                    found.push((device.clone(), seq, ts, body));
+                }
+            }
+            self.query("UPDATE devices SET rolled_points = rolled_points + $1 WHERE id = $2")
+                .bind(points)
+                .bind(device.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(Some(found))
     }
 
     /// Adds deltas to a rollup table (rows in key order, so two hubs

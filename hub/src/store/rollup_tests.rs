@@ -11,7 +11,7 @@ crate::on_each_backend!(
     rollups_equal_a_brute_force_count_of_late_and_duplicate_samples,
     two_hubs_rolling_up_at_once_count_each_sample_once,
     pruning_keeps_retention_and_what_is_not_rolled_up,
-    a_merge_loses_to_a_sample_stored_in_its_range_and_to_another_merge,
+    a_merge_takes_a_sample_stored_in_its_range_and_loses_to_another_merge,
 );
 
 const KEEP: Retention = Retention {
@@ -416,7 +416,7 @@ async fn hour_of(store: &Store) -> (i64, f64) {
     (rows.iter().map(|r| r.n).sum(), rows.iter().map(|r| r.sum_v).sum())
 }
 
-async fn a_merge_loses_to_a_sample_stored_in_its_range_and_to_another_merge(db: TestDb) {
+async fn a_merge_takes_a_sample_stored_in_its_range_and_loses_to_another_merge(db: TestDb) {
     let store = Store::open(&db.location).await.expect("open");
     let shard = shard_of("d");
     let read = |store: &Store| {
@@ -436,23 +436,31 @@ async fn a_merge_loses_to_a_sample_stored_in_its_range_and_to_another_merge(db: 
     assert_eq!(store.rollup_backlog_points().await.expect("backlog"), 3);
 
     // 2 is stored between a merge's read of (-1, 3] and its write: the
-    // merge must not move the watermark past a sample it did not add.
+    // merge must not move the watermark past it without adding it (nor
+    // give up, which would starve a device whose samples arrive out of
+    // order).
     let stale = read(&store).await;
     let fresh = store
         .insert_samples("gw", "d", "p", vec![numbered(2)])
         .await
         .expect("2");
     assert_eq!(fresh.len(), 1);
-    assert_eq!(store.commit_merge(stale, 0).await.expect("commit").lost, 1);
-    assert_eq!(hour_of(&store).await, (0, 0.0), "the lost merge wrote nothing");
-    assert_eq!(store.pending_samples().await.expect("pending"), 4);
+    let merged = store.commit_merge(stale, 0).await.expect("commit");
+    assert_eq!((merged.samples, merged.lost), (4, 0));
+    assert_eq!(hour_of(&store).await, (4, 6.0));
+    assert_eq!(store.pending_samples().await.expect("pending"), 0);
+    assert_eq!(store.rollup_backlog_points().await.expect("backlog"), 0);
 
     // Two hubs read the same range; the second to write loses.
+    store
+        .insert_samples("gw", "d", "p", vec![numbered(4)])
+        .await
+        .expect("4");
     let (a, b) = (read(&store).await, read(&store).await);
     let merged = store.commit_merge(a, 0).await.expect("a");
-    assert_eq!((merged.samples, merged.lost), (4, 0));
+    assert_eq!((merged.samples, merged.lost), (1, 0));
     assert_eq!(store.commit_merge(b, 0).await.expect("b").lost, 1);
-    assert_eq!(hour_of(&store).await, (4, 6.0));
+    assert_eq!(hour_of(&store).await, (5, 10.0), "the lost merge wrote nothing");
     assert_eq!(store.rollup_backlog_points().await.expect("backlog"), 0);
 
     // A late sample below the watermark (5, after 6 was rolled up) waits
@@ -470,7 +478,7 @@ async fn a_merge_loses_to_a_sample_stored_in_its_range_and_to_another_merge(db: 
     assert_eq!(store.pending_samples().await.expect("pending"), 1);
     let merged = store.roll_up(0, &KEEP, 0, 0).await.expect("roll up");
     assert_eq!((merged.samples, merged.pending_rows), (1, 1));
-    assert_eq!(hour_of(&store).await, (6, 17.0));
+    assert_eq!(hour_of(&store).await, (7, 21.0));
     assert_eq!(store.rollup_backlog_points().await.expect("backlog"), 0);
     assert_eq!(
         store.roll_up(0, &KEEP, 0, 0).await.expect("again"),

@@ -48,7 +48,7 @@ enum Dataset {
         #[arg(long, value_name = "K", conflicts_with_all = ["validate", "predictions"])]
         cv: Option<u32>,
         #[command(flatten)]
-        tuning: Tuning,
+        tuning: Box<Tuning>,
     },
     /// Air-filter clogging: direct regressor or trend + fleet prior (by CV) against linear and mean-life baselines.
     Filter {
@@ -119,6 +119,13 @@ struct Tuning {
     /// Long window of the health-index features; 0 turns the index off.
     #[arg(long, hide = true)]
     health: Option<usize>,
+    /// Seed of the first ensemble's row subsampling.
+    #[arg(long, hide = true)]
+    seed: Option<u64>,
+    /// Sensors standardised per condition only, not put on one wear scale
+    /// nor weighted by condition (the default before).
+    #[arg(long, hide = true)]
+    uncalibrated: bool,
     /// Stop after the validation (experiments only).
     #[arg(long, hide = true)]
     validate_only: bool,
@@ -136,6 +143,8 @@ impl Tuning {
         cfg.gbm.subsample = self.subsample.unwrap_or(cfg.gbm.subsample);
         cfg.health_per_condition &= !self.health_shared;
         cfg.health = self.health.unwrap_or(cfg.health);
+        cfg.calibrate &= !self.uncalibrated;
+        cfg.gbm.seed = self.seed.unwrap_or(cfg.gbm.seed);
         cfg
     }
 }

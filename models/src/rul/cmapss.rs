@@ -5,7 +5,9 @@
 //! conditions are found by k-means on the three settings (the number of
 //! clusters chosen by how much of the settings' spread they explain (all but 0.1 %), so a
 //! single-condition set yields one), each sensor is standardised per condition,
-//! sensors constant within every condition are dropped, and each cycle is
+//! sensors constant within every condition are dropped, with several
+//! conditions each sensor is put on one wear scale across them (and readings
+//! weighted by how clearly their condition shows wear), and each cycle is
 //! described by windowed features of the recent past (last value, mean,
 //! least-squares slope, EWMA) plus its age. A health index, a ridge fit of the
 //! capped RUL on the standardised sensors (one fit per operating condition, as
@@ -177,6 +179,16 @@ pub struct CmapssConfig {
     /// One health index per operating condition (each a ridge fit on that
     /// condition's rows) instead of one shared by all conditions.
     pub health_per_condition: bool,
+    /// With several operating conditions: puts each sensor on one wear
+    /// scale across the conditions ([`Normaliser::calibrate`]: per condition,
+    /// the standardised reading is fitted as a line in the wear fraction and
+    /// mapped so that the same wear reads the same in every condition), and
+    /// weights each cycle in the window means and slopes by how much its
+    /// condition's reading says about wear (inverse noise variance on that
+    /// scale; for the health index, the inverse residual variance of its
+    /// condition's fit). A sensor's wear shows three times more clearly in
+    /// some of FD002's conditions than in others.
+    pub calibrate: bool,
 }
 
 impl Default for CmapssConfig {
@@ -200,6 +212,7 @@ impl Default for CmapssConfig {
             },
             health: 250,
             health_per_condition: true,
+            calibrate: true,
         }
     }
 }
@@ -336,6 +349,9 @@ pub struct Normaliser {
     pub kept: Vec<usize>,
     /// `[condition][sensor] = (mean, std)`.
     stats: Vec<[(f64, f64); SENSORS]>,
+    /// `[condition][sensor]`: weight of a reading in window means and
+    /// slopes (1 unless [`Normaliser::calibrate`] sets it).
+    weight: Vec<[f64; SENSORS]>,
 }
 
 impl Normaliser {
@@ -375,10 +391,90 @@ impl Normaliser {
             return Err(RulError::Data("every sensor is constant".into()));
         }
         Ok(Normaliser {
+            weight: vec![[1.0; SENSORS]; conditions.len()],
             conditions,
             kept,
             stats,
         })
+    }
+
+    /// Maps each kept sensor, per condition, onto one wear scale: with the
+    /// wear fraction `w = 1 - min(RUL, cap) / cap` of every training row, the
+    /// standardised reading `z` of condition `c` is fitted as `a_c + b_c·w`,
+    /// and the sensor then reads `(z - a_c) · b̄ / b_c`, `b̄` the mean slope
+    /// over the conditions: the same wear gives the same reading in every
+    /// condition. A sensor whose slopes disagree in sign is left alone. Each
+    /// condition's readings of a sensor also get a weight `(b_c / (b̄ σ_c))²`,
+    /// `σ_c` the residual spread of the fit: the inverse noise variance on
+    /// the common scale, relative to the sensor's largest. Nothing changes
+    /// with a single condition.
+    pub fn calibrate(&mut self, rows: &[Row], cap: f64) {
+        let k = self.conditions.len();
+        if k < 2 {
+            return;
+        }
+        // Per condition and sensor: Σw, Σw², Σz, Σwz, n, Σz².
+        let mut acc = vec![[[0.0f64; 6]; SENSORS]; k];
+        for unit in units(rows) {
+            let last = unit.last().map_or(0, |r| r.cycle);
+            for r in &unit {
+                let c = self.conditions.of(&r.settings);
+                let w = 1.0 - f64::from(last - r.cycle).min(cap) / cap;
+                for &s in &self.kept {
+                    let (m, sd) = self.stats[c][s];
+                    let z = (r.sensors[s] - m) / sd;
+                    let a = &mut acc[c][s];
+                    a[0] += w;
+                    a[1] += w * w;
+                    a[2] += z;
+                    a[3] += w * z;
+                    a[4] += 1.0;
+                    a[5] += z * z;
+                }
+            }
+        }
+        for &s in &self.kept {
+            let fits: Vec<Option<(f64, f64, f64)>> = (0..k)
+                .map(|c| {
+                    let [sw, sww, sz, swz, n, szz] = acc[c][s];
+                    let var = n * sww - sw * sw;
+                    (n >= 2.0 && var > 0.0).then(|| {
+                        let b = (n * swz - sw * sz) / var;
+                        let sxy = swz - sw * sz / n;
+                        let resid = ((szz - sz * sz / n - b * sxy) / n).max(1e-12);
+                        ((sz - b * sw) / n, b, resid)
+                    })
+                })
+                .collect();
+            let slopes: Vec<f64> = fits.iter().flatten().map(|f| f.1).collect();
+            if slopes.is_empty() {
+                continue;
+            }
+            let mean = slopes.iter().sum::<f64>() / slopes.len() as f64;
+            if mean == 0.0 || slopes.iter().any(|b| b.signum() != mean.signum()) {
+                continue;
+            }
+            let precision = |b: f64, resid: f64| (b / mean).powi(2) / resid;
+            let best = fits
+                .iter()
+                .flatten()
+                .map(|&(_, b, r)| precision(b, r))
+                .fold(0.0, f64::max);
+            for (c, fit) in fits.iter().enumerate() {
+                let Some((a, b, resid)) = *fit else { continue };
+                if best > 0.0 {
+                    self.weight[c][s] = precision(b, resid) / best;
+                }
+                let (m, sd) = self.stats[c][s];
+                self.stats[c][s] = (m + a * sd, sd * b / mean);
+            }
+        }
+    }
+
+    /// Weights of the kept sensors of `row` in window means and slopes.
+    pub fn weights(&self, row: &Row) -> Vec<f64> {
+        let c = self.conditions.of(&row.settings);
+        self.kept.iter().map(|&s| self.weight[c][s]).collect()
     }
 
     /// The kept sensors of `row`, standardised for its condition.
@@ -395,7 +491,14 @@ impl Normaliser {
 }
 
 /// Features of every cycle of one unit (row `i` uses cycles `..=i` only).
-pub fn unit_features(z: &[Vec<f64>], cycles: &[u32], cfg: &CmapssConfig) -> Vec<Vec<f64>> {
+/// With `weights` (one per reading), the window mean and slope are weighted
+/// least squares.
+pub fn unit_features(
+    z: &[Vec<f64>],
+    weights: Option<&[Vec<f64>]>,
+    cycles: &[u32],
+    cfg: &CmapssConfig,
+) -> Vec<Vec<f64>> {
     let s = z.first().map_or(0, Vec::len);
     let mut ewma = z.first().cloned().unwrap_or_default();
     let mut out = Vec::with_capacity(z.len());
@@ -408,6 +511,16 @@ pub fn unit_features(z: &[Vec<f64>], cycles: &[u32], cfg: &CmapssConfig) -> Vec<
         let mut f = Vec::with_capacity(4 * s + 1);
         f.push(f64::from(cycles[i]));
         for j in 0..s {
+            if let Some(wt) = weights {
+                let xs: Vec<f64> = w.iter().map(|r| r[j]).collect();
+                let ws: Vec<f64> = wt[lo..=i].iter().map(|r| r[j]).collect();
+                let (m, slope) = weighted_line_fit(&xs, &ws);
+                if i > 0 {
+                    ewma[j] += cfg.ewma_alpha * (z[i][j] - ewma[j]);
+                }
+                f.extend_from_slice(&[z[i][j], m, slope, ewma[j]]);
+                continue;
+            }
             let m = w.iter().map(|r| r[j]).sum::<f64>() / n;
             let slope = if stt > 0.0 {
                 w.iter()
@@ -443,6 +556,10 @@ pub struct CmapssModel {
     /// one per operating condition ([`CmapssConfig::health_per_condition`]);
     /// empty when [`CmapssConfig::health`] is 0.
     pub hi: Vec<Vec<f64>>,
+    /// Weight of each health index's readings in its window fits, relative
+    /// to the best-fitting one; empty: unweighted
+    /// ([`CmapssConfig::calibrate`]).
+    pub hi_weight: Vec<f64>,
 }
 
 /// Mean of `w` and its least-squares slope against `0..w.len()`.
@@ -461,6 +578,24 @@ fn line_fit(w: &[f64]) -> (f64, f64) {
         0.0
     };
     (m, slope)
+}
+
+/// Weighted mean of `x` and its weighted least-squares slope against
+/// `0..x.len()` (the plain fit when the weights sum to nothing).
+fn weighted_line_fit(x: &[f64], w: &[f64]) -> (f64, f64) {
+    let sw: f64 = w.iter().sum();
+    if sw.is_nan() || sw <= 0.0 {
+        return line_fit(x);
+    }
+    let tm = w.iter().enumerate().map(|(t, w)| t as f64 * w).sum::<f64>() / sw;
+    let m = x.iter().zip(w).map(|(x, w)| x * w).sum::<f64>() / sw;
+    let (mut sxy, mut stt) = (0.0, 0.0);
+    for (t, (x, w)) in x.iter().zip(w).enumerate() {
+        let dt = t as f64 - tm;
+        sxy += w * dt * (x - m);
+        stt += w * dt * dt;
+    }
+    (m, if stt > 0.0 { sxy / stt } else { 0.0 })
 }
 
 /// Ridge regression `y ≈ b + w·z` (the intercept not penalised); returns
@@ -510,21 +645,41 @@ fn ridge(z: &[Vec<f64>], y: &[f64], lambda: f64) -> Vec<f64> {
 /// index `hi`, per cycle: the index, its mean and slope over the window, two
 /// EWMAs (α and α/3), and its mean and slope over the long window
 /// ([`CmapssConfig::health`] cycles).
-fn features_of(unit: &[&Row], norm: &Normaliser, cfg: &CmapssConfig, hi: &[Vec<f64>]) -> Vec<Vec<f64>> {
+/// The health index of one standardised reading `z` of `row`.
+fn health(hi: &[Vec<f64>], norm: &Normaliser, z: &[f64], row: &Row) -> f64 {
+    let w = match hi {
+        [one] => one,
+        _ => hi.get(norm.conditions.of(&row.settings)).unwrap_or(&hi[0]),
+    };
+    w.first().copied().unwrap_or(0.0) + z.iter().zip(w.iter().skip(1)).map(|(a, b)| a * b).sum::<f64>()
+}
+
+fn features_of(
+    unit: &[&Row],
+    norm: &Normaliser,
+    cfg: &CmapssConfig,
+    hi: &[Vec<f64>],
+    hi_weight: &[f64],
+) -> Vec<Vec<f64>> {
     let z: Vec<Vec<f64>> = unit.iter().map(|r| norm.apply(r)).collect();
     let cycles: Vec<u32> = unit.iter().map(|r| r.cycle).collect();
-    let mut f = unit_features(&z, &cycles, cfg);
+    let weights: Option<Vec<Vec<f64>>> =
+        (cfg.calibrate && norm.conditions.len() > 1).then(|| unit.iter().map(|r| norm.weights(r)).collect());
+    let mut f = unit_features(&z, weights.as_deref(), &cycles, cfg);
     if cfg.health > 0 && !hi.is_empty() {
         let h: Vec<f64> = z
             .iter()
             .zip(unit)
-            .map(|(zr, r)| {
-                let w = match hi {
-                    [one] => one,
-                    _ => hi.get(norm.conditions.of(&r.settings)).unwrap_or(&hi[0]),
-                };
-                w.first().copied().unwrap_or(0.0)
-                    + zr.iter().zip(w.iter().skip(1)).map(|(a, b)| a * b).sum::<f64>()
+            .map(|(zr, r)| health(hi, norm, zr, r))
+            .collect();
+        let hw: Vec<f64> = unit
+            .iter()
+            .map(|r| match hi_weight {
+                [] | [_] => 1.0,
+                _ => hi_weight
+                    .get(norm.conditions.of(&r.settings))
+                    .copied()
+                    .unwrap_or(1.0),
             })
             .collect();
         let (mut e1, mut e2) = (h[0], h[0]);
@@ -533,8 +688,10 @@ fn features_of(unit: &[&Row], norm: &Normaliser, cfg: &CmapssConfig, hi: &[Vec<f
                 e1 += cfg.ewma_alpha * (h[i] - e1);
                 e2 += cfg.ewma_alpha / 3.0 * (h[i] - e2);
             }
-            let (m, sl) = line_fit(&h[(i + 1).saturating_sub(cfg.window.max(1))..=i]);
-            let (ml, sll) = line_fit(&h[(i + 1).saturating_sub(cfg.health)..=i]);
+            let short = (i + 1).saturating_sub(cfg.window.max(1))..=i;
+            let long = (i + 1).saturating_sub(cfg.health)..=i;
+            let (m, sl) = weighted_line_fit(&h[short.clone()], &hw[short]);
+            let (ml, sll) = weighted_line_fit(&h[long.clone()], &hw[long]);
             row.extend_from_slice(&[h[i], m, sl, e1, e2, ml, sll]);
         }
     }
@@ -544,7 +701,7 @@ fn features_of(unit: &[&Row], norm: &Normaliser, cfg: &CmapssConfig, hi: &[Vec<f
 impl CmapssModel {
     /// Trains on run-to-failure units: each unit's last cycle is its failure.
     pub fn train(rows: &[Row], cfg: &CmapssConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Self> {
-        let normaliser = Normaliser::learn(rows, cfg)?;
+        let mut normaliser = Normaliser::learn(rows, cfg)?;
         let cap = match cfg.cap {
             Some(c) => c,
             None => units(rows)
@@ -559,7 +716,10 @@ impl CmapssModel {
                 reason: format!("{cap} is not a positive remaining life"),
             });
         }
-        let hi = if cfg.health > 0 {
+        if cfg.calibrate {
+            normaliser.calibrate(rows, cap);
+        }
+        let (hi, hi_weight) = if cfg.health > 0 {
             let groups = if cfg.health_per_condition {
                 normaliser.conditions.len()
             } else {
@@ -579,15 +739,41 @@ impl CmapssModel {
                     t[g].push(f64::from(last - r.cycle).min(cap));
                 }
             }
-            z.iter().zip(&t).map(|(z, t)| ridge(z, t, 1.0)).collect()
+            let hi: Vec<Vec<f64>> = z.iter().zip(&t).map(|(z, t)| ridge(z, t, 1.0)).collect();
+            let hi_weight = if cfg.calibrate && groups > 1 {
+                let precision: Vec<f64> = (0..groups)
+                    .map(|g| {
+                        let w = &hi[g];
+                        let n = t[g].len().max(1) as f64;
+                        let sse: f64 = z[g]
+                            .iter()
+                            .zip(&t[g])
+                            .map(|(zr, y)| {
+                                let p = w.first().copied().unwrap_or(0.0)
+                                    + zr.iter().zip(w.iter().skip(1)).map(|(a, b)| a * b).sum::<f64>();
+                                (y - p).powi(2)
+                            })
+                            .sum();
+                        n / sse.max(1e-12)
+                    })
+                    .collect();
+                let best = precision.iter().copied().fold(0.0, f64::max);
+                precision.iter().map(|p| p / best).collect()
+            } else {
+                Vec::new()
+            };
+            (hi, hi_weight)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let mut x = Vec::with_capacity(rows.len());
         let mut y = Vec::with_capacity(rows.len());
         for unit in units(rows) {
             let last = unit.last().map_or(0, |r| r.cycle);
-            for (r, f) in unit.iter().zip(features_of(&unit, &normaliser, cfg, &hi)) {
+            for (r, f) in unit
+                .iter()
+                .zip(features_of(&unit, &normaliser, cfg, &hi, &hi_weight))
+            {
                 x.push(f);
                 y.push(f64::from(last - r.cycle).min(cap));
             }
@@ -614,6 +800,7 @@ impl CmapssModel {
             rows: x.nrows(),
             cap,
             hi,
+            hi_weight,
         })
     }
 
@@ -622,7 +809,7 @@ impl CmapssModel {
         units(rows)
             .iter()
             .filter_map(|unit| {
-                let f = features_of(unit, &self.normaliser, &self.cfg, &self.hi);
+                let f = features_of(unit, &self.normaliser, &self.cfg, &self.hi, &self.hi_weight);
                 let id = unit.first()?.unit;
                 let last = f.last()?;
                 let p = self.members.iter().map(|g| g.predict(last)).sum::<f64>()
@@ -784,7 +971,7 @@ mod tests {
     fn window_features_see_the_trend() {
         let z: Vec<Vec<f64>> = (0..40).map(|t| vec![2.0 * t as f64]).collect();
         let cycles: Vec<u32> = (1..=40).collect();
-        let f = unit_features(&z, &cycles, &CmapssConfig::default());
+        let f = unit_features(&z, None, &cycles, &CmapssConfig::default());
         let last = &f[39];
         assert_eq!(last[0], 40.0);
         assert_eq!(last[1], 78.0, "last value");
@@ -906,6 +1093,80 @@ mod tests {
         };
         let one = CmapssModel::train(&rows, &shared, &mut |_, _| {}).expect("train");
         assert_eq!(one.hi.len(), 1);
+    }
+
+    #[test]
+    fn calibration_puts_every_condition_on_one_wear_scale() {
+        // Two conditions: the wear sensor rises by 3 over a life in the
+        // first, with little noise, and by 1 in the second, with much more.
+        let cap = 60.0;
+        let mut text = String::new();
+        for u in 1..=20u32 {
+            let life = 90 + (u * 11) % 40;
+            for c in 1..=life {
+                let wear = 1.0 - f64::from(life - c).min(cap) / cap;
+                let jitter = f64::from((c * 13 + u) % 5) - 2.0;
+                let (setting, sensor) = if c % 2 == 0 {
+                    (0.0, 10.0 + 3.0 * wear + 0.01 * jitter)
+                } else {
+                    (40.0, 50.0 + wear + 0.3 * jitter)
+                };
+                text.push_str(&line(u, c, setting, sensor));
+                text.push('\n');
+            }
+        }
+        let rows = parse("two conditions", &text).expect("parse");
+        let cfg = CmapssConfig::default();
+        let plain = Normaliser::learn(&rows, &cfg).expect("learn");
+        let mut norm = plain.clone();
+        norm.calibrate(&rows, cap);
+        let reading = |setting: f64, sensor: f64| {
+            let text = line(1, 1, setting, sensor);
+            let row = parse("x", &text).expect("row").remove(0);
+            (norm.apply(&row)[0], norm.weights(&row)[0], plain.apply(&row)[0])
+        };
+        let (new0, w0, fresh0) = reading(0.0, 10.0);
+        let (worn0, _, old_worn0) = reading(0.0, 13.0);
+        let (new1, w1, fresh1) = reading(40.0, 50.0);
+        let (worn1, _, old_worn1) = reading(40.0, 51.0);
+        // Standardised per condition only, a whole life moves the two
+        // conditions' readings by different amounts; calibrated, by one.
+        let (rise0, rise1) = (worn0 - new0, worn1 - new1);
+        assert!((rise0 - rise1).abs() < 0.05 * rise0, "{rise0} vs {rise1}");
+        assert!(
+            (new0 - new1).abs() < 0.05 * rise0,
+            "a new part reads alike: {new0} vs {new1}"
+        );
+        assert!(((old_worn0 - fresh0) - (old_worn1 - fresh1)).abs() > 0.1 * rise0);
+        // The clear condition weighs most; the noisy one far less.
+        assert_eq!(w0, 1.0);
+        assert!(w1 > 0.0 && w1 < 0.1, "{w1}");
+
+        // One condition: nothing changes.
+        let one: Vec<Row> = rows.iter().filter(|r| r.settings[0] == 0.0).cloned().collect();
+        let plain = Normaliser::learn(&one, &cfg).expect("learn");
+        let mut norm = plain.clone();
+        norm.calibrate(&one, cap);
+        assert_eq!(norm, plain);
+    }
+
+    #[test]
+    fn weighted_window_fits() {
+        let x = [1.0, 3.0, 5.0, 100.0];
+        assert_eq!(weighted_line_fit(&x[..3], &[1.0; 3]), line_fit(&x[..3]));
+        // A reading of no weight is ignored.
+        let (m, slope) = weighted_line_fit(&x, &[1.0, 1.0, 1.0, 0.0]);
+        assert!(
+            (m - 3.0).abs() < 1e-12 && (slope - 2.0).abs() < 1e-12,
+            "{m} {slope}"
+        );
+        // Weights all zero: the plain fit.
+        assert_eq!(weighted_line_fit(&x, &[0.0; 4]), line_fit(&x));
+        // Through unit_features: the window mean leans to the heavy readings.
+        let z: Vec<Vec<f64>> = vec![vec![0.0], vec![10.0]];
+        let w: Vec<Vec<f64>> = vec![vec![1.0], vec![3.0]];
+        let f = unit_features(&z, Some(&w), &[1, 2], &CmapssConfig::default());
+        assert!((f[1][2] - 7.5).abs() < 1e-12, "{:?}", f[1]);
     }
 
     #[test]

@@ -828,3 +828,61 @@ async fn the_wal_starts_again_under_continuous_writes() {
         "the WAL grew to {largest} bytes"
     );
 }
+
+/// A database made before migration 0017 (samples clustered on their key)
+/// keeps every sample through the move to arrival order, and still drops a
+/// sample it already holds.
+#[tokio::test]
+async fn samples_stored_before_arrival_order_survive_it_and_still_deduplicate() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.location.url().expect("url"))
+        .await
+        .expect("connect");
+    sqlx::migrate!("./migrations/sqlite")
+        .run_to(16, &pool)
+        .await
+        .expect("migrate to 0016");
+    let schema = || async {
+        let (sql,): (String,) = sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'samples'")
+            .fetch_one(&pool)
+            .await
+            .expect("schema");
+        sql
+    };
+    assert!(schema().await.contains("WITHOUT ROWID"), "{}", schema().await);
+    pool.execute(
+        "INSERT INTO samples (device_id, seq, ts_ms, body) VALUES \
+         ('d1', 2, 2000, '{\"a\":1.0,\"b\":2.0}'), ('d1', 1, 1000, '{\"a\":1.0,\"b\":2.0}'), \
+         ('d2', 7, 7000, '{\"a\":3.0}')",
+    )
+    .await
+    .expect("old rows");
+
+    let store = Store::open(&db.location).await.expect("open: 0017 runs");
+    assert!(!schema().await.contains("WITHOUT ROWID"), "{}", schema().await);
+    let seqs = |rows: Vec<(i64, i64, String)>| rows.into_iter().map(|r| (r.0, r.1)).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(store.samples_since("d1", None, i64::MIN, 10).await.expect("d1")),
+        [(1, 1000), (2, 2000)]
+    );
+    assert_eq!(
+        seqs(store.samples_since("d2", None, i64::MIN, 10).await.expect("d2")),
+        [(7, 7000)]
+    );
+    let fresh = store
+        .insert_samples("gw", "d1", "p", vec![sample(2), sample(3)])
+        .await
+        .expect("insert");
+    assert_eq!(
+        fresh.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        [3],
+        "2 was already stored"
+    );
+    assert_eq!(
+        seqs(store.samples_since("d1", None, i64::MIN, 10).await.expect("d1")),
+        [(1, 1000), (2, 2000), (3, 3000)]
+    );
+}

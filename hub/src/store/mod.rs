@@ -274,11 +274,14 @@ async fn checkpoints(pool: AnyPool, writer: AnyPool, alive: std::sync::Weak<()>)
     }
 }
 
-/// Page cache of the writer connection (KiB), and of each reader. 16 MB
-/// for the writer saved 10 MB of the hub's peak RSS but raised the p50 of
-/// publish-to-queryable under `bench ingest --rate 5000` from 13–15 ms to
-/// 16–18 (p99 48–65 ms rather than 40–48).
-const WRITER_CACHE_KIB: u32 = 32 * 1024;
+/// Page cache of the writer connection (KiB), and of each reader. With
+/// samples clustered on their key, a batch touched a full table leaf per
+/// device and the writer needed 32 MB (16 MB raised the p99 of
+/// publish-to-queryable at `bench ingest --rate 5000` from 40–48 ms to
+/// 48–65). In arrival order (migration 0017) a device costs one small index
+/// leaf: 16 MB gives the same p99 at `--rate 7500` (39.8 ms against 38–40)
+/// and a peak RSS at `--rate 15000` of 264–271 MB against 276–288.
+const WRITER_CACHE_KIB: u32 = 16 * 1024;
 const READER_CACHE_KIB: u32 = 2 * 1024;
 
 /// A pool of `max` connections to the SQLite database at `url`, each with a
@@ -330,7 +333,7 @@ impl Store {
         // than in SQLite's busy handler (which sleeps 1, 2, 5, 10… ms between
         // tries: 35–85 ms stalls of telemetry batches while the order desk
         // wrote). Its page cache holds a telemetry batch's pages (about one
-        // leaf per device; the default 2 MB spilled them to the WAL
+        // index leaf per device; the default 2 MB spilled them to the WAL
         // mid-transaction and read them back from the OS). The readers keep
         // small caches: every connection's fills up, and four large ones
         // added 150 MB to the hub under load.

@@ -279,8 +279,10 @@ async fn checkpoints(pool: AnyPool, writer: AnyPool, alive: std::sync::Weak<()>)
 /// device and the writer needed 32 MB (16 MB raised the p99 of
 /// publish-to-queryable at `bench ingest --rate 5000` from 40–48 ms to
 /// 48–65). In arrival order (migration 0017) a device costs one small index
-/// leaf: 16 MB gives the same p99 at `--rate 7500` (39.8 ms against 38–40)
-/// and a peak RSS at `--rate 15000` of 264–271 MB against 276–288.
+/// leaf: 16 MB gives the same p99 at `--rate 7500` (39.8–40.2 ms against
+/// 38–40) and throughput at `--rate 15000`, and a peak RSS there of 256–282
+/// MB in four runs against 276–288 in three: a small saving, within the
+/// spread of the runs.
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
 const READER_CACHE_KIB: u32 = 2 * 1024;
 

@@ -274,10 +274,11 @@ impl Group {
     /// Adds the hour deltas and leaves out buckets past retention.
     fn finish(mut self, retention: &Retention, now_ms: i64) -> Group {
         for ((device, b, metric), a) in &self.minute {
-            self.hour
-                .entry((device.clone(), bucket_start(*b, 3_600_000), metric.clone()))
-                .and_modify(|x| x.merge(a))
-                .or_insert(*a);
+            add_agg(
+                &mut self.hour,
+                (device.clone(), bucket_start(*b, 3_600_000), metric.clone()),
+                *a,
+            );
         }
         for (res, deltas) in [
             (Resolution::Minute, &mut self.minute),
@@ -293,6 +294,11 @@ impl Group {
     }
 }
 
+/// Merges `a` into the delta at `key`.
+fn add_agg(deltas: &mut Deltas, key: (String, i64, String), a: Agg) {
+    deltas.entry(key).and_modify(|x| x.merge(&a)).or_insert(a);
+}
+
 /// Adds a stored sample to the 1-minute deltas; returns its points.
 fn add_sample(minute: &mut Deltas, device: &str, seq: i64, ts_ms: i64, body: &str) -> Result<i64> {
     let values: BTreeMap<String, f64> = serde_json::from_str(body)
@@ -300,11 +306,7 @@ fn add_sample(minute: &mut Deltas, device: &str, seq: i64, ts_ms: i64, body: &st
     let points = values.len() as i64;
     let b = bucket_start(ts_ms, 60_000);
     for (metric, v) in values {
-        let a = Agg::of(ts_ms, seq, v);
-        minute
-            .entry((device.to_string(), b, metric))
-            .and_modify(|x| x.merge(&a))
-            .or_insert(a);
+        add_agg(minute, (device.to_string(), b, metric), Agg::of(ts_ms, seq, v));
     }
     Ok(points)
 }
@@ -620,21 +622,18 @@ impl Store {
         }
         let mut late = Group::default();
         for chunk in g.ranges.chunks(RANGE_CHUNK) {
-            let Some(found) = self.advance_watermarks(&mut tx, chunk).await? else {
+            let Some(found) = self.advance_watermarks(&mut tx, chunk, &mut late.minute).await? else {
                 tx.rollback().await?;
                 return Ok(None);
             };
-            for (device, seq, ts, body) in found {
-                add_sample(&mut late.minute, &device, seq, ts, &body)?;
-                late.samples += 1;
-            }
+            late.samples += found;
         }
         if late.samples > 0 {
             let late = late.finish(retention, now_ms);
             g.samples += late.samples;
             for (mine, more) in [(&mut g.minute, late.minute), (&mut g.hour, late.hour)] {
                 for (k, a) in more {
-                    mine.entry(k).and_modify(|x| x.merge(&a)).or_insert(a);
+                    add_agg(mine, k, a);
                 }
             }
         }
@@ -683,9 +682,9 @@ impl Store {
     /// Moves the watermarks of `ranges` from `rolled` to `hi`, if no other
     /// writer moved them first (`None`: nothing may be written). A sample
     /// stored inside a range after the merge read it (a late one, which saw
-    /// the old watermark) is read here and returned, its points counted
-    /// into the watermark: so a device whose samples arrive out of order is
-    /// not starved of merges. On PostgreSQL the device rows are locked
+    /// the old watermark) is read here and added to `late` (the count of
+    /// them is returned), its points counted into the watermark: so a device
+    /// whose samples arrive out of order is not starved of merges. On PostgreSQL the device rows are locked
     /// first, in id order, as telemetry transactions lock them; the check
     /// then runs as a statement of its own, so it sees every telemetry
     /// transaction that held a row before, and later ones see the new
@@ -694,7 +693,8 @@ impl Store {
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         ranges: &[Range],
-    ) -> Result<Option<Vec<(String, i64, i64, String)>>> {
+        late: &mut Deltas,
+    ) -> Result<Option<u64>> {
         if self.backend == Backend::Postgres {
             let mut sql = String::from("SELECT id FROM devices WHERE id IN ");
             push_tuples(&mut sql, self.backend, 1, ranges.len(), 1);
@@ -738,7 +738,7 @@ impl Store {
                 .bind(r.samples);
         }
         let changed: Vec<(String,)> = q.fetch_all(&mut **tx).await?;
-        let mut found = Vec::new();
+        let mut found = 0u64;
         for (device,) in changed {
             let Some(r) = ranges.iter().find(|r| r.device == device) else {
                 continue;
@@ -755,10 +755,8 @@ impl Store {
             let mut points = 0i64;
             for (seq, ts, body) in rows {
                 if r.seqs.binary_search(&seq).is_err() {
-                    points += serde_json::from_str::<BTreeMap<String, f64>>(&body)
-                        .map_err(|e| StoreError::Corrupt(format!("sample ({device}, {seq}): {e}")))?
-                        .len() as i64;
-                    found.push((device.clone(), seq, ts, body));
+                    points += add_sample(late, &device, seq, ts, &body)?;
+                    found += 1;
                 }
             }
             self.query("UPDATE devices SET rolled_points = rolled_points + $1 WHERE id = $2")

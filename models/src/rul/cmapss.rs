@@ -511,25 +511,22 @@ pub fn unit_features(
         let mut f = Vec::with_capacity(4 * s + 1);
         f.push(f64::from(cycles[i]));
         for j in 0..s {
-            if let Some(wt) = weights {
+            let (m, slope) = if let Some(wt) = weights {
                 let xs: Vec<f64> = w.iter().map(|r| r[j]).collect();
                 let ws: Vec<f64> = wt[lo..=i].iter().map(|r| r[j]).collect();
-                let (m, slope) = weighted_line_fit(&xs, &ws);
-                if i > 0 {
-                    ewma[j] += cfg.ewma_alpha * (z[i][j] - ewma[j]);
-                }
-                f.extend_from_slice(&[z[i][j], m, slope, ewma[j]]);
-                continue;
-            }
-            let m = w.iter().map(|r| r[j]).sum::<f64>() / n;
-            let slope = if stt > 0.0 {
-                w.iter()
-                    .enumerate()
-                    .map(|(t, r)| (t as f64 - tm) * (r[j] - m))
-                    .sum::<f64>()
-                    / stt
+                weighted_line_fit(&xs, &ws)
             } else {
-                0.0
+                let m = w.iter().map(|r| r[j]).sum::<f64>() / n;
+                let slope = if stt > 0.0 {
+                    w.iter()
+                        .enumerate()
+                        .map(|(t, r)| (t as f64 - tm) * (r[j] - m))
+                        .sum::<f64>()
+                        / stt
+                } else {
+                    0.0
+                };
+                (m, slope)
             };
             if i > 0 {
                 ewma[j] += cfg.ewma_alpha * (z[i][j] - ewma[j]);
@@ -598,6 +595,20 @@ fn weighted_line_fit(x: &[f64], w: &[f64]) -> (f64, f64) {
     (m, if stt > 0.0 { sxy / stt } else { 0.0 })
 }
 
+/// A ridge fit `[b, w..]` ([`ridge`]) at the standardised reading `z`.
+fn linear(w: &[f64], z: &[f64]) -> f64 {
+    w.first().copied().unwrap_or(0.0) + z.iter().zip(w.iter().skip(1)).map(|(a, b)| a * b).sum::<f64>()
+}
+
+/// The health index of one standardised reading `z` of `row`.
+fn health(hi: &[Vec<f64>], norm: &Normaliser, z: &[f64], row: &Row) -> f64 {
+    let w = match hi {
+        [one] => one,
+        _ => hi.get(norm.conditions.of(&row.settings)).unwrap_or(&hi[0]),
+    };
+    linear(w, z)
+}
+
 /// Ridge regression `y ≈ b + w·z` (the intercept not penalised); returns
 /// `[b, w..]`.
 fn ridge(z: &[Vec<f64>], y: &[f64], lambda: f64) -> Vec<f64> {
@@ -644,16 +655,8 @@ fn ridge(z: &[Vec<f64>], y: &[f64], lambda: f64) -> Vec<f64> {
 /// [`unit_features`] of one unit's standardised sensors, then, with a health
 /// index `hi`, per cycle: the index, its mean and slope over the window, two
 /// EWMAs (α and α/3), and its mean and slope over the long window
-/// ([`CmapssConfig::health`] cycles).
-/// The health index of one standardised reading `z` of `row`.
-fn health(hi: &[Vec<f64>], norm: &Normaliser, z: &[f64], row: &Row) -> f64 {
-    let w = match hi {
-        [one] => one,
-        _ => hi.get(norm.conditions.of(&row.settings)).unwrap_or(&hi[0]),
-    };
-    w.first().copied().unwrap_or(0.0) + z.iter().zip(w.iter().skip(1)).map(|(a, b)| a * b).sum::<f64>()
-}
-
+/// ([`CmapssConfig::health`] cycles). With [`CmapssConfig::calibrate`] and
+/// several conditions, the window fits weight each cycle by its condition.
 fn features_of(
     unit: &[&Row],
     norm: &Normaliser,
@@ -748,11 +751,7 @@ impl CmapssModel {
                         let sse: f64 = z[g]
                             .iter()
                             .zip(&t[g])
-                            .map(|(zr, y)| {
-                                let p = w.first().copied().unwrap_or(0.0)
-                                    + zr.iter().zip(w.iter().skip(1)).map(|(a, b)| a * b).sum::<f64>();
-                                (y - p).powi(2)
-                            })
+                            .map(|(zr, y)| (y - linear(w, zr)).powi(2))
                             .sum();
                         n / sse.max(1e-12)
                     })

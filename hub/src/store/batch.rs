@@ -2,7 +2,7 @@
 //! (deduplicated samples, device rows with counts, last sequence number and
 //! gaps, text attributes, the rollup pending rows of samples that arrive late), and consumable states in multi-row upserts.
 
-use super::sql::{greatest, placeholder, push_tuples};
+use super::sql::{greatest, placeholder, push_tuples, row_chunks};
 use super::{ConsumableRow, Result, Store, seq_i64};
 use sqlx::AssertSqlSafe;
 use wearline_models::wire::{Sample, Telemetry};
@@ -15,7 +15,7 @@ impl Store {
     pub async fn insert_batch(&self, batch: &[Telemetry]) -> Result<Vec<Vec<usize>>> {
         /// Rows per statement (at most 9 parameters each: under SQLite's 32 766
         /// and PostgreSQL's 65 535).
-        const CHUNK: usize = 2000;
+        const CHUNK: usize = 2048;
         let mut tx = self.writer.begin().await?;
         let rows: Vec<(usize, &Sample)> = batch
             .iter()
@@ -24,7 +24,7 @@ impl Store {
             .collect();
         // Inserted rows by sequence number, then device (no allocation to look one up).
         let mut fresh_keys: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
-        for chunk in rows.chunks(CHUNK) {
+        for chunk in row_chunks(self.backend, &rows, CHUNK) {
             let mut sql = String::from("INSERT INTO samples (device_id, seq, ts_ms, body) VALUES ");
             push_tuples(&mut sql, self.backend, chunk.len(), 4, 1);
             sql.push_str(" ON CONFLICT DO NOTHING RETURNING device_id, seq");
@@ -49,7 +49,7 @@ impl Store {
         let ids: Vec<&str> = ids.into_iter().collect();
         let mut last_seq: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
         let mut pruned: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-        for chunk in ids.chunks(CHUNK) {
+        for chunk in row_chunks(self.backend, &ids, CHUNK) {
             let mut sql = String::from("SELECT id, last_seq, pruned_seq FROM devices WHERE id IN ");
             push_tuples(&mut sql, self.backend, 1, chunk.len(), 1);
             let mut q = self.query_as(AssertSqlSafe(sql));
@@ -140,7 +140,7 @@ impl Store {
         // is locked from then on, so a merge moving the watermark either
         // committed before (and shows here) or waits for this transaction.
         let mut rolled: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-        for chunk in devices.chunks(CHUNK / 2) {
+        for chunk in row_chunks(self.backend, &devices, CHUNK / 2) {
             let mut sql = String::from(
                 "INSERT INTO devices (id, gateway, profile, first_seen_ms, last_seen_ms, last_seq, samples, points, gaps) VALUES ",
             );
@@ -208,7 +208,7 @@ impl Store {
         let mut keep: Vec<usize> = last.into_values().collect();
         keep.sort_unstable();
         let mut tx = self.writer.begin().await?;
-        for chunk in keep.chunks(CHUNK) {
+        for chunk in row_chunks(self.backend, &keep, CHUNK) {
             let mut sql = String::from(
                 "INSERT INTO consumables (device_id, name, profile, lead_time_days, life_start_ms, as_of_ms, samples,
                     used, last_value, limit_kind, remaining_usage, usage_per_day, end_of_life_ms, eol_low_ms,
@@ -269,7 +269,7 @@ impl Store {
         const CHUNK: usize = 5000;
         let mut held = Vec::with_capacity(devices.len());
         let mut tx = self.writer.begin().await?;
-        for chunk in devices.chunks(CHUNK) {
+        for chunk in row_chunks(self.backend, devices, CHUNK) {
             let mut sql = String::from("INSERT INTO device_leases (device_id, owner, expires_ms) VALUES ");
             push_tuples(&mut sql, self.backend, chunk.len(), 3, 1);
             sql.push_str(&format!(

@@ -39,7 +39,7 @@
 //! writes one device shard ([`SHARDS`]) at a time, so it holds SQLite's
 //! write lock briefly.
 
-use super::sql::{greatest, placeholder, push_tuples};
+use super::sql::{greatest, placeholder, push_tuples, row_chunks};
 use super::{Backend, Result, Store, StoreError};
 use sqlx::AssertSqlSafe;
 use std::collections::{BTreeMap, BTreeSet};
@@ -548,7 +548,7 @@ impl Store {
         };
         for (device, seqs) in &keys {
             let seqs: Vec<i64> = seqs.iter().copied().collect();
-            for chunk in seqs.chunks(SEQ_CHUNK) {
+            for chunk in row_chunks(self.backend, &seqs, SEQ_CHUNK) {
                 // One parameter style per statement: SQLite numbers `?` by
                 // position whatever `$1` came before.
                 let mut sql = format!(
@@ -621,7 +621,7 @@ impl Store {
             }
         }
         let mut late = Group::default();
-        for chunk in g.ranges.chunks(RANGE_CHUNK) {
+        for chunk in row_chunks(self.backend, &g.ranges, RANGE_CHUNK) {
             let Some(found) = self.advance_watermarks(&mut tx, chunk, &mut late.minute).await? else {
                 tx.rollback().await?;
                 return Ok(None);
@@ -640,7 +640,7 @@ impl Store {
         let mut written = 0u64;
         for (res, deltas) in [(Resolution::Minute, &g.minute), (Resolution::Hour, &g.hour)] {
             let rows: Vec<_> = deltas.iter().collect();
-            for chunk in rows.chunks(UPSERT_CHUNK) {
+            for chunk in row_chunks(self.backend, &rows, UPSERT_CHUNK) {
                 self.upsert_rollups(&mut tx, res, chunk).await?;
                 written += chunk.len() as u64;
             }

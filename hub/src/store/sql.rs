@@ -46,6 +46,33 @@ pub(super) fn greatest(a: &str, b: &str) -> String {
     format!("CASE WHEN {a} >= {b} THEN {a} ELSE {b} END")
 }
 
+/// Splits `items` into the row counts of multi-row statements: chunks of
+/// `max`, then, on SQLite, the rest in descending powers of two (on
+/// PostgreSQL, in one chunk). Each row count is a statement of its own
+/// text, and SQLite keeps every statement it runs prepared on its
+/// connection (up to 100 each): with any count from 1 to `max`, the
+/// writer's cache filled with large multi-row statements, 28 MB of
+/// prepared programs under `wearline bench ingest --rate 15000`. With
+/// these counts a kind of statement has at most `1 + log2(max)` texts, all
+/// reused. PostgreSQL statements are not kept (see [`super::Store::query`]).
+pub(super) fn row_chunks<T>(backend: Backend, items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let max = max.max(1);
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = match backend {
+            _ if rest.len() >= max => max,
+            Backend::Sqlite => 1 << rest.len().ilog2(),
+            Backend::Postgres => rest.len(),
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +88,27 @@ mod tests {
         let mut sql = String::new();
         push_tuples(&mut sql, Backend::Sqlite, 2, 2, 1);
         assert_eq!(sql, "(?, ?), (?, ?)");
+    }
+
+    #[test]
+    fn row_chunks_use_few_statement_sizes_and_keep_every_row_once() {
+        let items: Vec<usize> = (0..2_345).collect();
+        let sizes = |backend, max| -> Vec<usize> {
+            let chunks: Vec<&[usize]> = row_chunks(backend, &items, max).collect();
+            let joined: Vec<usize> = chunks.concat();
+            assert_eq!(joined, items, "every row once, in order");
+            chunks.iter().map(|c| c.len()).collect()
+        };
+        // 2 345 = 1 000 + 1 000 + 256 + 64 + 16 + 8 + 1.
+        assert_eq!(sizes(Backend::Sqlite, 1000), [1000, 1000, 256, 64, 16, 8, 1]);
+        assert_eq!(sizes(Backend::Postgres, 1000), [1000, 1000, 345]);
+        assert_eq!(sizes(Backend::Sqlite, 4096), [2048, 256, 32, 8, 1]);
+        // Over every length up to 1 000, SQLite sees 1 + log2 of it at most.
+        let mut seen = std::collections::BTreeSet::new();
+        for n in 1..=1000 {
+            seen.extend(row_chunks(Backend::Sqlite, &items[..n], 1000).map(<[usize]>::len));
+        }
+        assert_eq!(seen.len(), 11, "{seen:?}");
+        assert_eq!(row_chunks(Backend::Sqlite, &items[..0], 10).count(), 0);
     }
 }

@@ -43,7 +43,7 @@ fn seed(db: &Path) -> BTreeMap<String, i64> {
                 opened_at_ms: 2_000,
                 predicted_eol_ms: None,
                 lead_time_days: Some(14.0),
-                explanation: json!({}),
+                explanation: json!({}).to_string(),
             };
             let row = store.open_work_order(&wo).await.expect("open").expect("new");
             orders.insert(d.to_string(), row.id);

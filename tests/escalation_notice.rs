@@ -31,7 +31,7 @@ fn an_overdue_order_is_raised_and_the_service_team_is_emailed_once() {
             opened_at_ms: now - 25 * 3_600_000,
             predicted_eol_ms: None,
             lead_time_days: None,
-            explanation: serde_json::json!({}),
+            explanation: serde_json::json!({}).to_string(),
         };
         store
             .open_work_order(&order)

@@ -171,7 +171,7 @@ mod tests {
             opened_at_ms: 1,
             predicted_eol_ms: None,
             lead_time_days: None,
-            explanation: serde_json::json!({}),
+            explanation: serde_json::json!({}).to_string(),
         }
     }
 

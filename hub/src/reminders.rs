@@ -285,7 +285,7 @@ mod tests {
                 opened_at_ms: DAY0,
                 predicted_eol_ms: None,
                 lead_time_days: None,
-                explanation: serde_json::json!({}),
+                explanation: serde_json::json!({}).to_string(),
             })
             .await
             .expect("open")

@@ -562,7 +562,8 @@ pub(super) async fn create_work_order(
             "category": category,
             "description": req.description,
             "priority": if asked.is_some() { "set by the manager" } else { "from the device's criticality" },
-        }),
+        })
+        .to_string(),
     };
     let Some(order) = s.store.open_work_order(&new).await? else {
         let other = s

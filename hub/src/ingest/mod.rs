@@ -667,7 +667,8 @@ impl Ingest {
                                     "rule": "critical alert from the edge",
                                     "alert": {"kind": a.kind, "metric": a.metric, "score": a.score,
                                               "baseline": a.baseline, "value": a.value, "ts_ms": a.ts_ms},
-                                }),
+                                })
+                                .to_string(),
                             }));
                         }
                     }
@@ -916,7 +917,8 @@ impl Ingest {
                 "remaining_days": order.remaining_days,
                 "lead_time_days": c.lead_time_days,
                 "prediction": explain(c, e),
-            }),
+            })
+            .to_string(),
         };
         self.orders.send(OrderEvent::Preventive(wo));
         Ok(())
@@ -969,7 +971,7 @@ fn offline_order(id: &str, why: &str) -> NewWorkOrder {
         opened_at_ms: wall_ms(),
         predicted_eol_ms: None,
         lead_time_days: None,
-        explanation: serde_json::json!({"rule": "offline beyond its limit", "why": why}),
+        explanation: serde_json::json!({"rule": "offline beyond its limit", "why": why}).to_string(),
     }
 }
 

@@ -275,9 +275,10 @@ impl Desk {
         let criticality = self.criticality_of(&wo.device_id).await;
         let urgency = Priority::parse(wo.priority).unwrap_or(Priority::P3);
         wo.priority = workorder::priority(urgency, criticality).as_str();
-        if let serde_json::Value::Object(why) = &mut wo.explanation {
+        if let Ok(serde_json::Value::Object(mut why)) = serde_json::from_str(&wo.explanation) {
             why.insert("urgency".into(), urgency.as_str().into());
             why.insert("criticality".into(), criticality.as_str().into());
+            wo.explanation = serde_json::Value::Object(why).to_string();
         }
         let row = self.store.open_work_order(&wo).await?;
         if let Some(row) = &row {

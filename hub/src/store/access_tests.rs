@@ -207,7 +207,7 @@ async fn lists_are_cut_to_the_callers_scope(db: TestDb) {
             opened_at_ms: 1,
             predicted_eol_ms: None,
             lead_time_days: None,
-            explanation: serde_json::json!({}),
+            explanation: serde_json::json!({}).to_string(),
         };
         ids.push(store.open_work_order(&wo).await.expect("open").expect("new").id);
     }

@@ -26,7 +26,7 @@ fn order(device: &str) -> NewWorkOrder {
         opened_at_ms: 1,
         predicted_eol_ms: Some(2),
         lead_time_days: Some(14.0),
-        explanation: serde_json::json!({"model": "m"}),
+        explanation: serde_json::json!({"model": "m"}).to_string(),
     }
 }
 

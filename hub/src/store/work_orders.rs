@@ -115,7 +115,7 @@ impl Store {
             .bind(wo.opened_at_ms)
             .bind(wo.predicted_eol_ms)
             .bind(wo.lead_time_days)
-            .bind(wo.explanation.to_string())
+            .bind(wo.explanation.as_str())
             .bind(wo.opened_at_ms)
             .bind(wo.opened_at_ms.saturating_add(sla.respond_ms))
             .bind(wo.opened_at_ms.saturating_add(sla.resolve_ms))

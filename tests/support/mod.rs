@@ -116,6 +116,11 @@ impl Proc {
     }
 
     /// Kills the process (SIGKILL) and waits for it.
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

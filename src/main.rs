@@ -88,9 +88,9 @@ struct HubArgs {
 
 /// Transparent huge pages off for this process. A 2 MiB huge page is
 /// resident whole as soon as one byte of it is touched: with them, the
-/// hub's peak RSS under `wearline bench ingest --rate 7500` was 204–221 MB
-/// (39 MB of it in huge pages); without, 113 MB, at the same throughput
-/// and latency. mimalloc asks for them on its arenas unless built with
+/// hub's peak RSS under `wearline bench ingest --rate 7500` was 185–189 MB
+/// (39 MB in huge pages in one sample); without, 118–122 MB, same code
+/// otherwise, at the same throughput and latency. mimalloc asks for them on its arenas unless built with
 /// `no_thp`; on a kernel with THP `always` both allocators get them
 /// unasked, hence the process-wide switch (Linux only; a kernel that
 /// refuses it is only logged).

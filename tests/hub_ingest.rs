@@ -16,7 +16,7 @@ fn telemetry(seq: u64, dp: f64) -> String {
 
 /// Transparent huge pages are off for the hub: with them a 2 MiB page is
 /// resident whole for a few bytes used (its peak RSS under `wearline bench
-/// ingest --rate 7500` was 204–221 MB with them, 119–121 without).
+/// ingest --rate 7500` was 185–189 MB with them, 118–122 without).
 #[test]
 fn the_hub_runs_without_transparent_huge_pages() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -49,12 +49,12 @@ pub(super) fn greatest(a: &str, b: &str) -> String {
 /// Splits `items` into the row counts of multi-row statements: chunks of
 /// `max`, then, on SQLite, the rest in descending powers of two (on
 /// PostgreSQL, in one chunk). Each row count is a statement of its own
-/// text, and SQLite keeps every statement it runs prepared on its
-/// connection (up to 100 each): with any count from 1 to `max`, the
-/// writer's cache filled with large multi-row statements, 28 MB of
-/// prepared programs under `wearline bench ingest --rate 15000`. With
-/// these counts a kind of statement has at most `1 + log2(max)` texts, all
-/// reused. PostgreSQL statements are not kept (see [`super::Store::query`]).
+/// text, and on SQLite sqlx keeps every statement prepared on its
+/// connection (up to 100 each, see [`super::Store::query`]): with any count
+/// from 1 to `max`, the writer's cache filled with large multi-row
+/// programs, 28 MB of SQLite's memory under `wearline bench ingest --rate
+/// 15000`. With these counts a kind of statement has at most
+/// `1 + log2(max)` texts, all reused. PostgreSQL statements are not kept.
 pub(super) fn row_chunks<T>(backend: Backend, items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     let max = max.max(1);
     let mut rest = items;

@@ -90,10 +90,10 @@ struct HubArgs {
 /// resident whole as soon as one byte of it is touched: with them, the
 /// hub's peak RSS under `wearline bench ingest --rate 7500` was 185–189 MB
 /// (39 MB in huge pages in one sample); without, 118–122 MB, same code
-/// otherwise, at the same throughput and latency. mimalloc asks for them on its arenas unless built with
-/// `no_thp`; on a kernel with THP `always` both allocators get them
-/// unasked, hence the process-wide switch (Linux only; a kernel that
-/// refuses it is only logged).
+/// otherwise, at the same throughput and latency. mimalloc asks for them on
+/// its arenas unless built with `no_thp`; on a kernel with THP `always` both
+/// allocators get them unasked, hence the process-wide switch (Linux only; a
+/// kernel that refuses it is only logged).
 fn no_huge_pages() {
     #[cfg(target_os = "linux")]
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {

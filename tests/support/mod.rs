@@ -115,12 +115,12 @@ impl Proc {
         assert!(ok, "cannot send {signal} to {}", self.name);
     }
 
-    /// Kills the process (SIGKILL) and waits for it.
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// Kills the process (SIGKILL) and waits for it.
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

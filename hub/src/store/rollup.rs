@@ -684,11 +684,11 @@ impl Store {
     /// stored inside a range after the merge read it (a late one, which saw
     /// the old watermark) is read here and added to `late` (the count of
     /// them is returned), its points counted into the watermark: so a device
-    /// whose samples arrive out of order is not starved of merges. On PostgreSQL the device rows are locked
-    /// first, in id order, as telemetry transactions lock them; the check
-    /// then runs as a statement of its own, so it sees every telemetry
-    /// transaction that held a row before, and later ones see the new
-    /// watermark.
+    /// whose samples arrive out of order is not starved of merges. On
+    /// PostgreSQL the device rows are locked first, in id order, as telemetry
+    /// transactions lock them; the check then runs as a statement of its
+    /// own, so it sees every telemetry transaction that held a row before,
+    /// and later ones see the new watermark.
     async fn advance_watermarks(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
